@@ -1,0 +1,830 @@
+import { hashString } from './hash.js'
+
+/**
+ * Windowed G-Counters for many keys.
+ *
+ * Per key, usage is a ring of time slots keyed by absolute slot epoch
+ * (`floor(timeMs / slotMs)`). Each slot is a G-Counter over replicas: the local
+ * replica's count lives in the key's record, other replicas' counts in per-key columns
+ * that exist only once a peer wrote to the key. Slots are never reset in place: a
+ * slot's counts are dropped only when its epoch leaves the retained range, so a count
+ * still inside the window is never lost. Remote values merge by max, so duplicated,
+ * reordered or re-sent entries are harmless.
+ *
+ * The ring retains `pastSlots` epochs up to the key's head (the epoch it was last
+ * aligned to) plus `futureSlots` epochs ahead of it, which hold entries from peers
+ * whose clocks run slightly ahead. Running totals make estimates O(1).
+ *
+ * Layout: every key is one fixed-size record in a single ArrayBuffer (read through a
+ * Float64 and a Uint32 view), so a check touches one or two cache lines of store state:
+ *
+ *   f64[d+0] head epoch     f64[d+1] sum over retained slots and replicas
+ *   f64[d+2] wire hash      f64[d+3] aux (token bucket level cache, only with withAux)
+ *   u32[meta] bits 0-7 head position in the local ring, 8 USED, 9 REMOTE, 10 DIRTY,
+ *             16-23 head - (oldest epoch changed since the last drain),
+ *             24-31 head - (newest epoch with a count at or before the head; 255: none)
+ *   u32[meta+1 ...] the local replica's count per slot, a ring of pastSlots
+ *
+ * The local replica only ever counts into the head slot, so its ring holds no slots
+ * ahead of the head. Data only peers write (their columns, including slots ahead of
+ * the head) lives in a side object per key, with a ring of pastSlots + futureSlots, so
+ * a key only this node touches stays one small record. In both rings an epoch sits at
+ * position `epoch mod size`; the head's position is cached so the hot path never
+ * takes a floating-point modulo.
+ *
+ * No I/O, no timers: callers pass epochs.
+ */
+export interface WindowStoreInit {
+  /** Width of one slot, in milliseconds. */
+  slotMs: number
+  /** Epochs at or before the head kept for estimates (k + 1 for a k-slot sliding window). */
+  pastSlots: number
+  /**
+   * Epochs after the head kept for peers whose clocks run ahead.
+   * @default 1
+   */
+  futureSlots?: number
+  /** Most keys held at once; beyond it the least recently touched of a sample is evicted. */
+  maxKeys: number
+  /**
+   * Seed of the key hash; every node of a mesh must use the same one.
+   * @default 0
+   */
+  hashSeed?: number
+  /**
+   * Whether keys need a wire hash and a hash index (false for node-scoped limits that
+   * are never gossiped).
+   * @default true
+   */
+  replicated?: boolean
+  /**
+   * Seed of the sampler that picks eviction candidates.
+   * @default 1
+   */
+  samplerSeed?: number
+  /**
+   * Keys allocated up front.
+   * @default 1024
+   */
+  initialCapacity?: number
+  /**
+   * Whether to keep a per-key algorithm cache (`aux`); the token bucket needs one.
+   * @default false
+   */
+  withAux?: boolean
+}
+
+/** Outcome of merging one remote entry. */
+export const enum MergeResult {
+  /** The entry raised a count. */
+  Applied = 0,
+  /** The entry was not larger than what the store holds (duplicate or old). */
+  Unchanged = 1,
+  /** The entry's epoch already left the window. */
+  Stale = 2,
+  /** The entry's epoch is further ahead than `futureSlots`. */
+  TooFarAhead = 3
+}
+
+/** Counts of what the store did, for metrics. */
+export interface WindowStoreStats {
+  keys: number
+  capacity: number
+  evictions: number
+  expired: number
+  droppedAhead: number
+  /** Bytes of the record buffer and hash table. */
+  bytes: number
+}
+
+/** Per-key columns of counts written by other replicas. */
+interface RemoteColumns {
+  /** Replica indexes (never 0, the local replica), one per column. */
+  reps: number[]
+  /** reps.length x ring counts, column-major: vals[col * ring + pos]. */
+  vals: number[]
+  /** Per ring position, the sum over the columns. */
+  tot: number[]
+  /** Total of the slots after the head (peers whose clocks run ahead). */
+  ahead: number
+  /** Position of the head epoch in this ring (epoch mod ring). */
+  headPos: number
+}
+
+const EVICTION_SAMPLE = 8
+const SWEEP_ON_FULL = 32
+const NO_INDEX = -1
+const F_HEAD = 0
+const F_SUM = 1
+const F_HASH = 2
+const F_AUX = 3
+const POS_MASK = 0xff
+const USED = 0x100
+const REMOTE = 0x200
+const DIRTY = 0x400
+const DIRTY_SHIFT = 16
+const DIRTY_MASK = 0xff << DIRTY_SHIFT
+/** Largest head - dirty-from offset kept; older dirty slots have left any ring anyway. */
+const MAX_DIRTY_OFFSET = 255
+const NEWEST_SHIFT = 24
+const LOW_24 = 0xffffff
+/** The newest-offset value meaning "no count at or before the head". */
+const NO_NEWEST = 255
+
+/** Ring position of an epoch (epochs before 0 appear when a virtual clock starts at 0). */
+function mod (e: number, r: number): number {
+  const p = e % r
+  return p < 0 ? p + r : p
+}
+
+/** Hash table slots for a capacity: a power of two at least twice as large (load <= 1/2). */
+function tableSize (capacity: number): number {
+  let n = 16
+  while (n < capacity * 2) n *= 2
+  return n
+}
+
+export class WindowStore {
+  readonly slotMs: number
+  readonly pastSlots: number
+  readonly futureSlots: number
+  /** Length of the remote ring: pastSlots + futureSlots (the local ring is pastSlots). */
+  readonly ring: number
+  readonly maxKeys: number
+  readonly hashSeed: number
+  readonly replicated: boolean
+
+  /** Doubles per record header (3, or 4 with aux). */
+  private readonly header: number
+  /** Record size in 32-bit words (even, so every record's doubles stay aligned). */
+  private readonly stride: number
+  /** Word offset of the meta word inside a record. */
+  private readonly metaAt: number
+  private f64: Float64Array
+  private u32: Uint32Array
+  private remote: Array<RemoteColumns | undefined>
+  private keyOf: Array<string | undefined>
+  private readonly byKey = new Map<string, number>()
+  /** Open-addressing index from wire hash to record index + 1 (0 = empty), linear probing. */
+  private table: Int32Array
+  private mask: number
+  private readonly free: number[] = []
+  private capacity: number
+  private top = 0
+  private live = 0
+  private dirty: number[] = []
+  private pendingEvicted: number[] = []
+  private sweepCursor = 0
+  private rng: number
+  private evictions = 0
+  private expired = 0
+  private droppedAhead = 0
+
+  constructor (init: WindowStoreInit) {
+    if (!(init.slotMs > 0)) throw new RangeError(`slotMs must be > 0, got ${init.slotMs}`)
+    if (!Number.isInteger(init.pastSlots) || init.pastSlots < 1) throw new RangeError(`pastSlots must be an integer >= 1, got ${init.pastSlots}`)
+    const futureSlots = init.futureSlots ?? 1
+    if (!Number.isInteger(futureSlots) || futureSlots < 0) throw new RangeError(`futureSlots must be an integer >= 0, got ${futureSlots}`)
+    if (init.pastSlots + futureSlots > 255) throw new RangeError(`pastSlots + futureSlots must be <= 255, got ${init.pastSlots + futureSlots}`)
+    if (!Number.isInteger(init.maxKeys) || init.maxKeys < 1) throw new RangeError(`maxKeys must be an integer >= 1, got ${init.maxKeys}`)
+    this.slotMs = init.slotMs
+    this.pastSlots = init.pastSlots
+    this.futureSlots = futureSlots
+    this.ring = init.pastSlots + futureSlots
+    this.maxKeys = init.maxKeys
+    this.hashSeed = init.hashSeed ?? 0
+    this.replicated = init.replicated ?? true
+    this.rng = (init.samplerSeed ?? 1) | 0 || 1
+    this.header = (init.withAux ?? false) ? 4 : 3
+    this.metaAt = this.header * 2
+    const words = this.metaAt + 1 + this.pastSlots
+    this.stride = words + (words & 1)
+    const cap = Math.max(16, Math.min(init.initialCapacity ?? 1024, init.maxKeys))
+    this.capacity = cap
+    const buf = new ArrayBuffer(cap * this.stride * 4)
+    this.f64 = new Float64Array(buf)
+    this.u32 = new Uint32Array(buf)
+    this.remote = new Array(cap).fill(undefined)
+    this.keyOf = new Array(cap).fill(undefined)
+    this.table = new Int32Array(this.replicated ? tableSize(cap) : 0)
+    this.mask = this.table.length - 1
+  }
+
+  /** The slot epoch containing `timeMs`. */
+  epochOf (timeMs: number): number {
+    return Math.floor(timeMs / this.slotMs)
+  }
+
+  get size (): number {
+    return this.live
+  }
+
+  stats (): WindowStoreStats {
+    return {
+      keys: this.live,
+      capacity: this.capacity,
+      evictions: this.evictions,
+      expired: this.expired,
+      droppedAhead: this.droppedAhead,
+      bytes: this.f64.byteLength + this.table.byteLength
+    }
+  }
+
+  // --- record fields -------------------------------------------------------------
+
+  /** Epoch key `i`'s ring is aligned to (where it was last touched). */
+  headOf (i: number): number {
+    return this.f64[i * (this.stride >> 1)]
+  }
+
+  /** Total over every retained slot and replica of key `i`. */
+  sumOf (i: number): number {
+    return this.f64[i * (this.stride >> 1) + F_SUM]
+  }
+
+  /** Total of key `i`'s slots after its head (peers whose clocks run ahead). */
+  aheadOf (i: number): number {
+    return (this.u32[i * this.stride + this.metaAt] & REMOTE) === 0 ? 0 : (this.remote[i] as RemoteColumns).ahead
+  }
+
+  /** Wire hash of key `i` (0 when the store is not replicated). */
+  hashOf (i: number): number {
+    return this.f64[i * (this.stride >> 1) + F_HASH]
+  }
+
+  /** The algorithm cache of key `i` (NaN once invalidated); only with withAux. */
+  auxOf (i: number): number {
+    return this.f64[i * (this.stride >> 1) + F_AUX]
+  }
+
+  setAux (i: number, v: number): void {
+    this.f64[i * (this.stride >> 1) + F_AUX] = v
+  }
+
+  /** Local-ring position of `epoch` in (head - pastSlots, head], from the head's. */
+  private ownPos (i: number, epoch: number): number {
+    const p = (this.u32[i * this.stride + this.metaAt] & POS_MASK) + (epoch - this.f64[i * (this.stride >> 1)])
+    return p < 0 ? p + this.pastSlots : p
+  }
+
+  /** Remote-ring position of `epoch` in (head - pastSlots, head + futureSlots]. */
+  private rpos (rc: RemoteColumns, i: number, epoch: number): number {
+    const p = rc.headPos + (epoch - this.f64[i * (this.stride >> 1)])
+    return p >= this.ring ? p - this.ring : p < 0 ? p + this.ring : p
+  }
+
+  private invalidateAux (d: number): void {
+    if (this.header === 4) this.f64[d + F_AUX] = NaN
+  }
+
+  /**
+   * Newest epoch at or before the head in which key `i` has a count (any replica), or
+   * NaN when none is left. Slots ahead of the head are not considered (see aheadOf).
+   */
+  newestEpoch (i: number): number {
+    const off = this.u32[i * this.stride + this.metaAt] >>> NEWEST_SHIFT
+    return off >= this.pastSlots ? NaN : this.headOf(i) - off
+  }
+
+  /** Records a count at `epoch`, `offset` = head - epoch >= 0. */
+  private touchNewest (meta: number, offset: number): void {
+    const m = this.u32[meta]
+    if (offset < m >>> NEWEST_SHIFT) this.u32[meta] = (m & LOW_24) | (offset << NEWEST_SHIFT)
+  }
+
+  /** Oldest epoch of key `i` changed since the last drain, or NaN when clean. */
+  private dirtyFrom (i: number): number {
+    const meta = this.u32[i * this.stride + this.metaAt]
+    return (meta & DIRTY) === 0 ? NaN : this.headOf(i) - ((meta & DIRTY_MASK) >>> DIRTY_SHIFT)
+  }
+
+  /** Records that key `i`'s own count changed at `epoch` (no newer than the head). */
+  private markDirty (i: number, epoch: number): void {
+    const at = i * this.stride + this.metaAt
+    const meta = this.u32[at]
+    const off = Math.min(MAX_DIRTY_OFFSET, this.headOf(i) - epoch)
+    if ((meta & DIRTY) === 0) {
+      this.u32[at] = (meta & ~DIRTY_MASK) | DIRTY | (off << DIRTY_SHIFT)
+      this.dirty.push(i)
+    } else if (off > (meta & DIRTY_MASK) >>> DIRTY_SHIFT) {
+      this.u32[at] = (meta & ~DIRTY_MASK) | (off << DIRTY_SHIFT)
+    }
+  }
+
+  private markClean (i: number): void {
+    this.u32[i * this.stride + this.metaAt] &= ~(DIRTY | DIRTY_MASK)
+  }
+
+  // --- keys ----------------------------------------------------------------------
+
+  /** Index of an existing key, or -1. */
+  find (key: string): number {
+    return this.byKey.get(key) ?? NO_INDEX
+  }
+
+  /**
+   * Index of `key`, creating it (aligned to `epoch`) when absent. May evict the least
+   * recently touched of a sample when the store is full.
+   */
+  acquire (key: string, epoch: number): number {
+    const i = this.byKey.get(key)
+    return i === undefined ? this.attach(key, epoch) : i
+  }
+
+  /** Index of the key with wire hash `h`, creating a nameless entry when absent. */
+  acquireHash (h: number, epoch: number): number {
+    const i = this.findHash(h)
+    if (i !== NO_INDEX) return i
+    const j = this.allocate(epoch)
+    this.f64[j * (this.stride >> 1) + F_HASH] = h
+    this.tableInsert(h, j)
+    return j
+  }
+
+  /** Index of the key with wire hash `h`, or -1. */
+  findHash (h: number): number {
+    const t = this.table
+    const m = this.mask
+    if (m < 0) return NO_INDEX
+    let b = (h >>> 0) & m
+    for (;;) {
+      const v = t[b]
+      if (v === 0) return NO_INDEX
+      if (this.hashOf(v - 1) === h) return v - 1
+      b = (b + 1) & m
+    }
+  }
+
+  /** The key string of index `i` (undefined for entries only known by hash). */
+  keyAt (i: number): string | undefined {
+    return this.keyOf[i]
+  }
+
+  /** Wire hash of a key string under this store's seed. */
+  hashKey (key: string): number {
+    return hashString(key, this.hashSeed)
+  }
+
+  private tableInsert (h: number, i: number): void {
+    const t = this.table
+    const m = this.mask
+    let b = (h >>> 0) & m
+    while (t[b] !== 0) b = (b + 1) & m
+    t[b] = i + 1
+  }
+
+  /** Removes index `i` from the table, shifting later probes back (no tombstones). */
+  private tableDelete (i: number): void {
+    const t = this.table
+    const m = this.mask
+    let b = (this.hashOf(i) >>> 0) & m
+    while (t[b] !== i + 1) {
+      if (t[b] === 0) return
+      b = (b + 1) & m
+    }
+    let j = b
+    for (;;) {
+      j = (j + 1) & m
+      const v = t[j]
+      if (v === 0) break
+      const ideal = (this.hashOf(v - 1) >>> 0) & m
+      // Move v back into the hole unless its ideal bucket lies cyclically in (b, j].
+      const inRange = b <= j ? (ideal > b && ideal <= j) : (ideal > b || ideal <= j)
+      if (!inRange) {
+        t[b] = v
+        b = j
+      }
+    }
+    t[b] = 0
+  }
+
+  private attach (key: string, epoch: number): number {
+    if (this.replicated) {
+      const h = hashString(key, this.hashSeed)
+      const existing = this.findHash(h)
+      if (existing !== NO_INDEX) {
+        // A peer wrote this key before we saw it locally (or, with odds of 2^-53, another
+        // key shares the hash and the two share a counter, which only errs towards denying).
+        if (this.keyOf[existing] === undefined) {
+          this.keyOf[existing] = key
+          this.byKey.set(key, existing)
+        }
+        return existing
+      }
+      const i = this.allocate(epoch)
+      this.f64[i * (this.stride >> 1) + F_HASH] = h
+      this.tableInsert(h, i)
+      this.keyOf[i] = key
+      this.byKey.set(key, i)
+      return i
+    }
+    const i = this.allocate(epoch)
+    this.keyOf[i] = key
+    this.byKey.set(key, i)
+    return i
+  }
+
+  private allocate (epoch: number): number {
+    if (this.live >= this.maxKeys) this.makeRoom(epoch)
+    let i = this.free.pop()
+    if (i === undefined) {
+      if (this.top === this.capacity) this.grow()
+      i = this.top++
+    }
+    this.live++
+    const d = i * (this.stride >> 1)
+    // Records are zeroed on release, and fresh buffer space is zero.
+    this.f64[d + F_HEAD] = epoch
+    this.invalidateAux(d)
+    this.u32[i * this.stride + this.metaAt] = USED | mod(epoch, this.pastSlots) | (NO_NEWEST << NEWEST_SHIFT)
+    return i
+  }
+
+  private grow (): void {
+    // Only called when every record is live and live < maxKeys, so next > capacity.
+    const next = Math.min(this.capacity * 2, this.maxKeys)
+    const buf = new ArrayBuffer(next * this.stride * 4)
+    const f64 = new Float64Array(buf)
+    f64.set(this.f64)
+    this.f64 = f64
+    this.u32 = new Uint32Array(buf)
+    for (let j = this.capacity; j < next; j++) {
+      this.remote.push(undefined)
+      this.keyOf.push(undefined)
+    }
+    this.capacity = next
+    if (this.replicated && tableSize(next) > this.table.length) {
+      this.table = new Int32Array(tableSize(next))
+      this.mask = this.table.length - 1
+      for (let j = 0; j < this.top; j++) if (this.isUsed(j)) this.tableInsert(this.hashOf(j), j)
+    }
+  }
+
+  private isUsed (i: number): boolean {
+    return (this.u32[i * this.stride + this.metaAt] & USED) !== 0
+  }
+
+  private makeRoom (epoch: number): void {
+    if (this.sweep(epoch, SWEEP_ON_FULL) > 0) return
+    // The head epoch is where a key was last touched (locally or by a peer).
+    let victim = NO_INDEX
+    let oldest = Infinity
+    for (let n = 0; n < EVICTION_SAMPLE; n++) {
+      const j = this.sample()
+      if (this.isUsed(j) && this.headOf(j) < oldest) {
+        oldest = this.headOf(j)
+        victim = j
+      }
+    }
+    if (victim === NO_INDEX) {
+      for (let j = 0; j < this.top; j++) {
+        if (this.isUsed(j)) { victim = j; break }
+      }
+    }
+    this.release(victim)
+    this.evictions++
+  }
+
+  private sample (): number {
+    // xorshift32: deterministic for a given seed, no Math.random on any path.
+    let x = this.rng
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    this.rng = x
+    return (x >>> 0) % this.top
+  }
+
+  /** Frees a key; its undrained own counts are kept for the next drain so none is lost. */
+  private release (i: number): void {
+    const from = this.dirtyFrom(i)
+    if (from === from) this.emitOwn(i, from, this.pendingEvicted)
+    const key = this.keyOf[i]
+    if (key !== undefined) this.byKey.delete(key)
+    if (this.replicated) this.tableDelete(i)
+    this.keyOf[i] = undefined
+    this.remote[i] = undefined
+    this.u32.fill(0, i * this.stride, (i + 1) * this.stride)
+    this.free.push(i)
+    this.live--
+  }
+
+  // --- counts --------------------------------------------------------------------
+
+  /**
+   * Aligns key `i` to `epoch` (no-op when it is not newer than the head), dropping the
+   * slots that leave the retained range.
+   */
+  advance (i: number, epoch: number): void {
+    const d = i * (this.stride >> 1)
+    const h = this.f64[d + F_HEAD]
+    if (epoch <= h) return
+    const P = this.pastSlots
+    const meta = i * this.stride + this.metaAt
+    const own = meta + 1
+    const steps = epoch - h
+    const first = h - P + 1
+    let s = this.f64[d + F_SUM]
+    if (steps >= P) {
+      for (let p = 0; p < P; p++) {
+        s -= this.u32[own + p]
+        this.u32[own + p] = 0
+      }
+    } else {
+      let p = this.ownPos(i, first)
+      for (let j = 0; j < steps; j++, p = p + 1 === P ? 0 : p + 1) {
+        s -= this.u32[own + p]
+        this.u32[own + p] = 0
+      }
+    }
+    const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
+    if (rc !== undefined) {
+      const R = this.ring
+      // Slots (h, epoch] stop being ahead of the head.
+      if (rc.ahead !== 0) {
+        for (let e = h + 1; e <= epoch && e <= h + this.futureSlots; e++) rc.ahead -= rc.tot[this.rpos(rc, i, e)]
+      }
+      const n = steps < R ? steps : R
+      let q = this.rpos(rc, i, first)
+      for (let j = 0; j < n; j++, q = q + 1 === R ? 0 : q + 1) {
+        if (rc.tot[q] === 0) continue
+        s -= rc.tot[q]
+        rc.tot[q] = 0
+        for (let c = 0; c < rc.reps.length; c++) rc.vals[c * R + q] = 0
+      }
+      rc.headPos = mod(epoch, R)
+      if (!rc.tot.some(v => v !== 0)) this.dropRemote(i)
+    }
+    this.f64[d + F_SUM] = s
+    this.f64[d + F_HEAD] = epoch
+    let m = (this.u32[meta] & ~POS_MASK) | mod(epoch, P)
+    const newest = Math.min(NO_NEWEST, (m >>> NEWEST_SHIFT) + steps)
+    m = (m & LOW_24) | (newest << NEWEST_SHIFT)
+    if ((m & DIRTY) !== 0) {
+      // Keep the dirty-from epoch fixed while the head moves away from it.
+      const off = Math.min(MAX_DIRTY_OFFSET, ((m & DIRTY_MASK) >>> DIRTY_SHIFT) + steps)
+      m = (m & ~DIRTY_MASK) | (off << DIRTY_SHIFT)
+    }
+    this.u32[meta] = m
+    this.invalidateAux(d)
+  }
+
+  private dropRemote (i: number): void {
+    this.remote[i] = undefined
+    this.u32[i * this.stride + this.metaAt] &= ~REMOTE
+  }
+
+  /**
+   * Adds `cost` to the local replica's count of key `i` at `epoch` (clamped to the
+   * head, so a clock that steps back credits the newest slot) and marks it dirty.
+   */
+  add (i: number, epoch: number, cost: number): void {
+    const d = i * (this.stride >> 1)
+    if (epoch > this.f64[d + F_HEAD]) this.advance(i, epoch)
+    // Counting into the head slot also covers a clock that stepped back.
+    const meta = i * this.stride + this.metaAt
+    this.u32[meta + 1 + (this.u32[meta] & POS_MASK)] += cost
+    this.u32[meta] &= LOW_24
+    this.f64[d + F_SUM] += cost
+    // Only replicated stores are drained; others never need to remember changes.
+    if (this.replicated && (this.u32[meta] & DIRTY) === 0) {
+      this.u32[meta] |= DIRTY
+      this.dirty.push(i)
+    }
+  }
+
+  /**
+   * Adds `cost` to the local replica's count of key `i` at a retained `epoch` no newer
+   * than the head. Returns false (and counts nothing) when the epoch is not retained.
+   */
+  addAt (i: number, epoch: number, cost: number): boolean {
+    const d = i * (this.stride >> 1)
+    const h = this.f64[d + F_HEAD]
+    if (epoch <= h - this.pastSlots || epoch > h) return false
+    this.u32[i * this.stride + this.metaAt + 1 + this.ownPos(i, epoch)] += cost
+    this.f64[d + F_SUM] += cost
+    this.touchNewest(i * this.stride + this.metaAt, h - epoch)
+    if (epoch < h) this.invalidateAux(d)
+    if (this.replicated) this.markDirty(i, epoch)
+    return true
+  }
+
+  /** Total over all replicas of key `i`'s slot `epoch` (0 outside the retained range). */
+  slotTotal (i: number, epoch: number): number {
+    const h = this.f64[i * (this.stride >> 1) + F_HEAD]
+    if (epoch <= h - this.pastSlots || epoch > h + this.futureSlots) return 0
+    const meta = i * this.stride + this.metaAt
+    const o = epoch <= h ? this.u32[meta + 1 + this.ownPos(i, epoch)] : 0
+    if ((this.u32[meta] & REMOTE) === 0) return o
+    const rc = this.remote[i] as RemoteColumns
+    return o + rc.tot[this.rpos(rc, i, epoch)]
+  }
+
+  /**
+   * Total over all replicas of key `i`'s slot at `offset` from the head, for offsets
+   * -(pastSlots - 1) .. 0. No range checks: the hot path.
+   */
+  totalAt (i: number, offset: number): number {
+    const meta = i * this.stride + this.metaAt
+    const m = this.u32[meta]
+    let p = (m & POS_MASK) + offset
+    if (p < 0) p += this.pastSlots
+    const o = this.u32[meta + 1 + p]
+    if ((m & REMOTE) === 0) return o
+    const rc = this.remote[i] as RemoteColumns
+    let q = rc.headPos + offset
+    if (q < 0) q += this.ring
+    return o + rc.tot[q]
+  }
+
+  /** The local replica's count of key `i` at `epoch`. */
+  ownAt (i: number, epoch: number): number {
+    const h = this.headOf(i)
+    if (epoch <= h - this.pastSlots || epoch > h) return 0
+    return this.u32[i * this.stride + this.metaAt + 1 + this.ownPos(i, epoch)]
+  }
+
+  /**
+   * Max-merges one entry: replica `rep` (0 = local) counted `count` in slot `epoch` of
+   * key `i`. `nowEpoch` is the local epoch; the key is aligned to it first.
+   */
+  merge (i: number, rep: number, epoch: number, count: number, nowEpoch: number): MergeResult {
+    this.advance(i, nowEpoch)
+    const d = i * (this.stride >> 1)
+    const h = this.f64[d + F_HEAD]
+    if (epoch <= h - this.pastSlots) return MergeResult.Stale
+    if (epoch > h + this.futureSlots) {
+      this.droppedAhead++
+      return MergeResult.TooFarAhead
+    }
+    const R = this.ring
+    const meta = i * this.stride + this.metaAt
+    let delta: number
+    if (rep === 0) {
+      // Our own entries echoed back (e.g. by a snapshot): never lower than what we hold,
+      // and never ahead of the head, where the local replica cannot have counted.
+      if (epoch > h) return MergeResult.Unchanged
+      const p = this.ownPos(i, epoch)
+      delta = count - this.u32[meta + 1 + p]
+      if (delta <= 0) return MergeResult.Unchanged
+      this.u32[meta + 1 + p] = count
+    } else {
+      let rc = this.remote[i]
+      if (rc === undefined) {
+        rc = { reps: [], vals: [], tot: new Array<number>(R).fill(0), ahead: 0, headPos: mod(h, R) }
+        this.remote[i] = rc
+        this.u32[meta] |= REMOTE
+      }
+      const p = this.rpos(rc, i, epoch)
+      let col = rc.reps.indexOf(rep)
+      if (col < 0) {
+        col = rc.reps.length
+        rc.reps.push(rep)
+        for (let j = 0; j < R; j++) rc.vals.push(0)
+      }
+      const at = col * R + p
+      delta = count - rc.vals[at]
+      if (delta <= 0) return MergeResult.Unchanged
+      rc.vals[at] = count
+      rc.tot[p] += delta
+    }
+    this.f64[d + F_SUM] += delta
+    if (epoch > h) (this.remote[i] as RemoteColumns).ahead += delta
+    else {
+      this.touchNewest(meta, h - epoch)
+      if (epoch < h) this.invalidateAux(d)
+    }
+    return MergeResult.Applied
+  }
+
+  /** Max-merges an entry addressed by wire hash, creating the key when absent. */
+  mergeHash (h: number, rep: number, epoch: number, count: number, nowEpoch: number): MergeResult {
+    if (epoch <= nowEpoch - this.pastSlots) return MergeResult.Stale
+    if (epoch > nowEpoch + this.futureSlots) {
+      this.droppedAhead++
+      return MergeResult.TooFarAhead
+    }
+    return this.merge(this.acquireHash(h, nowEpoch), rep, epoch, count, nowEpoch)
+  }
+
+  // --- replication ---------------------------------------------------------------
+
+  /** Number of keys (and evicted keys) with undrained own changes. */
+  get dirtyCount (): number {
+    return this.dirty.length + this.pendingEvicted.length / 3
+  }
+
+  /**
+   * Appends every own count changed since the last drain to `out`, as absolute
+   * (hash, epoch, count) triples, and marks the keys clean.
+   */
+  drainDirty (out: number[]): void {
+    if (this.pendingEvicted.length > 0) {
+      for (const v of this.pendingEvicted) out.push(v)
+      this.pendingEvicted = []
+    }
+    const list = this.dirty
+    this.dirty = []
+    for (const i of list) {
+      const from = this.dirtyFrom(i)
+      if (from !== from) continue
+      this.markClean(i)
+      this.emitOwn(i, from, out)
+    }
+  }
+
+  /** Appends own (hash, epoch, count) triples of key `i` from epoch `from` to the head. */
+  private emitOwn (i: number, from: number, out: number[]): void {
+    const h = this.headOf(i)
+    const hash = this.hashOf(i)
+    const own = i * this.stride + this.metaAt + 1
+    for (let e = Math.max(from, h - this.pastSlots + 1); e <= h; e++) {
+      const c = this.u32[own + this.ownPos(i, e)]
+      if (c > 0) out.push(hash, e, c)
+    }
+  }
+
+  /**
+   * Appends every live entry of every key as (replica, hash, epoch, count) quadruples,
+   * aligned to `nowEpoch` first. `includeRemote` adds other replicas' entries (for a
+   * full snapshot); otherwise only the local replica's (replica 0).
+   */
+  snapshot (nowEpoch: number, includeRemote: boolean, out: number[]): void {
+    const R = this.ring
+    for (let i = 0; i < this.top; i++) {
+      if (!this.isUsed(i)) continue
+      this.advance(i, nowEpoch)
+      const h = this.headOf(i)
+      const hash = this.hashOf(i)
+      const own = i * this.stride + this.metaAt + 1
+      const rc = includeRemote && (this.u32[own - 1] & REMOTE) !== 0 ? this.remote[i] : undefined
+      for (let e = h - this.pastSlots + 1; e <= h + this.futureSlots; e++) {
+        const o = e <= h ? this.u32[own + this.ownPos(i, e)] : 0
+        if (o > 0) out.push(0, hash, e, o)
+        if (rc === undefined) continue
+        const q = this.rpos(rc, i, e)
+        for (let c = 0; c < rc.reps.length; c++) {
+          const v = rc.vals[c * R + q]
+          if (v > 0) out.push(rc.reps[c], hash, e, v)
+        }
+      }
+    }
+  }
+
+  /**
+   * Per-replica counts of key `i` by epoch, as a plain object for tests and debugging:
+   * { [epoch]: { [replicaIndex]: count } }.
+   */
+  entriesOf (i: number): Record<number, Record<number, number>> {
+    const out: Record<number, Record<number, number>> = {}
+    const h = this.headOf(i)
+    const R = this.ring
+    const own = i * this.stride + this.metaAt + 1
+    const rc = (this.u32[i * this.stride + this.metaAt] & REMOTE) !== 0 ? this.remote[i] : undefined
+    for (let e = h - this.pastSlots + 1; e <= h + this.futureSlots; e++) {
+      const row: Record<number, number> = {}
+      const o = e <= h ? this.u32[own + this.ownPos(i, e)] : 0
+      if (o > 0) row[0] = o
+      if (rc !== undefined) {
+        const q = this.rpos(rc, i, e)
+        for (let c = 0; c < rc.reps.length; c++) {
+          const v = rc.vals[c * R + q]
+          if (v > 0) row[rc.reps[c]] = v
+        }
+      }
+      if (Object.keys(row).length > 0) out[e] = row
+    }
+    return out
+  }
+
+  // --- expiry --------------------------------------------------------------------
+
+  /**
+   * Examines up to `budget` keys and frees those with nothing left in the window at
+   * `nowEpoch` and nothing left to drain. Returns how many were freed.
+   */
+  sweep (nowEpoch: number, budget: number): number {
+    if (this.top === 0) return 0
+    let freed = 0
+    for (let n = 0; n < budget && n < this.top; n++) {
+      const i = this.sweepCursor
+      this.sweepCursor = (this.sweepCursor + 1) % this.top
+      if (!this.isUsed(i)) continue
+      if ((this.u32[i * this.stride + this.metaAt] & DIRTY) !== 0) continue
+      this.advance(i, nowEpoch)
+      if (this.sumOf(i) === 0) {
+        this.release(i)
+        this.expired++
+        freed++
+      }
+    }
+    return freed
+  }
+
+  /** Forgets every key. */
+  clear (): void {
+    for (let i = 0; i < this.top; i++) if (this.isUsed(i)) this.release(i)
+    this.pendingEvicted = []
+    this.dirty = []
+  }
+}

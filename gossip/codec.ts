@@ -1,0 +1,168 @@
+import { decode, encode } from '@msgpack/msgpack'
+
+/**
+ * Wire format of counter deltas (msgpack):
+ *
+ *   [version, incarnation, sentAtMs, [group...]]
+ *   group = [limitName, slotMs, baseEpoch, [hash, epoch - baseEpoch, count, ...]]
+ *
+ * Entries are the sender's own absolute counts (never increments), so a receiver
+ * max-merges them and duplicates, reordering and re-sends change nothing. The sender's
+ * replica id is the authenticated peer id of the transport plus `incarnation`: a
+ * message cannot name any other replica.
+ */
+export const CODEC_VERSION = 1
+
+/** One limit's entries: flat (hash, epoch, count) triples. */
+export interface CounterGroup {
+  limit: string
+  slotMs: number
+  entries: number[]
+}
+
+export interface DeltaMessage {
+  incarnation: number
+  sentAtMs: number
+  groups: CounterGroup[]
+}
+
+/** Bounds a decoder enforces; everything beyond them is rejected, not truncated. */
+export interface CodecLimits {
+  /** @default 1 MiB */
+  maxMessageBytes: number
+  /** @default 4096 */
+  maxGroups: number
+  /** @default 262144 */
+  maxEntries: number
+  /** Longest limit name. @default 256 */
+  maxLimitNameLength: number
+}
+
+export const DEFAULT_CODEC_LIMITS: CodecLimits = {
+  maxMessageBytes: 1 << 20,
+  maxGroups: 4096,
+  maxEntries: 1 << 18,
+  maxLimitNameLength: 256
+}
+
+/** Largest epoch offset inside one group (slots between the oldest and newest entry). */
+const MAX_EPOCH_SPAN = 1 << 16
+const HASH_LIMIT = 2 ** 53
+/** Worst-case bytes of one entry: uint64 hash, uint32 offset, uint64 count. */
+const WORST_ENTRY_BYTES = 9 + 5 + 9
+const GROUP_OVERHEAD = 32
+const MESSAGE_OVERHEAD = 32
+
+export type DecodeResult =
+  | { ok: true, msg: DeltaMessage }
+  | { ok: false, reason: string }
+
+function encodeOne (incarnation: number, sentAtMs: number, groups: CounterGroup[]): Uint8Array {
+  const wire = groups.map(g => {
+    let base = Infinity
+    let top = -Infinity
+    for (let j = 1; j < g.entries.length; j += 3) {
+      if (g.entries[j] < base) base = g.entries[j]
+      if (g.entries[j] > top) top = g.entries[j]
+    }
+    if (base === Infinity) base = 0
+    // Live entries span the retained slots of a window (at most a few hundred epochs).
+    if (top - base >= MAX_EPOCH_SPAN) throw new RangeError(`group ${g.limit} spans ${top - base} epochs, more than ${MAX_EPOCH_SPAN - 1}`)
+    const flat = g.entries.slice()
+    for (let j = 1; j < flat.length; j += 3) flat[j] -= base
+    return [g.limit, g.slotMs, base, flat]
+  })
+  return encode([CODEC_VERSION, incarnation, sentAtMs, wire])
+}
+
+/**
+ * Encodes a delta as one or more messages of at most `maxMessageBytes` each, splitting
+ * between entries (never inside one). Groups without entries are left out; an empty
+ * delta encodes to no message at all.
+ */
+export function encodeDelta (msg: DeltaMessage, maxMessageBytes = DEFAULT_CODEC_LIMITS.maxMessageBytes): Uint8Array[] {
+  const out: Uint8Array[] = []
+  let batch: CounterGroup[] = []
+  let budget = maxMessageBytes - MESSAGE_OVERHEAD
+  const flushBatch = (): void => {
+    if (batch.length > 0) out.push(encodeOne(msg.incarnation, msg.sentAtMs, batch))
+    batch = []
+    budget = maxMessageBytes - MESSAGE_OVERHEAD
+  }
+  for (const g of msg.groups) {
+    let at = 0
+    while (at < g.entries.length) {
+      const header = GROUP_OVERHEAD + g.limit.length * 3
+      let room = Math.floor((budget - header) / WORST_ENTRY_BYTES)
+      if (room < 1) {
+        flushBatch()
+        room = Math.floor((budget - header) / WORST_ENTRY_BYTES)
+        if (room < 1) throw new RangeError(`maxMessageBytes ${maxMessageBytes} cannot hold one entry of limit ${g.limit}`)
+      }
+      const take = Math.min(room * 3, g.entries.length - at)
+      const entries = g.entries.slice(at, at + take)
+      batch.push({ limit: g.limit, slotMs: g.slotMs, entries })
+      budget -= header + (take / 3) * WORST_ENTRY_BYTES
+      at += take
+    }
+  }
+  flushBatch()
+  return out
+}
+
+const isSafeNonNegInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+
+/**
+ * Decodes and validates one message. Never throws: anything malformed, oversized or
+ * out of range yields `{ ok: false, reason }` naming the first problem.
+ */
+export function decodeDelta (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CODEC_LIMITS): DecodeResult {
+  if (!(bytes instanceof Uint8Array)) return { ok: false, reason: 'not bytes' }
+  if (bytes.byteLength > limits.maxMessageBytes) return { ok: false, reason: `message of ${bytes.byteLength} bytes exceeds ${limits.maxMessageBytes}` }
+  let raw: unknown
+  try {
+    raw = decode(bytes, {
+      maxStrLength: limits.maxLimitNameLength * 4,
+      maxBinLength: 0,
+      maxMapLength: 0,
+      maxExtLength: 0,
+      maxArrayLength: Math.max(limits.maxGroups, limits.maxEntries * 3)
+    })
+  } catch (err) {
+    return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` }
+  }
+  if (!Array.isArray(raw) || raw.length !== 4) return { ok: false, reason: 'not a 4-element array' }
+  const [version, incarnation, sentAtMs, wireGroups] = raw as unknown[]
+  if (version !== CODEC_VERSION) return { ok: false, reason: `unsupported version ${String(version)}` }
+  if (!isSafeNonNegInt(incarnation)) return { ok: false, reason: 'incarnation is not a non-negative integer' }
+  if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return { ok: false, reason: 'sentAtMs is not a finite non-negative number' }
+  if (!Array.isArray(wireGroups)) return { ok: false, reason: 'groups is not an array' }
+  if (wireGroups.length > limits.maxGroups) return { ok: false, reason: `more than ${limits.maxGroups} groups` }
+  const groups: CounterGroup[] = []
+  let total = 0
+  for (let g = 0; g < wireGroups.length; g++) {
+    const wg: unknown = wireGroups[g]
+    if (!Array.isArray(wg) || wg.length !== 4) return { ok: false, reason: `group ${g} is not a 4-element array` }
+    const [limit, slotMs, base, flat] = wg as unknown[]
+    if (typeof limit !== 'string' || limit.length === 0 || limit.length > limits.maxLimitNameLength) return { ok: false, reason: `group ${g} has an invalid limit name` }
+    if (typeof slotMs !== 'number' || !Number.isFinite(slotMs) || slotMs <= 0) return { ok: false, reason: `group ${g} has an invalid slotMs` }
+    if (!isSafeNonNegInt(base)) return { ok: false, reason: `group ${g} has an invalid base epoch` }
+    if (!Array.isArray(flat) || flat.length % 3 !== 0) return { ok: false, reason: `group ${g} entries are not triples` }
+    total += flat.length / 3
+    if (total > limits.maxEntries) return { ok: false, reason: `more than ${limits.maxEntries} entries` }
+    const entries = new Array<number>(flat.length)
+    for (let j = 0; j < flat.length; j += 3) {
+      const h: unknown = flat[j]
+      const d: unknown = flat[j + 1]
+      const c: unknown = flat[j + 2]
+      if (!isSafeNonNegInt(h) || h >= HASH_LIMIT) return { ok: false, reason: `group ${g} entry ${j / 3} has an invalid key hash` }
+      if (!isSafeNonNegInt(d) || d >= MAX_EPOCH_SPAN) return { ok: false, reason: `group ${g} entry ${j / 3} has an invalid epoch offset` }
+      if (!isSafeNonNegInt(c) || c === 0) return { ok: false, reason: `group ${g} entry ${j / 3} has an invalid count` }
+      entries[j] = h
+      entries[j + 1] = base + d
+      entries[j + 2] = c
+    }
+    groups.push({ limit, slotMs, entries })
+  }
+  return { ok: true, msg: { incarnation, sentAtMs, groups } }
+}

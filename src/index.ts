@@ -1,0 +1,21 @@
+/**
+ * meshlimit: a distributed API rate limiter with no central store.
+ *
+ * @packageDocumentation
+ */
+export { createLimiter, MAX_COST } from './limiter.js'
+export type { Limiter, LimiterInit, LimiterStats, LimitStats } from './limiter.js'
+export { Decision, LimitStatus } from './decision.js'
+export type { Lease } from './decision.js'
+export { MeshlimitError, ErrorCode } from './errors.js'
+export { parsePolicies, validatePolicies, isPolicySet, POLICY_DEFAULTS } from './policy/validate.js'
+export type { Algorithm, Scope, Descriptor, LimitSpec, MatchSpec, PolicySpec, PolicyDocument, Limit, Policy, PolicySet, Condition } from './policy/types.js'
+export { ipKey } from './policy/ip.js'
+export { systemClock, coarseClock, VirtualClock } from '../membership/clock.js'
+export type { Clock, CoarseClock, CoarseClockInit } from '../membership/clock.js'
+export { seededRandom } from '../membership/random.js'
+export type { Random } from '../membership/random.js'
+export { createLoopbackNetwork } from '../gossip/loopback.js'
+export type { LoopbackInit, LoopbackNetwork, LoopbackStats } from '../gossip/loopback.js'
+export type { Transport, Verdict, MessageHandler } from '../gossip/transport.js'
+export type { ReplicaId } from '../crdt/replica.js'

@@ -1,0 +1,511 @@
+import { ReplicaTable, replicaKey, type ReplicaId } from '../crdt/replica.js'
+import { MergeResult, type WindowStore } from '../crdt/window-store.js'
+import type { CounterGroup, DeltaMessage } from '../gossip/codec.js'
+import { createReplicator, type Replicator, type ReplicatorStats } from '../gossip/replicator.js'
+import type { Transport, Verdict } from '../gossip/transport.js'
+import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
+import { Concurrency, createRuntime, layoutOf, type LeaseHold, type LimitRuntime, type StoreOptions } from './algorithms.js'
+import { Decision, LimitStatus, type Lease } from './decision.js'
+import { ErrorCode, MeshlimitError, invalid } from './errors.js'
+import { compilePolicies, type CompiledPolicies, type CompiledPolicy } from './policy/compile.js'
+import type { Descriptor, PolicyDocument, PolicySet } from './policy/types.js'
+import { MAX_LIMIT, isPolicySet, parsePolicies, validatePolicies } from './policy/validate.js'
+
+/** Largest cost one request may carry (the largest limit). */
+export const MAX_COST = MAX_LIMIT
+
+export interface LimiterInit {
+  /** Policies: a document object, JSON or YAML text, or a set from parsePolicies(). */
+  policies: PolicyDocument | PolicySet | string
+  /**
+   * Time source.
+   * @default a coarse wall clock refreshed every millisecond
+   */
+  clock?: Clock
+  /**
+   * Most keys tracked per limit; past it the least recently used of a sample is evicted.
+   * @default 1000000
+   */
+  maxKeys?: number
+  /**
+   * Keys longer than this many characters are replaced by a fixed-size digest.
+   * @default 256
+   */
+  maxKeyLength?: number
+  /**
+   * Largest clock difference tolerated between nodes, in ms: peers' entries this far
+   * ahead are kept, messages further ahead are rejected.
+   * @default 500
+   */
+  maxClockSkewMs?: number
+  /**
+   * Seed of the key hash; the same on every node of a mesh (keep it secret to stop
+   * crafted collisions).
+   * @default 0
+   */
+  hashSeed?: number
+  /**
+   * Seed of the eviction sampler (set it for replayable simulations).
+   * @default 1
+   */
+  samplerSeed?: number
+  /** Replicates usage through this transport; without one the limiter is local only. */
+  transport?: Transport
+  /**
+   * Incarnation of this replica; must grow across restarts of the same peer id.
+   * @default the clock's time in ms at creation
+   */
+  incarnation?: number
+  /**
+   * Interval between gossip flushes, in ms.
+   * @default 50
+   */
+  flushIntervalMs?: number
+  /**
+   * Gossip messages larger than this are split.
+   * @default 65536
+   */
+  maxMessageBytes?: number
+  /**
+   * Topic counters are gossiped on.
+   * @default "meshlimit/counters"
+   */
+  topic?: string
+  /**
+   * Interval of the idle-key sweep, in ms.
+   * @default 1000
+   */
+  sweepIntervalMs?: number
+}
+
+/** Per-limit counter statistics. */
+export interface LimitStats {
+  name: string
+  algorithm: string
+  keys: number
+  evictions: number
+  expired: number
+}
+
+export interface LimiterStats {
+  replica: string
+  limits: LimitStats[]
+  mergedEntries: number
+  staleEntries: number
+  aheadDropped: number
+  unknownLimitGroups: number
+  replicator: ReplicatorStats | undefined
+}
+
+/** A synchronous, in-memory rate limiter whose usage converges across a mesh. */
+export interface Limiter {
+  /**
+   * Decides whether a request may pass under every limit it matches, and counts it
+   * when it may. Synchronous, O(1) in the number of keys; never waits on the network.
+   * Concurrency limits are skipped here: use acquire() for them.
+   * @param cost units the request consumes, an integer >= 1 (default 1)
+   */
+  check(descriptor: Descriptor, cost?: number): Decision
+  /**
+   * Like check(), and also takes a lease on every matched concurrency limit. Call
+   * release() on the result when the work ends (it is a no-op when denied).
+   */
+  acquire(descriptor: Descriptor, cost?: number): Lease
+  /**
+   * Replaces the policies. Counters of limits that keep their policy id, limit id and
+   * layout carry over (a changed ceiling applies from the next check); others start empty.
+   */
+  setPolicies(policies: PolicyDocument | PolicySet | string): void
+  /** The policies in force. */
+  readonly policies: PolicySet
+  /** This node's replica id. */
+  readonly replica: ReplicaId
+  /** Publishes pending changes now (no-op without a transport). */
+  flush(): void
+  /** Drains the local replica's changes since the last drain (used by replicators). */
+  collectDelta(): CounterGroup[]
+  /** Merges a validated delta from peer `from` (used by replicators). */
+  applyDelta(from: string, msg: DeltaMessage): Verdict
+  /** Frees keys whose usage left every window; runs on a timer, callable directly. */
+  sweep(): void
+  stats(): LimiterStats
+  /** Flushes the last changes and stops timers. */
+  close(): void
+}
+
+function checkInteger (name: string, v: number | undefined, min: number, dflt: number): number {
+  if (v === undefined) return dflt
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+    throw invalid(ErrorCode.OPTION_INVALID, name, v, `must be an integer >= ${min}`, `pass ${name} as an integer of at least ${min}, or leave it out for ${dflt}`)
+  }
+  return v
+}
+
+function toPolicySet (p: PolicyDocument | PolicySet | string): PolicySet {
+  if (typeof p === 'string') return parsePolicies(p)
+  if (isPolicySet(p)) return p
+  return validatePolicies(p)
+}
+
+function costError (cost: unknown): MeshlimitError {
+  return invalid(ErrorCode.COST_INVALID, 'cost', cost, `must be an integer from 1 to ${MAX_COST}`, 'pass a positive whole number of units, or leave cost out for 1')
+}
+
+class LeaseImpl extends Decision implements Lease {
+  private holds: LeaseHold[] | undefined
+  private readonly owner: LimiterImpl
+
+  constructor (d: Decision, holds: LeaseHold[] | undefined, owner: LimiterImpl) {
+    super(d.allowed, d.info, d.limit, d.remaining, d.resetMs, d.retryAfterMs, d.shadowDenied, d.limits)
+    this.holds = holds
+    this.owner = owner
+  }
+
+  release (): void {
+    const holds = this.holds
+    if (holds === undefined) return
+    this.holds = undefined
+    this.owner.release(holds)
+  }
+}
+
+/** The decision when no policy matched: allowed, nothing counted. */
+const NO_LIMITS = new Decision(true, undefined, Infinity, Infinity, 0, 0, false, Object.freeze([]))
+
+class LimiterImpl implements Limiter {
+  readonly replica: ReplicaId
+  private readonly clock: Clock
+  private readonly ownClock: CoarseClock | undefined
+  private readonly storeOptions: Omit<StoreOptions, 'replicated'>
+  private readonly maxKeyLength: number
+  private readonly transport: Transport | undefined
+  private readonly replicas: ReplicaTable
+  private readonly replicator: Replicator | undefined
+  private readonly sweepIntervalMs: number
+  private cancelSweep: (() => void) | undefined
+  private compiled!: CompiledPolicies
+  /** Runtimes by limit name ("policy/limit"). */
+  private runtimes = new Map<string, LimitRuntime>()
+  /** Stores by wire name (limit name + suffix), replicated ones only. */
+  private wire = new Map<string, WindowStore>()
+  private closed = false
+  // Scratch space for one check (check is synchronous, so it is never shared).
+  private sRt: LimitRuntime[] = []
+  private sPol: CompiledPolicy[] = []
+  private sIdx: number[] = []
+  private sUse: number[] = []
+  private sOk: boolean[] = []
+  private sKey: string[] = []
+  private sNow = 0
+  private merged = 0
+  private stale = 0
+  private ahead = 0
+  private unknownGroups = 0
+
+  constructor (init: LimiterInit) {
+    if (init.clock === undefined) {
+      this.ownClock = coarseClock()
+      this.clock = this.ownClock
+    } else this.clock = init.clock
+    const maxClockSkewMs = checkInteger('maxClockSkewMs', init.maxClockSkewMs, 0, 500)
+    this.storeOptions = {
+      maxKeys: checkInteger('maxKeys', init.maxKeys, 1, 1_000_000),
+      hashSeed: checkInteger('hashSeed', init.hashSeed, 0, 0),
+      maxClockSkewMs,
+      samplerSeed: checkInteger('samplerSeed', init.samplerSeed, 0, 1)
+    }
+    this.maxKeyLength = checkInteger('maxKeyLength', init.maxKeyLength, 16, 256)
+    this.sweepIntervalMs = checkInteger('sweepIntervalMs', init.sweepIntervalMs, 1, 1000)
+    this.transport = init.transport
+    this.replica = {
+      peerId: init.transport?.peerId ?? 'local',
+      incarnation: checkInteger('incarnation', init.incarnation, 0, Math.floor(this.clock.now()))
+    }
+    this.replicas = new ReplicaTable(this.replica)
+    this.install(toPolicySet(init.policies))
+    if (init.transport !== undefined) {
+      this.replicator = createReplicator({
+        transport: init.transport,
+        clock: this.clock,
+        state: this,
+        topic: init.topic,
+        flushIntervalMs: checkInteger('flushIntervalMs', init.flushIntervalMs, 1, 50),
+        maxMessageBytes: checkInteger('maxMessageBytes', init.maxMessageBytes, 1024, 65536),
+        maxClockSkewMs
+      })
+      this.replicator.start()
+    }
+    this.scheduleSweep()
+  }
+
+  get incarnation (): number {
+    return this.replica.incarnation
+  }
+
+  get policies (): PolicySet {
+    return this.compiled.set
+  }
+
+  setPolicies (policies: PolicyDocument | PolicySet | string): void {
+    this.assertOpen()
+    this.install(toPolicySet(policies))
+  }
+
+  private install (set: PolicySet): void {
+    const compiled = compilePolicies(set, { maxKeyLength: this.maxKeyLength })
+    const runtimes = new Map<string, LimitRuntime>()
+    for (const group of compiled.groups) {
+      for (const cp of group.policies) {
+        const replicated = this.transport !== undefined && cp.policy.scope !== 'node'
+        cp.runtimes = cp.policy.limits.map(limit => {
+          const name = `${cp.id}/${limit.id}`
+          const prev = this.runtimes.get(name)
+          const { slotMs } = layoutOf(limit)
+          if (prev !== undefined && prev.compatible(limit, slotMs) && prev.stores[0][1].replicated === replicated) {
+            prev.max = limit.limit
+            runtimes.set(name, prev)
+            return prev
+          }
+          const rt = createRuntime(name, limit, { ...this.storeOptions, replicated })
+          runtimes.set(name, rt)
+          return rt
+        })
+        for (const rt of cp.runtimes) {
+          rt.info = { policy: cp.id, id: rt.id, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
+        }
+        cp.rateRuntimes = cp.runtimes.filter(rt => rt.algorithm !== 'concurrency')
+      }
+    }
+    const wire = new Map<string, WindowStore>()
+    for (const rt of runtimes.values()) {
+      for (const [suffix, store] of rt.stores) if (store.replicated) wire.set(rt.name + suffix, store)
+    }
+    this.compiled = compiled
+    this.runtimes = runtimes
+    this.wire = wire
+  }
+
+  check (descriptor: Descriptor, cost = 1): Decision {
+    const n = this.evaluate(descriptor, cost, false)
+    return this.decide(n, cost)
+  }
+
+  acquire (descriptor: Descriptor, cost = 1): Lease {
+    const n = this.evaluate(descriptor, cost, true)
+    const d = this.decide(n, cost)
+    let holds: LeaseHold[] | undefined
+    if (d.allowed) {
+      const now = this.sNow
+      for (let j = 0; j < n; j++) {
+        const rt = this.sRt[j]
+        if (rt instanceof Concurrency && this.sOk[j]) {
+          (holds ??= []).push({ runtime: rt, key: this.sKey[j], epoch: Math.floor(now / rt.slotMs), cost })
+        }
+      }
+    }
+    return new LeaseImpl(d, holds, this)
+  }
+
+  /** Counts lease releases (called by LeaseImpl). */
+  release (holds: LeaseHold[]): void {
+    if (this.closed) return
+    const now = this.clock.now()
+    for (const h of holds) {
+      // Ignore holds of a runtime replaced by a policy change: its counters are gone.
+      if (this.runtimes.get(h.runtime.name) === h.runtime) h.runtime.release(h, now)
+    }
+  }
+
+  /**
+   * Matches the descriptor, locates every matched limit's key and computes its usage
+   * into the scratch arrays; commits when every enforced limit passes. Returns the
+   * number of matched limits.
+   */
+  private evaluate (d: Descriptor, cost: number, withConcurrency: boolean): number {
+    if (!(cost >= 1 && cost <= MAX_COST) || cost % 1 !== 0) throw costError(cost)
+    if (typeof d !== 'object' || d === null) {
+      throw invalid(ErrorCode.DESCRIPTOR_INVALID, 'descriptor', d, 'must be an object of string fields', 'pass e.g. { user: "u-42", route: "/v1/search" }')
+    }
+    if (this.closed) throw new MeshlimitError(ErrorCode.STATE_INVALID, 'the limiter is closed. Fix: create a new limiter', 'limiter')
+    const now = this.clock.now()
+    const groups = this.compiled.groups
+    let n = 0
+    let denied = false
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g]
+      const p = group.winner(d)
+      if (p === undefined) continue
+      const rts = withConcurrency ? p.runtimes : p.rateRuntimes
+      const key = group.lastKey
+      for (let r = 0; r < rts.length; r++) {
+        const rt = rts[r]
+        const i = rt.locate(key, now)
+        const u = rt.usage(i, now)
+        const ok = u + cost <= rt.max
+        this.sRt[n] = rt
+        this.sPol[n] = p
+        this.sIdx[n] = i
+        this.sUse[n] = u
+        this.sOk[n] = ok
+        if (withConcurrency) this.sKey[n] = key
+        n++
+        if (!ok && !p.shadow) denied = true
+      }
+    }
+    if (!denied) {
+      for (let j = 0; j < n; j++) if (this.sOk[j]) this.sRt[j].commit(this.sIdx[j], now, cost)
+    }
+    this.sNow = now
+    return denied ? -n - 1 : n
+  }
+
+  /** Builds the decision from the scratch arrays filled by evaluate(). */
+  private decide (coded: number, cost: number): Decision {
+    const denied = coded < 0
+    const n = denied ? -coded - 1 : coded
+    if (n === 0) return NO_LIMITS
+    const now = this.sNow
+    if (n === 1 && !this.sPol[0].shadow) {
+      // The common case: one enforced limit, no per-limit array until someone reads it.
+      const rt = this.sRt[0]
+      const i = this.sIdx[0]
+      const u = this.sUse[0]
+      const left = rt.max - u - (denied ? 0 : cost)
+      return new Decision(!denied, rt.info, rt.max, left > 0 ? Math.floor(left) : 0,
+        rt.resetMs(i, now), denied ? rt.retryAfterMs(i, now, u, cost) : 0, false, undefined)
+    }
+    const limits = new Array<LimitStatus>(n)
+    let pick = -1
+    let pickScore = 0
+    let shadowDenied = false
+    for (let j = 0; j < n; j++) {
+      const rt = this.sRt[j]
+      const p = this.sPol[j]
+      const i = this.sIdx[j]
+      const ok = this.sOk[j]
+      const u = this.sUse[j]
+      const left = rt.max - u - (ok && !denied ? cost : 0)
+      const remaining = left > 0 ? Math.floor(left) : 0
+      const retry = ok ? 0 : rt.retryAfterMs(i, now, u, cost)
+      limits[j] = new LimitStatus(rt.info, rt.max, remaining, rt.resetMs(i, now), retry, ok)
+      if (p.shadow) {
+        if (!ok) shadowDenied = true
+        continue
+      }
+      // Denied: the enforced limit with the longest wait. Allowed: the fewest remaining.
+      const score = denied ? (ok ? -1 : retry) : -remaining
+      if (pick < 0 || score > pickScore) {
+        pick = j
+        pickScore = score
+      }
+    }
+    if (pick < 0) return new Decision(true, undefined, Infinity, Infinity, 0, 0, shadowDenied, limits)
+    const s = limits[pick]
+    return new Decision(!denied, s.info, s.limit, s.remaining, s.resetMs, denied ? s.retryAfterMs : 0, shadowDenied, limits)
+  }
+
+  flush (): void {
+    this.replicator?.flush()
+  }
+
+  collectDelta (): CounterGroup[] {
+    const groups: CounterGroup[] = []
+    for (const [name, store] of this.wire) {
+      if (store.dirtyCount === 0) continue
+      const entries: number[] = []
+      store.drainDirty(entries)
+      if (entries.length > 0) groups.push({ limit: name, slotMs: store.slotMs, entries })
+    }
+    return groups
+  }
+
+  applyDelta (from: string, msg: DeltaMessage): Verdict {
+    const rep = this.replicas.intern(replicaKey({ peerId: from, incarnation: msg.incarnation }))
+    const now = this.clock.now()
+    for (const g of msg.groups) {
+      const store = this.wire.get(g.limit)
+      // A peer running other policies (mid-rollout) may send limits we do not have.
+      if (store === undefined || store.slotMs !== g.slotMs) {
+        this.unknownGroups++
+        continue
+      }
+      const nowEpoch = store.epochOf(now)
+      const e = g.entries
+      for (let j = 0; j < e.length; j += 3) {
+        const r = store.mergeHash(e[j], rep, e[j + 1], e[j + 2], nowEpoch)
+        if (r === MergeResult.Applied) this.merged++
+        else if (r === MergeResult.Stale) this.stale++
+        else if (r === MergeResult.TooFarAhead) this.ahead++
+      }
+    }
+    return 'accept'
+  }
+
+  sweep (): void {
+    const now = this.clock.now()
+    for (const rt of this.runtimes.values()) {
+      for (const [, store] of rt.stores) {
+        store.sweep(store.epochOf(now), Math.max(1024, Math.ceil(store.size / 8)))
+      }
+    }
+  }
+
+  private scheduleSweep (): void {
+    this.cancelSweep = this.clock.setTimer(this.sweepIntervalMs, () => {
+      if (this.closed) return
+      this.sweep()
+      this.scheduleSweep()
+    })
+  }
+
+  stats (): LimiterStats {
+    const limits: LimitStats[] = []
+    for (const rt of this.runtimes.values()) {
+      let keys = 0
+      let evictions = 0
+      let expired = 0
+      for (const [, store] of rt.stores) {
+        const s = store.stats()
+        keys = Math.max(keys, s.keys)
+        evictions += s.evictions
+        expired += s.expired
+      }
+      limits.push({ name: rt.name, algorithm: rt.algorithm, keys, evictions, expired })
+    }
+    return {
+      replica: replicaKey(this.replica),
+      limits,
+      mergedEntries: this.merged,
+      staleEntries: this.stale,
+      aheadDropped: this.ahead,
+      unknownLimitGroups: this.unknownGroups,
+      replicator: this.replicator?.stats
+    }
+  }
+
+  close (): void {
+    if (this.closed) return
+    this.replicator?.stop()
+    this.closed = true
+    this.cancelSweep?.()
+    this.ownClock?.stop()
+  }
+
+  private assertOpen (): void {
+    if (this.closed) throw new MeshlimitError(ErrorCode.STATE_INVALID, 'the limiter is closed. Fix: create a new limiter', 'limiter')
+  }
+}
+
+/**
+ * Creates a limiter. With a `transport`, usage of every limit not scoped `node` is
+ * gossiped every `flushIntervalMs` and merged from peers; without one it is local.
+ */
+export function createLimiter (init: LimiterInit): Limiter {
+  if (typeof init !== 'object' || init === null) {
+    throw invalid(ErrorCode.OPTION_INVALID, 'init', init, 'must be an object', 'pass { policies: ... }')
+  }
+  if (init.policies === undefined) {
+    throw invalid(ErrorCode.OPTION_INVALID, 'policies', undefined, 'is required', 'pass policies as a document, JSON or YAML text')
+  }
+  return new LimiterImpl(init)
+}
