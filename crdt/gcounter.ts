@@ -50,8 +50,8 @@ export class GCounter {
 
   /** The entries changed since the last call, as absolute values. */
   takeDelta (): GCounterState {
-    const delta: GCounterState = {}
-    for (const replica of this.changed) delta[replica] = this.entries.get(replica) ?? 0
+    // fromEntries defines own properties: assigning delta['__proto__'] would drop the entry.
+    const delta: GCounterState = Object.fromEntries(Array.from(this.changed, r => [r, this.entries.get(r) ?? 0]))
     this.changed.clear()
     return delta
   }

@@ -21,7 +21,10 @@ export function replicaKey (r: ReplicaId): string {
 export function parseReplicaKey (key: string): ReplicaId | undefined {
   const at = key.lastIndexOf(SEPARATOR)
   if (at <= 0) return undefined
-  const incarnation = Number(key.slice(at + 1))
+  const digits = key.slice(at + 1)
+  // Only the decimal form replicaKey writes: Number() also takes '', ' 1', '0x10', '1e3'.
+  if (!/^(0|[1-9][0-9]*)$/.test(digits)) return undefined
+  const incarnation = Number(digits)
   if (!Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
   return { peerId: key.slice(0, at), incarnation }
 }

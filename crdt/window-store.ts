@@ -19,7 +19,8 @@ import { hashString } from './hash.js'
  * Float64 and a Uint32 view), so a check touches one or two cache lines of store state:
  *
  *   f64[d+0] head epoch     f64[d+1] sum over retained slots and replicas
- *   f64[d+2] wire hash      f64[d+3] aux (token bucket level cache, only with withAux)
+ *   f64[d+2] wire hash
+ *   with `carryPerSlot` only: f64[d+3] carried level, f64[d+4] aux cache (see below)
  *   u32[meta] bits 0-7 head position in the local ring, 8 USED, 9 REMOTE, 10 DIRTY,
  *             16-23 head - (oldest epoch changed since the last drain),
  *             24-31 head - (newest epoch with a count at or before the head; 255: none)
@@ -68,10 +69,14 @@ export interface WindowStoreInit {
    */
   initialCapacity?: number
   /**
-   * Whether to keep a per-key algorithm cache (`aux`); the token bucket needs one.
-   * @default false
+   * Keeps, per key, a level carried out of the slots that leave the ring: whenever a
+   * slot is dropped, carried = max(0, carried - carryPerSlot) + slot total. This is a
+   * leaky bucket draining carryPerSlot per slot, so history older than the ring still
+   * weighs on the key (the token bucket needs it: a busy bucket never forgets). Also
+   * enables a per-key cache `aux`, invalidated whenever the ring moves or a past slot
+   * changes. Undefined: no carry and no cache.
    */
-  withAux?: boolean
+  carryPerSlot?: number
 }
 
 /** Outcome of merging one remote entry. */
@@ -117,7 +122,8 @@ const NO_INDEX = -1
 const F_HEAD = 0
 const F_SUM = 1
 const F_HASH = 2
-const F_AUX = 3
+const F_CARRY = 3
+const F_AUX = 4
 const POS_MASK = 0xff
 const USED = 0x100
 const REMOTE = 0x200
@@ -154,7 +160,9 @@ export class WindowStore {
   readonly hashSeed: number
   readonly replicated: boolean
 
-  /** Doubles per record header (3, or 4 with aux). */
+  /** Drain per slot of the carried level (0 without a carry). */
+  private readonly carryPerSlot: number
+  /** Doubles per record header (3, or 5 with a carry). */
   private readonly header: number
   /** Record size in 32-bit words (even, so every record's doubles stay aligned). */
   private readonly stride: number
@@ -195,7 +203,9 @@ export class WindowStore {
     this.hashSeed = init.hashSeed ?? 0
     this.replicated = init.replicated ?? true
     this.rng = (init.samplerSeed ?? 1) | 0 || 1
-    this.header = (init.withAux ?? false) ? 4 : 3
+    if (init.carryPerSlot !== undefined && !(init.carryPerSlot >= 0)) throw new RangeError(`carryPerSlot must be >= 0, got ${init.carryPerSlot}`)
+    this.carryPerSlot = init.carryPerSlot ?? 0
+    this.header = init.carryPerSlot === undefined ? 3 : 5
     this.metaAt = this.header * 2
     const words = this.metaAt + 1 + this.pastSlots
     this.stride = words + (words & 1)
@@ -252,7 +262,12 @@ export class WindowStore {
     return this.f64[i * (this.stride >> 1) + F_HASH]
   }
 
-  /** The algorithm cache of key `i` (NaN once invalidated); only with withAux. */
+  /** Level carried out of key `i`'s dropped slots, as of the start of its oldest retained slot. */
+  carriedOf (i: number): number {
+    return this.header === 5 ? this.f64[i * (this.stride >> 1) + F_CARRY] : 0
+  }
+
+  /** The algorithm cache of key `i` (NaN once invalidated); only with a carry. */
   auxOf (i: number): number {
     return this.f64[i * (this.stride >> 1) + F_AUX]
   }
@@ -274,7 +289,7 @@ export class WindowStore {
   }
 
   private invalidateAux (d: number): void {
-    if (this.header === 4) this.f64[d + F_AUX] = NaN
+    if (this.header === 5) this.f64[d + F_AUX] = NaN
   }
 
   /**
@@ -333,6 +348,8 @@ export class WindowStore {
 
   /** Index of the key with wire hash `h`, creating a nameless entry when absent. */
   acquireHash (h: number, epoch: number): number {
+    // A store that is never gossiped has no hash index to insert into.
+    if (!this.replicated) throw new RangeError('acquireHash on a store that is not replicated')
     const i = this.findHash(h)
     if (i !== NO_INDEX) return i
     const j = this.allocate(epoch)
@@ -524,6 +541,7 @@ export class WindowStore {
     const own = meta + 1
     const steps = epoch - h
     const first = h - P + 1
+    if (this.header === 5) this.fold(i, d, first, steps)
     let s = this.f64[d + F_SUM]
     if (steps >= P) {
       for (let p = 0; p < P; p++) {
@@ -538,11 +556,17 @@ export class WindowStore {
       }
     }
     const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
+    let passed = NO_NEWEST
     if (rc !== undefined) {
       const R = this.ring
       // Slots (h, epoch] stop being ahead of the head.
       if (rc.ahead !== 0) {
-        for (let e = h + 1; e <= epoch && e <= h + this.futureSlots; e++) rc.ahead -= rc.tot[this.rpos(rc, i, e)]
+        for (let e = h + 1; e <= epoch && e <= h + this.futureSlots; e++) {
+          const t = rc.tot[this.rpos(rc, i, e)]
+          rc.ahead -= t
+          // A peer's slot the head reached is now the newest with a count, not "none".
+          if (t !== 0) passed = epoch - e
+        }
       }
       const n = steps < R ? steps : R
       let q = this.rpos(rc, i, first)
@@ -558,7 +582,7 @@ export class WindowStore {
     this.f64[d + F_SUM] = s
     this.f64[d + F_HEAD] = epoch
     let m = (this.u32[meta] & ~POS_MASK) | mod(epoch, P)
-    const newest = Math.min(NO_NEWEST, (m >>> NEWEST_SHIFT) + steps)
+    const newest = Math.min(NO_NEWEST, (m >>> NEWEST_SHIFT) + steps, passed)
     m = (m & LOW_24) | (newest << NEWEST_SHIFT)
     if ((m & DIRTY) !== 0) {
       // Keep the dirty-from epoch fixed while the head moves away from it.
@@ -567,6 +591,17 @@ export class WindowStore {
     }
     this.u32[meta] = m
     this.invalidateAux(d)
+  }
+
+  /** Folds the `steps` slots from epoch `first` (about to be dropped) into the carried level. */
+  private fold (i: number, d: number, first: number, steps: number): void {
+    const drain = this.carryPerSlot
+    let level = this.f64[d + F_CARRY]
+    const withData = Math.min(steps, this.ring)
+    for (let j = 0; j < withData; j++) level = Math.max(0, level - drain) + this.slotTotal(i, first + j)
+    // Slots past the retained range hold nothing: they only drain.
+    if (steps > withData) level = Math.max(0, level - drain * (steps - withData))
+    this.f64[d + F_CARRY] = level
   }
 
   private dropRemote (i: number): void {
@@ -663,7 +698,8 @@ export class WindowStore {
     if (rep === 0) {
       // Our own entries echoed back (e.g. by a snapshot): never lower than what we hold,
       // and never ahead of the head, where the local replica cannot have counted.
-      if (epoch > h) return MergeResult.Unchanged
+      // A local count never exceeds 2^32 - 1 (the ring is u32): a larger echo is forged.
+      if (epoch > h || count > 0xffffffff) return MergeResult.Unchanged
       const p = this.ownPos(i, epoch)
       delta = count - this.u32[meta + 1 + p]
       if (delta <= 0) return MergeResult.Unchanged
@@ -812,7 +848,7 @@ export class WindowStore {
       if (!this.isUsed(i)) continue
       if ((this.u32[i * this.stride + this.metaAt] & DIRTY) !== 0) continue
       this.advance(i, nowEpoch)
-      if (this.sumOf(i) === 0) {
+      if (this.sumOf(i) === 0 && this.carriedOf(i) === 0) {
         this.release(i)
         this.expired++
         freed++

@@ -84,25 +84,29 @@ export function encodeDelta (msg: DeltaMessage, maxMessageBytes = DEFAULT_CODEC_
   const out: Uint8Array[] = []
   let batch: CounterGroup[] = []
   let budget = maxMessageBytes - MESSAGE_OVERHEAD
+  // Decoders also cap groups and entries per message (DEFAULT_CODEC_LIMITS), not only bytes.
+  let entriesLeft = DEFAULT_CODEC_LIMITS.maxEntries
   const flushBatch = (): void => {
     if (batch.length > 0) out.push(encodeOne(msg.incarnation, msg.sentAtMs, batch))
     batch = []
     budget = maxMessageBytes - MESSAGE_OVERHEAD
+    entriesLeft = DEFAULT_CODEC_LIMITS.maxEntries
   }
   for (const g of msg.groups) {
     let at = 0
     while (at < g.entries.length) {
       const header = GROUP_OVERHEAD + g.limit.length * 3
-      let room = Math.floor((budget - header) / WORST_ENTRY_BYTES)
-      if (room < 1) {
+      let room = Math.min(Math.floor((budget - header) / WORST_ENTRY_BYTES), entriesLeft)
+      if (room < 1 || batch.length === DEFAULT_CODEC_LIMITS.maxGroups) {
         flushBatch()
-        room = Math.floor((budget - header) / WORST_ENTRY_BYTES)
+        room = Math.min(Math.floor((budget - header) / WORST_ENTRY_BYTES), entriesLeft)
         if (room < 1) throw new RangeError(`maxMessageBytes ${maxMessageBytes} cannot hold one entry of limit ${g.limit}`)
       }
       const take = Math.min(room * 3, g.entries.length - at)
       const entries = g.entries.slice(at, at + take)
       batch.push({ limit: g.limit, slotMs: g.slotMs, entries })
       budget -= header + (take / 3) * WORST_ENTRY_BYTES
+      entriesLeft -= take / 3
       at += take
     }
   }
@@ -158,6 +162,8 @@ export function decodeDelta (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CO
       if (!isSafeNonNegInt(h) || h >= HASH_LIMIT) return { ok: false, reason: `group ${g} entry ${j / 3} has an invalid key hash` }
       if (!isSafeNonNegInt(d) || d >= MAX_EPOCH_SPAN) return { ok: false, reason: `group ${g} entry ${j / 3} has an invalid epoch offset` }
       if (!isSafeNonNegInt(c) || c === 0) return { ok: false, reason: `group ${g} entry ${j / 3} has an invalid count` }
+      // base and offset are each in range, but their sum can pass 2^53 and lose precision.
+      if (!Number.isSafeInteger(base + d)) return { ok: false, reason: `group ${g} entry ${j / 3} has an invalid epoch` }
       entries[j] = h
       entries[j + 1] = base + d
       entries[j + 2] = c

@@ -101,9 +101,9 @@ export function layoutOf (limit: Limit): { slotMs: number, pastSlots: number } {
   }
 }
 
-function makeStore (slotMs: number, pastSlots: number, o: StoreOptions, salt: number, withAux = false): WindowStore {
+function makeStore (slotMs: number, pastSlots: number, o: StoreOptions, salt: number, carryPerSlot?: number): WindowStore {
   return new WindowStore({
-    withAux,
+    carryPerSlot,
     slotMs,
     pastSlots,
     futureSlots: o.maxClockSkewMs <= 0 ? 0 : Math.min(pastSlots, Math.ceil(o.maxClockSkewMs / slotMs)),
@@ -124,13 +124,11 @@ export class SlidingWindow extends LimitRuntime {
   readonly store: WindowStore
   readonly stores: ReadonlyArray<readonly [string, WindowStore]>
   private readonly k: number
-  private readonly perSlot: number
 
   constructor (name: string, limit: Limit, o: StoreOptions) {
     const { slotMs, pastSlots } = layoutOf(limit)
     super(name, limit, slotMs)
     this.k = limit.slots
-    this.perSlot = 1 / slotMs
     this.store = makeStore(slotMs, pastSlots, o, 0)
     this.stores = [['', this.store]]
   }
@@ -147,7 +145,8 @@ export class SlidingWindow extends LimitRuntime {
     const s = this.store
     const oldest = s.totalAt(i, -this.k)
     if (oldest === 0) return s.sumOf(i)
-    const frac = now * this.perSlot - s.headOf(i)
+    // Subtract before dividing: epochs times slotMs are exact, so the share is too.
+    const frac = (now - s.headOf(i) * this.slotMs) / this.slotMs
     return s.sumOf(i) - oldest * (frac > 0 ? frac : 0)
   }
 
@@ -255,10 +254,12 @@ export class FixedWindow extends LimitRuntime {
  * The level at the start of slot e+1 is max(0, L(e) - r*slotMs) + count(e): tokens
  * taken in a slot start to refill when the slot closes, which errs towards denying by
  * at most one slot of refill (r*slotMs = b/k tokens). Within the current slot the
- * level is max(0, L(head) - r*elapsed) + count(head). Slots are b/(r*k) wide and k+1
- * are kept, so a full bucket drains within the retained history and the level is exact
- * at slot granularity. L(head) is cached per key and recomputed (O(k)) only when the
- * head moves or a peer's entry lands in a past slot.
+ * level is max(0, L(head) - r*elapsed) + count(head). A busy bucket never forgets its
+ * history, so the store folds every slot that leaves the ring into a carried level
+ * with the same recurrence; L(head) starts from it and runs over the k retained
+ * slots. It is cached per key and recomputed (O(k)) only when the head moves or a
+ * peer's entry lands in a past slot. Because the model only delays refills, admitted
+ * units over any interval of length T never exceed b + r*T.
  */
 export class TokenBucket extends LimitRuntime {
   readonly store: WindowStore
@@ -271,7 +272,7 @@ export class TokenBucket extends LimitRuntime {
     super(name, limit, slotMs)
     this.k = limit.slots
     this.ratePerMs = limit.ratePerSecond / 1000
-    this.store = makeStore(slotMs, pastSlots, o, 0, true)
+    this.store = makeStore(slotMs, pastSlots, o, 0, this.ratePerMs * slotMs)
     this.stores = [['', this.store]]
   }
 
@@ -293,7 +294,7 @@ export class TokenBucket extends LimitRuntime {
     const cached = s.auxOf(i)
     if (cached === cached) return cached
     const drain = this.ratePerMs * this.slotMs
-    let level = 0
+    let level = s.carriedOf(i)
     for (let off = -this.k; off < 0; off++) {
       level = Math.max(0, level - drain) + s.totalAt(i, off)
     }

@@ -11,6 +11,12 @@ import { compilePolicies, type CompiledPolicies, type CompiledPolicy } from './p
 import type { Descriptor, PolicyDocument, PolicySet } from './policy/types.js'
 import { MAX_LIMIT, isPolicySet, parsePolicies, validatePolicies } from './policy/validate.js'
 
+/**
+ * Tolerance of the admission comparison: usage estimates are fractional (interpolated
+ * slots, drained levels) and float rounding must not deny a request that fits exactly.
+ */
+const EPSILON = 1e-9
+
 /** Largest cost one request may carry (the largest limit). */
 export const MAX_COST = MAX_LIMIT
 
@@ -106,6 +112,11 @@ export interface Limiter {
    * @param cost units the request consumes, an integer >= 1 (default 1)
    */
   check(descriptor: Descriptor, cost?: number): Decision
+  /**
+   * Answers like check() would for `cost`, without counting anything: for showing
+   * quota status. Concurrency limits are skipped, as in check().
+   */
+  peek(descriptor: Descriptor, cost?: number): Decision
   /**
    * Like check(), and also takes a lease on every matched concurrency limit. Call
    * release() on the result when the work ends (it is a no-op when denied).
@@ -286,13 +297,18 @@ class LimiterImpl implements Limiter {
   }
 
   check (descriptor: Descriptor, cost = 1): Decision {
-    const n = this.evaluate(descriptor, cost, false)
-    return this.decide(n, cost)
+    const n = this.evaluate(descriptor, cost, false, true)
+    return this.decide(n, cost, true)
+  }
+
+  peek (descriptor: Descriptor, cost = 1): Decision {
+    const n = this.evaluate(descriptor, cost, false, false)
+    return this.decide(n, cost, false)
   }
 
   acquire (descriptor: Descriptor, cost = 1): Lease {
-    const n = this.evaluate(descriptor, cost, true)
-    const d = this.decide(n, cost)
+    const n = this.evaluate(descriptor, cost, true, true)
+    const d = this.decide(n, cost, true)
     let holds: LeaseHold[] | undefined
     if (d.allowed) {
       const now = this.sNow
@@ -318,11 +334,11 @@ class LimiterImpl implements Limiter {
 
   /**
    * Matches the descriptor, locates every matched limit's key and computes its usage
-   * into the scratch arrays; commits when every enforced limit passes. Returns the
-   * number of matched limits.
+   * into the scratch arrays; with `commit`, counts the request when every enforced
+   * limit passes. Returns the number of matched limits, encoded as -n-1 when denied.
    */
-  private evaluate (d: Descriptor, cost: number, withConcurrency: boolean): number {
-    if (!(cost >= 1 && cost <= MAX_COST) || cost % 1 !== 0) throw costError(cost)
+  private evaluate (d: Descriptor, cost: number, withConcurrency: boolean, commit: boolean): number {
+    if (typeof cost !== 'number' || !(cost >= 1 && cost <= MAX_COST) || cost % 1 !== 0) throw costError(cost)
     if (typeof d !== 'object' || d === null) {
       throw invalid(ErrorCode.DESCRIPTOR_INVALID, 'descriptor', d, 'must be an object of string fields', 'pass e.g. { user: "u-42", route: "/v1/search" }')
     }
@@ -341,7 +357,7 @@ class LimiterImpl implements Limiter {
         const rt = rts[r]
         const i = rt.locate(key, now)
         const u = rt.usage(i, now)
-        const ok = u + cost <= rt.max
+        const ok = u + cost <= rt.max + EPSILON
         this.sRt[n] = rt
         this.sPol[n] = p
         this.sIdx[n] = i
@@ -352,15 +368,15 @@ class LimiterImpl implements Limiter {
         if (!ok && !p.shadow) denied = true
       }
     }
-    if (!denied) {
+    if (!denied && commit) {
       for (let j = 0; j < n; j++) if (this.sOk[j]) this.sRt[j].commit(this.sIdx[j], now, cost)
     }
     this.sNow = now
     return denied ? -n - 1 : n
   }
 
-  /** Builds the decision from the scratch arrays filled by evaluate(). */
-  private decide (coded: number, cost: number): Decision {
+  /** Builds the decision from the scratch arrays filled by evaluate(); `counted` says the cost was committed. */
+  private decide (coded: number, cost: number, counted: boolean): Decision {
     const denied = coded < 0
     const n = denied ? -coded - 1 : coded
     if (n === 0) return NO_LIMITS
@@ -370,7 +386,7 @@ class LimiterImpl implements Limiter {
       const rt = this.sRt[0]
       const i = this.sIdx[0]
       const u = this.sUse[0]
-      const left = rt.max - u - (denied ? 0 : cost)
+      const left = rt.max - u - (denied || !counted ? 0 : cost)
       return new Decision(!denied, rt.info, rt.max, left > 0 ? Math.floor(left) : 0,
         rt.resetMs(i, now), denied ? rt.retryAfterMs(i, now, u, cost) : 0, false, undefined)
     }
@@ -384,7 +400,7 @@ class LimiterImpl implements Limiter {
       const i = this.sIdx[j]
       const ok = this.sOk[j]
       const u = this.sUse[j]
-      const left = rt.max - u - (ok && !denied ? cost : 0)
+      const left = rt.max - u - (ok && !denied && counted ? cost : 0)
       const remaining = left > 0 ? Math.floor(left) : 0
       const retry = ok ? 0 : rt.retryAfterMs(i, now, u, cost)
       limits[j] = new LimitStatus(rt.info, rt.max, remaining, rt.resetMs(i, now), retry, ok)

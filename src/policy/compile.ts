@@ -42,7 +42,8 @@ class FieldCondition {
     this.prefixes = prefixes
     this.cidrs = cidrs
     this.isExact = !any && prefixes.length === 0 && cidrs.every(c => c.prefix === (c.v6 ? 128 : 32))
-    this.literalLength = any ? 0 : Math.min(...patterns.map(p => p.replace('*', '').length))
+    // A CIDR block is as specific as its prefix length, not its spelling ("10.0.0.0/8" vs "10.0.0.0/9").
+    this.literalLength = any ? 0 : Math.min(...exact.map(p => p.length), ...prefixes.map(p => p.length), ...cidrs.map(c => c.prefix))
   }
 
   test (d: Descriptor): boolean {

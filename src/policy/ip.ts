@@ -147,6 +147,11 @@ export function parseCidr (text: string): Cidr | undefined {
   const bits = new Uint16Array(8)
   if (v6) {
     if (!parseV6(addr, bits)) return undefined
+    // Mapped addresses count as IPv4 everywhere, so a mapped block is the IPv4 block it maps (else it never matches).
+    if (prefix >= 96 && isV4Mapped(bits)) {
+      bits.fill(0, 0, 6)
+      return { v6: false, bits, prefix: prefix - 96 }
+    }
   } else {
     const v4 = parseV4(addr, 0, addr.length)
     if (v4 < 0) return undefined

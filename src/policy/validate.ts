@@ -11,6 +11,7 @@ const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority',
 const LIMIT_FIELDS = ['id', 'algorithm', 'limit', 'windowMs', 'window', 'slots', 'ratePerSecond', 'burst', 'leaseTtlMs']
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
 const FIELD_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/
+const FIELD_FIX = 'use letters, digits, "_", "." or "-", and not a name every object inherits such as "constructor"'
 
 /** Largest window, refill horizon or lease TTL: 31 days. */
 export const MAX_WINDOW_MS = 31 * 86_400_000
@@ -73,6 +74,11 @@ function rejectUnknown (obj: Record<string, unknown>, allowed: readonly string[]
   }
 }
 
+/** A descriptor field name; names inherited from Object.prototype would read as present on every descriptor. */
+function isFieldName (f: unknown): f is string {
+  return typeof f === 'string' && FIELD_PATTERN.test(f) && !(f in Object.prototype)
+}
+
 function integer (v: unknown, field: string, min: number, max: number, what: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     fail(field, v, `must be an integer from ${min} to ${max}`, `set ${what}`)
@@ -94,7 +100,9 @@ function windowOf (spec: Record<string, unknown>, path: string, required: boolea
   if (spec.window !== undefined) {
     const ms = typeof spec.window === 'string' ? parseDuration(spec.window) : undefined
     if (ms === undefined) fail(`${path}.window`, spec.window, 'is not a duration', 'write a number and a unit: "500ms", "10s", "1m", "1h" or "1d"')
-    return integer(ms, `${path}.window`, 1, MAX_WINDOW_MS, 'a window from 1ms to 31d')
+    // Report the duration as written ("0s"), not the milliseconds it converts to.
+    if (ms < 1 || ms > MAX_WINDOW_MS) fail(`${path}.window`, spec.window, `must be from 1ms to 31d (${MAX_WINDOW_MS} ms)`, 'set a window from 1ms to 31d')
+    return ms
   }
   if (spec.windowMs !== undefined) return integer(spec.windowMs, `${path}.windowMs`, 1, MAX_WINDOW_MS, 'the window length in milliseconds, e.g. 60000 for a minute')
   if (required) fail(`${path}.windowMs`, undefined, 'is required for this algorithm', 'add windowMs (e.g. 60000) or window (e.g. "1m")')
@@ -132,7 +140,9 @@ function validateLimit (raw: unknown, path: string, index: number): Limit {
       if (raw.limit === undefined) fail(`${path}.limit`, undefined, 'is required', 'add limit: the most requests per window')
       const limit = integer(raw.limit, `${path}.limit`, 0, MAX_LIMIT, 'a non-negative integer: the most requests (or cost units) per window')
       const windowMs = windowOf(raw, path, true) as number
-      if (windowMs < slots) fail(`${path}.windowMs`, windowMs, `is shorter than one millisecond per slot (${slots} slots)`, 'use a longer window or fewer slots')
+      // Name the field the document used (window or windowMs) and its value as written.
+      const windowField = raw.window !== undefined ? 'window' : 'windowMs'
+      if (windowMs < slots) fail(`${path}.${windowField}`, raw[windowField], `is shorter than one millisecond per slot (${slots} slots)`, 'use a longer window or fewer slots')
       return { id, algorithm: algo, limit, windowMs, slots, ratePerSecond: 0 }
     }
     case 'token-bucket': {
@@ -161,7 +171,8 @@ function validatePatterns (field: string, raw: unknown, path: string): string[] 
   const list = Array.isArray(raw) ? raw : [raw]
   if (list.length === 0) fail(path, raw, 'is an empty list and would never match', 'list at least one value, or remove the condition')
   if (list.length > MAX_PATTERNS) fail(path, `${list.length} patterns`, `has more than ${MAX_PATTERNS} patterns`, 'split the policy or key on the field instead')
-  return list.map((p, j) => {
+  // Array.from visits holes of a sparse list (as undefined), which map() would skip and keep.
+  return Array.from(list, (p: unknown, j) => {
     const at = Array.isArray(raw) ? `${path}[${j}]` : path
     if (typeof p !== 'string' || p.length === 0 || p.length > 1024) {
       fail(at, p, 'must be a non-empty string of at most 1024 characters', 'write a value, "prefix*", "*" (present), or for ip a CIDR such as "10.0.0.0/8"')
@@ -188,17 +199,18 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
   if (raw.match !== undefined) {
     if (!isRecord(raw.match)) fail(`${path}.match`, raw.match, 'must be an object of field: pattern', 'write e.g. match: { route: "/v1/*", method: [GET, HEAD] }')
     for (const field of Object.keys(raw.match).sort()) {
-      if (!FIELD_PATTERN.test(field)) fail(`${path}.match.${field}`, field, 'is not a valid descriptor field name', 'use letters, digits, "_", "." or "-"')
+      if (!isFieldName(field)) fail(`${path}.match.${field}`, field, 'is not a valid descriptor field name', FIELD_FIX)
       match.push({ field, patterns: validatePatterns(field, raw.match[field], `${path}.match.${field}`) })
     }
   }
   let key: string[]
   if (raw.key === undefined) key = []
   else if (typeof raw.key === 'string') key = [raw.key]
-  else if (Array.isArray(raw.key)) key = raw.key as string[]
+  // A copy: freezing the result must not freeze the caller's document; holes become undefined.
+  else if (Array.isArray(raw.key)) key = Array.from(raw.key as unknown[]) as string[]
   else fail(`${path}.key`, raw.key, 'must be a field name or a list of them', 'write e.g. key: user or key: [apiKey, route]')
   key.forEach((f, j) => {
-    if (typeof f !== 'string' || !FIELD_PATTERN.test(f)) fail(`${path}.key[${j}]`, f, 'is not a valid descriptor field name', 'use letters, digits, "_", "." or "-"')
+    if (!isFieldName(f)) fail(`${path}.key[${j}]`, f, 'is not a valid descriptor field name', FIELD_FIX)
   })
   if (new Set(key).size !== key.length) fail(`${path}.key`, key, 'lists a field twice', 'list each field once')
   const group = raw.group === undefined ? [...key].sort().join('+') : raw.group
@@ -213,7 +225,8 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
     fail(`${path}.limits`, raw.limits, 'must be a non-empty list', 'add at least one limit such as { limit: 100, window: "1m" }')
   }
   if (raw.limits.length > MAX_LIMITS_PER_POLICY) fail(`${path}.limits`, `${raw.limits.length} limits`, `has more than ${MAX_LIMITS_PER_POLICY} limits`, 'split the policy')
-  const limits = raw.limits.map((l, j) => validateLimit(l, `${path}.limits[${j}]`, j))
+  // Array.from, not map(): a hole in a sparse list must be rejected, not kept.
+  const limits = Array.from(raw.limits as unknown[], (l, j) => validateLimit(l, `${path}.limits[${j}]`, j))
   const seen = new Set<string>()
   limits.forEach((l, j) => {
     if (seen.has(l.id)) fail(`${path}.limits[${j}].id`, l.id, 'repeats the id of an earlier limit in this policy', 'give each limit of a policy its own id')
@@ -247,7 +260,8 @@ export function validatePolicies (doc: unknown): PolicySet {
   const version = doc.version === undefined ? 0 : integer(doc.version, 'version', 0, Number.MAX_SAFE_INTEGER, 'a non-negative integer version')
   if (!Array.isArray(doc.policies)) fail('policies', doc.policies, 'must be a list', 'write policies: [ { id: ..., limits: [...] } ]')
   if (doc.policies.length > MAX_POLICIES) fail('policies', `${doc.policies.length} policies`, `has more than ${MAX_POLICIES} policies`, 'key policies on descriptor fields instead of listing values')
-  const policies = doc.policies.map((p, i) => validatePolicy(p, `policies[${i}]`, i))
+  // Array.from, not map(): a hole in a sparse list must be rejected, not kept.
+  const policies = Array.from(doc.policies as unknown[], (p, i) => validatePolicy(p, `policies[${i}]`, i))
   const ids = new Map<string, number>()
   policies.forEach((p, i) => {
     const prev = ids.get(p.id)
