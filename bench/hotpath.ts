@@ -18,7 +18,7 @@ import { createLimiter, createLoopbackNetwork, seededRandom, type Clock, type De
 interface Args { json: boolean, ops: number, keys: number, samples: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, ops: 5_000_000, keys: 100_000, samples: 1_000_000 }
+  const a: Args = { json: false, ops: 3_000_000, keys: 100_000, samples: 1_000_000 }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     if (v === '--json') a.json = true
@@ -94,19 +94,15 @@ function timeLoop (ops: number, clock: ManualClock, body: (i: number) => boolean
 }
 
 /**
- * Runs the contenders in interleaved rounds (so a slow phase of a noisy machine hits
- * all of them) and keeps each one's best round; the first round also warms the JIT.
+ * Runs the contenders in interleaved rounds, so a slow phase of a noisy machine hits
+ * all of them, after one warm-up round each, and reports each one's median round (the
+ * best round would reward whichever contender varies most).
  */
 function interleaved (rounds: number, contenders: Array<() => Result>): Result[] {
-  const bestOf: Array<Result | undefined> = contenders.map(() => undefined)
-  for (let r = 0; r < rounds; r++) {
-    contenders.forEach((f, c) => {
-      const x = f()
-      const b = bestOf[c]
-      if (b === undefined || x.opsPerSec > b.opsPerSec) bestOf[c] = x
-    })
-  }
-  return bestOf as Result[]
+  for (const f of contenders) f()
+  const runs: Result[][] = contenders.map(() => [])
+  for (let r = 0; r < rounds; r++) contenders.forEach((f, c) => runs[c].push(f()))
+  return runs.map(rs => rs.sort((a, b) => a.opsPerSec - b.opsPerSec)[rs.length >> 1])
 }
 
 interface Bucket { tokens: number, last: number }
@@ -234,7 +230,7 @@ async function main (): Promise<void> {
     const ks = keyStrings(args.keys)
     const clock = new ManualClock()
     const limiter = createLimiter({ clock, policies: limitsPerRequest === 1 ? POLICY_1 : POLICY_3 })
-    const [ours, map] = interleaved(5, [
+    const [ours, map] = interleaved(7, [
       () => timeLoop(args.ops, clock, i => limiter.check(descriptorOf(ks, ring[i & (RING - 1)], limitsPerRequest)).allowed),
       () => mapLoop(args.ops, ring, ks, limitsPerRequest, clock)
     ])

@@ -8,6 +8,8 @@ import type { Algorithm, Limit, Scope } from './policy/types.js'
 export interface LimitInfo {
   readonly policy: string
   readonly id: string
+  /** The ceiling when the policy was installed (the runtime's `max`). */
+  readonly limit: number
   readonly algorithm: Algorithm
   readonly scope: Scope
   readonly windowMs: number

@@ -4,10 +4,8 @@ import type { Algorithm, Scope } from './policy/types.js'
 /** The outcome of one limit for one request. */
 export class LimitStatus {
   constructor (
-    /** Static data of the limit: policy, id, algorithm, scope, window, shadow. */
+    /** Static data of the limit: policy, id, algorithm, scope, ceiling, window, shadow. */
     readonly info: LimitInfo,
-    /** The ceiling: requests per window, bucket capacity, or leases in flight. */
-    readonly limit: number,
     /** Units left after this request (floored, never negative). */
     readonly remaining: number,
     /** Milliseconds until the current usage has drained with no new traffic. */
@@ -21,6 +19,11 @@ export class LimitStatus {
   /** Id of the policy the limit belongs to. */
   get policy (): string {
     return this.info.policy
+  }
+
+  /** The ceiling: requests per window, bucket capacity, or leases in flight. */
+  get limit (): number {
+    return this.info.limit
   }
 
   /** Id of the limit within its policy. */
@@ -68,26 +71,24 @@ export class LimitStatus {
  * denied, the enforced limit with the longest retry; when allowed, the enforced limit
  * with the fewest units remaining; its figures are the decision's. With no enforced
  * limit matched, `policy` is undefined and limit/remaining are Infinity.
+ *
+ * Six fields, so that the object a check allocates stays small: everything static
+ * about the deciding limit is read through `info`.
  */
 export class Decision {
-  /** Every matched limit; undefined until read when the deciding limit was the only one. */
-  private statuses: readonly LimitStatus[] | undefined
-
   constructor (
     readonly allowed: boolean,
     /** Static data of the deciding limit (undefined when none decided). */
     readonly info: LimitInfo | undefined,
-    readonly limit: number,
+    /** Units left after this request (floored, never negative; Infinity with no limit). */
     readonly remaining: number,
+    /** Milliseconds until the deciding limit's current usage has drained. */
     readonly resetMs: number,
     /** 0 when allowed; otherwise ms until the request could pass (Infinity if its cost exceeds the limit). */
     readonly retryAfterMs: number,
-    /** True when a shadow limit would have denied this request. */
-    readonly shadowDenied: boolean,
-    statuses: readonly LimitStatus[] | undefined
-  ) {
-    this.statuses = statuses
-  }
+    /** Every matched limit; undefined (built on first read) when the deciding limit was the only one. */
+    private statuses: readonly LimitStatus[] | undefined
+  ) {}
 
   /** Id of the deciding policy. */
   get policy (): string | undefined {
@@ -107,16 +108,29 @@ export class Decision {
     return this.info?.scope
   }
 
+  /** The deciding limit's ceiling (Infinity when none decided). */
+  get limit (): number {
+    return this.info?.limit ?? Infinity
+  }
+
   /** Window, refill horizon or lease TTL of the deciding limit, in ms (0 when none decided). */
   get windowMs (): number {
     return this.info?.windowMs ?? 0
   }
 
-  /** Every matched limit, in group order (built on first read for single-limit decisions). */
+  /** True when a shadow limit would have denied this request. */
+  get shadowDenied (): boolean {
+    const s = this.statuses
+    if (s === undefined) return false
+    for (let i = 0; i < s.length; i++) if (s[i].info.shadow && !s[i].allowed) return true
+    return false
+  }
+
+  /** Every matched limit, in group order. */
   get limits (): readonly LimitStatus[] {
     if (this.statuses === undefined) {
       const f = this.info
-      this.statuses = f === undefined ? [] : [new LimitStatus(f, this.limit, this.remaining, this.resetMs, this.retryAfterMs, this.allowed)]
+      this.statuses = f === undefined ? [] : [new LimitStatus(f, this.remaining, this.resetMs, this.retryAfterMs, this.allowed)]
     }
     return this.statuses
   }

@@ -7,7 +7,7 @@ import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.j
 import { Concurrency, createRuntime, layoutOf, type LeaseHold, type LimitRuntime, type StoreOptions } from './algorithms.js'
 import { Decision, LimitStatus, type Lease } from './decision.js'
 import { ErrorCode, MeshlimitError, invalid } from './errors.js'
-import { compilePolicies, type CompiledPolicies, type CompiledPolicy } from './policy/compile.js'
+import { compilePolicies, type CompiledGroup, type CompiledPolicies, type CompiledPolicy } from './policy/compile.js'
 import type { Descriptor, PolicyDocument, PolicySet } from './policy/types.js'
 import { MAX_LIMIT, isPolicySet, parsePolicies, validatePolicies } from './policy/validate.js'
 
@@ -167,7 +167,7 @@ class LeaseImpl extends Decision implements Lease {
   private readonly owner: LimiterImpl
 
   constructor (d: Decision, holds: LeaseHold[] | undefined, owner: LimiterImpl) {
-    super(d.allowed, d.info, d.limit, d.remaining, d.resetMs, d.retryAfterMs, d.shadowDenied, d.limits)
+    super(d.allowed, d.info, d.remaining, d.resetMs, d.retryAfterMs, d.limits)
     this.holds = holds
     this.owner = owner
   }
@@ -181,7 +181,7 @@ class LeaseImpl extends Decision implements Lease {
 }
 
 /** The decision when no policy matched: allowed, nothing counted. */
-const NO_LIMITS = new Decision(true, undefined, Infinity, Infinity, 0, 0, false, Object.freeze([]))
+const NO_LIMITS = new Decision(true, undefined, Infinity, 0, 0, Object.freeze([]))
 
 class LimiterImpl implements Limiter {
   readonly replica: ReplicaId
@@ -195,6 +195,8 @@ class LimiterImpl implements Limiter {
   private readonly sweepIntervalMs: number
   private cancelSweep: (() => void) | undefined
   private compiled!: CompiledPolicies
+  /** The only group, when every policy in it has one enforced rate limit (see checkLean). */
+  private lean: CompiledGroup | undefined
   /** Runtimes by limit name ("policy/limit"). */
   private runtimes = new Map<string, LimitRuntime>()
   /** Stores by wire name (limit name + suffix), replicated ones only. */
@@ -282,7 +284,7 @@ class LimiterImpl implements Limiter {
           return rt
         })
         for (const rt of cp.runtimes) {
-          rt.info = { policy: cp.id, id: rt.id, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
+          rt.info = { policy: cp.id, id: rt.id, limit: rt.max, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
         }
         cp.rateRuntimes = cp.runtimes.filter(rt => rt.algorithm !== 'concurrency')
       }
@@ -292,13 +294,42 @@ class LimiterImpl implements Limiter {
       for (const [suffix, store] of rt.stores) if (store.replicated) wire.set(rt.name + suffix, store)
     }
     this.compiled = compiled
+    const only = compiled.groups.length === 1 ? compiled.groups[0] : undefined
+    this.lean = only !== undefined && only.policies.every(p => p.rateRuntimes.length === 1 && p.runtimes.length === 1 && !p.shadow) ? only : undefined
     this.runtimes = runtimes
     this.wire = wire
   }
 
   check (descriptor: Descriptor, cost = 1): Decision {
+    if (this.lean !== undefined) return this.checkLean(this.lean, descriptor, cost)
     const n = this.evaluate(descriptor, cost, false, true)
     return this.decide(n, cost, true)
+  }
+
+  /**
+   * check() for the most common shape: one policy group whose every policy has exactly
+   * one limit, enforced and not a concurrency limit. Same semantics, no scratch arrays.
+   */
+  private checkLean (group: CompiledGroup, d: Descriptor, cost: number): Decision {
+    this.validate(d, cost)
+    const p = group.winner(d)
+    if (p === undefined) return NO_LIMITS
+    const rt = p.rateRuntimes[0]
+    const now = this.clock.now()
+    const i = rt.locate(group.lastKey, now)
+    const u = rt.usage(i, now)
+    const ok = u + cost <= rt.max + EPSILON
+    if (ok) rt.commit(i, now, cost)
+    const left = rt.max - u - (ok ? cost : 0)
+    return new Decision(ok, rt.info, left > 0 ? Math.floor(left) : 0, rt.resetMs(i, now), ok ? 0 : rt.retryAfterMs(i, now, u, cost), undefined)
+  }
+
+  private validate (d: Descriptor, cost: number): void {
+    if (typeof cost !== 'number' || !(cost >= 1 && cost <= MAX_COST) || cost % 1 !== 0) throw costError(cost)
+    if (typeof d !== 'object' || d === null) {
+      throw invalid(ErrorCode.DESCRIPTOR_INVALID, 'descriptor', d, 'must be an object of string fields', 'pass e.g. { user: "u-42", route: "/v1/search" }')
+    }
+    if (this.closed) throw new MeshlimitError(ErrorCode.STATE_INVALID, 'the limiter is closed. Fix: create a new limiter', 'limiter')
   }
 
   peek (descriptor: Descriptor, cost = 1): Decision {
@@ -338,11 +369,7 @@ class LimiterImpl implements Limiter {
    * limit passes. Returns the number of matched limits, encoded as -n-1 when denied.
    */
   private evaluate (d: Descriptor, cost: number, withConcurrency: boolean, commit: boolean): number {
-    if (typeof cost !== 'number' || !(cost >= 1 && cost <= MAX_COST) || cost % 1 !== 0) throw costError(cost)
-    if (typeof d !== 'object' || d === null) {
-      throw invalid(ErrorCode.DESCRIPTOR_INVALID, 'descriptor', d, 'must be an object of string fields', 'pass e.g. { user: "u-42", route: "/v1/search" }')
-    }
-    if (this.closed) throw new MeshlimitError(ErrorCode.STATE_INVALID, 'the limiter is closed. Fix: create a new limiter', 'limiter')
+    this.validate(d, cost)
     const now = this.clock.now()
     const groups = this.compiled.groups
     let n = 0
@@ -387,13 +414,12 @@ class LimiterImpl implements Limiter {
       const i = this.sIdx[0]
       const u = this.sUse[0]
       const left = rt.max - u - (denied || !counted ? 0 : cost)
-      return new Decision(!denied, rt.info, rt.max, left > 0 ? Math.floor(left) : 0,
-        rt.resetMs(i, now), denied ? rt.retryAfterMs(i, now, u, cost) : 0, false, undefined)
+      return new Decision(!denied, rt.info, left > 0 ? Math.floor(left) : 0,
+        rt.resetMs(i, now), denied ? rt.retryAfterMs(i, now, u, cost) : 0, undefined)
     }
     const limits = new Array<LimitStatus>(n)
     let pick = -1
     let pickScore = 0
-    let shadowDenied = false
     for (let j = 0; j < n; j++) {
       const rt = this.sRt[j]
       const p = this.sPol[j]
@@ -403,11 +429,8 @@ class LimiterImpl implements Limiter {
       const left = rt.max - u - (ok && !denied && counted ? cost : 0)
       const remaining = left > 0 ? Math.floor(left) : 0
       const retry = ok ? 0 : rt.retryAfterMs(i, now, u, cost)
-      limits[j] = new LimitStatus(rt.info, rt.max, remaining, rt.resetMs(i, now), retry, ok)
-      if (p.shadow) {
-        if (!ok) shadowDenied = true
-        continue
-      }
+      limits[j] = new LimitStatus(rt.info, remaining, rt.resetMs(i, now), retry, ok)
+      if (p.shadow) continue
       // Denied: the enforced limit with the longest wait. Allowed: the fewest remaining.
       const score = denied ? (ok ? -1 : retry) : -remaining
       if (pick < 0 || score > pickScore) {
@@ -415,9 +438,9 @@ class LimiterImpl implements Limiter {
         pickScore = score
       }
     }
-    if (pick < 0) return new Decision(true, undefined, Infinity, Infinity, 0, 0, shadowDenied, limits)
+    if (pick < 0) return new Decision(true, undefined, Infinity, 0, 0, limits)
     const s = limits[pick]
-    return new Decision(!denied, s.info, s.limit, s.remaining, s.resetMs, denied ? s.retryAfterMs : 0, shadowDenied, limits)
+    return new Decision(!denied, s.info, s.remaining, s.resetMs, denied ? s.retryAfterMs : 0, limits)
   }
 
   flush (): void {

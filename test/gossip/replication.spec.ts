@@ -3,6 +3,7 @@ import { encode } from '@msgpack/msgpack'
 import { describe, expect, it } from 'vitest'
 import { encodeDelta } from '../../gossip/codec.js'
 import type { MessageHandler, Transport } from '../../gossip/transport.js'
+import { stubTransport } from '../helpers/transport.js'
 import { createLimiter, createLoopbackNetwork, seededRandom, VirtualClock, type Limiter, type PolicyDocument } from '../../src/index.js'
 
 const T0 = 1_800_000_000_000
@@ -29,8 +30,7 @@ function chaoticNetwork (clock: VirtualClock, seed: number, lossRate = 0): (peer
   return peerId => {
     const topics = new Map<string, MessageHandler>()
     members.set(peerId, topics)
-    return {
-      peerId,
+    return stubTransport(peerId, {
       publish (topic, data) {
         for (const [to, theirs] of members) {
           if (to === peerId || !theirs.has(topic)) continue
@@ -43,7 +43,7 @@ function chaoticNetwork (clock: VirtualClock, seed: number, lossRate = 0): (peer
       },
       subscribe (topic, handler) { topics.set(topic, handler) },
       unsubscribe (topic) { topics.delete(topic) }
-    }
+    })
   }
 }
 
@@ -140,12 +140,10 @@ describe('replication: hostile input', () => {
   function victim (): { clock: VirtualClock, node: Limiter, inject: (data: Uint8Array, from?: string) => string } {
     const clock = new VirtualClock(T0)
     let handler: MessageHandler | undefined
-    const transport: Transport = {
-      peerId: 'victim',
-      publish () {},
+    const transport: Transport = stubTransport('victim', {
       subscribe (_topic, h) { handler = h },
       unsubscribe () { handler = undefined }
-    }
+    })
     const node = createLimiter({ clock, policies, transport, flushIntervalMs: 20 })
     return { clock, node, inject: (data, from = 'attacker') => (handler as MessageHandler)(data, from) }
   }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { stubTransport } from '../helpers/transport.js'
 import { createLimiter, ErrorCode, MAX_COST, MeshlimitError, VirtualClock, type PolicyDocument } from '../../src/index.js'
 
 const T0 = 1_800_000_000_000
@@ -179,7 +180,7 @@ describe('limiter: bad input', () => {
 
   it('bad options are refused with the option named', () => {
     expectCode(() => createLimiter({ policies: { policies: [] }, maxKeys: 0 }), ErrorCode.OPTION_INVALID, 'maxKeys')
-    expectCode(() => createLimiter({ policies: { policies: [] }, flushIntervalMs: -5, transport: { peerId: 'x', publish () {}, subscribe () {}, unsubscribe () {} } }), ErrorCode.OPTION_INVALID, 'flushIntervalMs')
+    expectCode(() => createLimiter({ policies: { policies: [] }, flushIntervalMs: -5, transport: stubTransport('x') }), ErrorCode.OPTION_INVALID, 'flushIntervalMs')
     expectCode(() => createLimiter(undefined as never), ErrorCode.OPTION_INVALID, 'init')
     expectCode(() => createLimiter({} as never), ErrorCode.OPTION_INVALID, 'policies')
   })
