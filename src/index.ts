@@ -3,6 +3,9 @@
  *
  * @packageDocumentation
  */
+// First: libp2p's dependencies need Promise.withResolvers, which Node 20 lacks.
+import './polyfill.js'
+
 export { createLimiter, MAX_COST } from './limiter.js'
 export type { Limiter, LimiterInit, LimiterStats, LimitStats } from './limiter.js'
 export { Decision, LimitStatus } from './decision.js'
@@ -17,5 +20,7 @@ export { seededRandom } from '../membership/random.js'
 export type { Random } from '../membership/random.js'
 export { createLoopbackNetwork } from '../gossip/loopback.js'
 export type { LoopbackInit, LoopbackNetwork, LoopbackStats } from '../gossip/loopback.js'
-export type { Transport, Verdict, MessageHandler } from '../gossip/transport.js'
+export type { Transport, Verdict, MessageHandler, RequestHandler } from '../gossip/transport.js'
+export { topicsOf } from '../gossip/topics.js'
+export type { Topics } from '../gossip/topics.js'
 export type { ReplicaId } from '../crdt/replica.js'
