@@ -786,8 +786,18 @@ export class WindowStore {
    * full snapshot); otherwise only the local replica's (replica 0).
    */
   snapshot (nowEpoch: number, includeRemote: boolean, out: number[]): void {
+    this.snapshotRange(0, Infinity, nowEpoch, includeRemote, out)
+  }
+
+  /**
+   * Like snapshot(), for the records from index `from` on, stopping after the record
+   * that brings `out` to at least `maxEntries` entries. Returns the index to continue
+   * from, or -1 when every record was visited (a paged snapshot for anti-entropy).
+   */
+  snapshotRange (from: number, maxEntries: number, nowEpoch: number, includeRemote: boolean, out: number[]): number {
     const R = this.ring
-    for (let i = 0; i < this.top; i++) {
+    let entries = 0
+    for (let i = Math.max(0, from); i < this.top; i++) {
       if (!this.isUsed(i)) continue
       this.advance(i, nowEpoch)
       const h = this.headOf(i)
@@ -796,15 +806,40 @@ export class WindowStore {
       const rc = includeRemote && (this.u32[own - 1] & REMOTE) !== 0 ? this.remote[i] : undefined
       for (let e = h - this.pastSlots + 1; e <= h + this.futureSlots; e++) {
         const o = e <= h ? this.u32[own + this.ownPos(i, e)] : 0
-        if (o > 0) out.push(0, hash, e, o)
+        if (o > 0) {
+          out.push(0, hash, e, o)
+          entries++
+        }
         if (rc === undefined) continue
         const q = this.rpos(rc, i, e)
         for (let c = 0; c < rc.reps.length; c++) {
           const v = rc.vals[c * R + q]
-          if (v > 0) out.push(rc.reps[c], hash, e, v)
+          if (v > 0) {
+            out.push(rc.reps[c], hash, e, v)
+            entries++
+          }
         }
       }
+      if (entries >= maxEntries) return i + 1 < this.top ? i + 1 : -1
     }
+    return -1
+  }
+
+  /**
+   * Appends the local replica's live (hash, epoch, count) triples of up to `maxKeys`
+   * records from index `from` on (periodic re-publication, so a lost message cannot
+   * leave a peer behind). Returns how many keys it visited and the index to continue
+   * from (-1 at the end).
+   */
+  ownRange (from: number, maxKeys: number, nowEpoch: number, out: number[]): { visited: number, next: number } {
+    let visited = 0
+    for (let i = Math.max(0, from); i < this.top; i++) {
+      if (!this.isUsed(i)) continue
+      this.advance(i, nowEpoch)
+      this.emitOwn(i, this.headOf(i) - this.pastSlots + 1, out)
+      if (++visited >= maxKeys) return { visited, next: i + 1 < this.top ? i + 1 : -1 }
+    }
+    return { visited, next: -1 }
   }
 
   /**

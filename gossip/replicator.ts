@@ -6,8 +6,11 @@ import type { Transport, Verdict } from './transport.js'
 export interface ReplicaState {
   /** Incarnation of the local replica (grows on every start). */
   readonly incarnation: number
-  /** Drains the local replica's changes since the last call, as absolute counts. */
-  collectDelta(): CounterGroup[]
+  /**
+   * Drains the local replica's changes since the last call, as absolute counts, plus a
+   * rotating `republishFraction` of its live entries.
+   */
+  collectDelta(republishFraction: number): CounterGroup[]
   /** Merges a decoded, validated message from peer `from`. */
   applyDelta(from: string, msg: DeltaMessage): Verdict
 }
@@ -31,6 +34,12 @@ export interface ReplicatorInit {
    * @default 65536
    */
   maxMessageBytes?: number
+  /**
+   * Every live entry of this node is re-published once per this period, spread over
+   * the flushes, so a lost message cannot leave a peer behind for longer; 0 disables.
+   * @default 5000
+   */
+  republishIntervalMs?: number
   /**
    * Messages stamped further than this ahead of the local clock are rejected.
    * @default 1000
@@ -71,6 +80,8 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   const flushIntervalMs = init.flushIntervalMs ?? 50
   const maxMessageBytes = init.maxMessageBytes ?? 65536
   const maxClockSkewMs = init.maxClockSkewMs ?? 1000
+  const republishIntervalMs = init.republishIntervalMs ?? 5000
+  const republishFraction = republishIntervalMs > 0 ? Math.min(1, flushIntervalMs / republishIntervalMs) : 0
   if (!(flushIntervalMs > 0)) throw new RangeError(`flushIntervalMs must be > 0, got ${flushIntervalMs}`)
   const limits: CodecLimits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes }
   const { transport, clock, state } = init
@@ -95,7 +106,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
 
   const flush = (): number => {
     stats.flushes++
-    const groups = state.collectDelta()
+    const groups = state.collectDelta(republishFraction)
     if (groups.length === 0) return 0
     const messages = encodeDelta({ incarnation: state.incarnation, sentAtMs: clock.now(), groups }, maxMessageBytes)
     for (const m of messages) {

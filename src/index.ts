@@ -6,7 +6,15 @@
 // First: libp2p's dependencies need Promise.withResolvers, which Node 20 lacks.
 import './polyfill.js'
 
-export { createLimiter, MAX_COST } from './limiter.js'
+export { createLimiter, MAX_COST, MAX_INCARNATIONS_PER_PEER } from './limiter.js'
+export { createMeshNode } from './mesh.js'
+export type { MeshNode, MeshNodeInit, MeshLogger } from './mesh.js'
+export { createMembership } from '../membership/membership.js'
+export type { Membership, MembershipInit, MemberInfo, MemberState, MembershipEvent, SelfInfo } from '../membership/membership.js'
+export { createAntiEntropy } from '../gossip/anti-entropy.js'
+export type { AntiEntropy, AntiEntropyInit, PullResult } from '../gossip/anti-entropy.js'
+export { generateSwarmKey, parseSwarmKey, readSwarmKey, writeSwarmKey } from '../gossip/psk.js'
+export type { Libp2pTransport, Libp2pTransportInit } from '../gossip/libp2p.js'
 export type { Limiter, LimiterInit, LimiterStats, LimitStats } from './limiter.js'
 export { Decision, LimitStatus } from './decision.js'
 export type { Lease } from './decision.js'

@@ -1,6 +1,7 @@
-import { ReplicaTable, replicaKey, type ReplicaId } from '../crdt/replica.js'
+import { ReplicaTable, parseReplicaKey, replicaKey, type ReplicaId } from '../crdt/replica.js'
 import { MergeResult, type WindowStore } from '../crdt/window-store.js'
 import type { CounterGroup, DeltaMessage } from '../gossip/codec.js'
+import type { SnapshotCursor, SnapshotGroup, SnapshotPage } from '../gossip/sync-codec.js'
 import { createReplicator, type Replicator, type ReplicatorStats } from '../gossip/replicator.js'
 import type { Transport, Verdict } from '../gossip/transport.js'
 import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
@@ -16,6 +17,9 @@ import { MAX_LIMIT, isPolicySet, parsePolicies, validatePolicies } from './polic
  * slots, drained levels) and float rounding must not deny a request that fits exactly.
  */
 const EPSILON = 1e-9
+
+/** Distinct incarnations accepted per peer id: restarts beyond it are refused until ours restarts. */
+export const MAX_INCARNATIONS_PER_PEER = 64
 
 /** Largest cost one request may carry (the largest limit). */
 export const MAX_COST = MAX_LIMIT
@@ -78,6 +82,11 @@ export interface LimiterInit {
    */
   topic?: string
   /**
+   * Every live entry of this node is re-published once per this period (0 disables).
+   * @default 5000
+   */
+  republishIntervalMs?: number
+  /**
    * Interval of the idle-key sweep, in ms.
    * @default 1000
    */
@@ -100,6 +109,8 @@ export interface LimiterStats {
   staleEntries: number
   aheadDropped: number
   unknownLimitGroups: number
+  /** Messages refused because their peer already used MAX_INCARNATIONS_PER_PEER incarnations. */
+  refusedReplicas: number
   replicator: ReplicatorStats | undefined
 }
 
@@ -133,10 +144,17 @@ export interface Limiter {
   readonly replica: ReplicaId
   /** Publishes pending changes now (no-op without a transport). */
   flush(): void
-  /** Drains the local replica's changes since the last drain (used by replicators). */
-  collectDelta(): CounterGroup[]
+  /**
+   * Drains the local replica's changes since the last drain, plus a rotating
+   * `republishFraction` of its live entries (used by replicators).
+   */
+  collectDelta(republishFraction?: number): CounterGroup[]
   /** Merges a validated delta from peer `from` (used by replicators). */
   applyDelta(from: string, msg: DeltaMessage): Verdict
+  /** One page of every live entry this node holds, its own and other replicas' (anti-entropy). */
+  snapshotPage(cursor: SnapshotCursor | undefined, maxEntries: number): SnapshotPage
+  /** Max-merges a pulled snapshot page; returns the number of entries that raised a count. */
+  applySnapshot(groups: SnapshotGroup[]): number
   /** Frees keys whose usage left every window; runs on a timer, callable directly. */
   sweep(): void
   stats(): LimiterStats
@@ -214,6 +232,11 @@ class LimiterImpl implements Limiter {
   private stale = 0
   private ahead = 0
   private unknownGroups = 0
+  private refusedReplicas = 0
+  /** Incarnations seen per peer id (bounded by MAX_INCARNATIONS_PER_PEER). */
+  private readonly incarnations = new Map<string, number>()
+  private readonly ownKey: string
+  private republishCursor: SnapshotCursor = { limit: '', index: 0 }
 
   constructor (init: LimiterInit) {
     if (init.clock === undefined) {
@@ -235,6 +258,7 @@ class LimiterImpl implements Limiter {
       incarnation: checkInteger('incarnation', init.incarnation, 0, Math.floor(this.clock.now()))
     }
     this.replicas = new ReplicaTable(this.replica)
+    this.ownKey = replicaKey(this.replica)
     this.install(toPolicySet(init.policies))
     if (init.transport !== undefined) {
       this.replicator = createReplicator({
@@ -244,6 +268,7 @@ class LimiterImpl implements Limiter {
         topic: init.topic,
         flushIntervalMs: checkInteger('flushIntervalMs', init.flushIntervalMs, 1, 50),
         maxMessageBytes: checkInteger('maxMessageBytes', init.maxMessageBytes, 1024, 65536),
+        republishIntervalMs: checkInteger('republishIntervalMs', init.republishIntervalMs, 0, 5000),
         maxClockSkewMs
       })
       this.replicator.start()
@@ -447,19 +472,53 @@ class LimiterImpl implements Limiter {
     this.replicator?.flush()
   }
 
-  collectDelta (): CounterGroup[] {
-    const groups: CounterGroup[] = []
-    for (const [name, store] of this.wire) {
-      if (store.dirtyCount === 0) continue
-      const entries: number[] = []
-      store.drainDirty(entries)
-      if (entries.length > 0) groups.push({ limit: name, slotMs: store.slotMs, entries })
+  collectDelta (republishFraction = 0): CounterGroup[] {
+    const groups = new Map<string, CounterGroup>()
+    const group = (name: string, store: WindowStore): CounterGroup => {
+      let g = groups.get(name)
+      if (g === undefined) {
+        g = { limit: name, slotMs: store.slotMs, entries: [] }
+        groups.set(name, g)
+      }
+      return g
     }
-    return groups
+    for (const [name, store] of this.wire) {
+      if (store.dirtyCount > 0) store.drainDirty(group(name, store).entries)
+    }
+    if (republishFraction > 0) this.republish(republishFraction, group)
+    return [...groups.values()].filter(g => g.entries.length > 0)
+  }
+
+  /**
+   * Re-publishes a rotating share of this node's live entries (absolute counts, so a
+   * repeat is harmless) so that a lost message cannot leave a peer behind for longer
+   * than one rotation.
+   */
+  private republish (fraction: number, group: (name: string, store: WindowStore) => CounterGroup): void {
+    let live = 0
+    for (const store of this.wire.values()) live += store.size
+    let budget = Math.ceil(live * Math.min(1, fraction))
+    const names = [...this.wire.keys()]
+    if (names.length === 0 || budget === 0) return
+    let at = Math.max(0, names.indexOf(this.republishCursor.limit))
+    const now = this.clock.now()
+    for (let visited = 0; visited <= names.length && budget > 0; visited++) {
+      const name = names[at]
+      const store = this.wire.get(name) as WindowStore
+      const { visited, next } = store.ownRange(this.republishCursor.limit === name ? this.republishCursor.index : 0, budget, store.epochOf(now), group(name, store).entries)
+      budget -= visited
+      if (next >= 0) {
+        this.republishCursor = { limit: name, index: next }
+        return
+      }
+      at = (at + 1) % names.length
+      this.republishCursor = { limit: names[at], index: 0 }
+    }
   }
 
   applyDelta (from: string, msg: DeltaMessage): Verdict {
-    const rep = this.replicas.intern(replicaKey({ peerId: from, incarnation: msg.incarnation }))
+    const rep = this.replicaIndex(from, msg.incarnation)
+    if (rep < 0) return 'reject'
     const now = this.clock.now()
     for (const g of msg.groups) {
       const store = this.wire.get(g.limit)
@@ -470,14 +529,92 @@ class LimiterImpl implements Limiter {
       }
       const nowEpoch = store.epochOf(now)
       const e = g.entries
-      for (let j = 0; j < e.length; j += 3) {
-        const r = store.mergeHash(e[j], rep, e[j + 1], e[j + 2], nowEpoch)
-        if (r === MergeResult.Applied) this.merged++
-        else if (r === MergeResult.Stale) this.stale++
-        else if (r === MergeResult.TooFarAhead) this.ahead++
-      }
+      for (let j = 0; j < e.length; j += 3) this.count(store.mergeHash(e[j], rep, e[j + 1], e[j + 2], nowEpoch))
     }
     return 'accept'
+  }
+
+  /**
+   * The replica index of (peer, incarnation), interning it; -1 when the peer already
+   * used MAX_INCARNATIONS_PER_PEER incarnations (a peer cannot grow our tables at will).
+   */
+  private replicaIndex (peerId: string, incarnation: number): number {
+    const key = replicaKey({ peerId, incarnation })
+    const known = this.replicas.lookup(key)
+    if (known !== undefined) return known
+    const n = this.incarnations.get(peerId) ?? 0
+    if (n >= MAX_INCARNATIONS_PER_PEER) {
+      this.refusedReplicas++
+      return -1
+    }
+    this.incarnations.set(peerId, n + 1)
+    return this.replicas.intern(key)
+  }
+
+  private count (r: MergeResult): void {
+    if (r === MergeResult.Applied) this.merged++
+    else if (r === MergeResult.Stale) this.stale++
+    else if (r === MergeResult.TooFarAhead) this.ahead++
+  }
+
+  snapshotPage (cursor: SnapshotCursor | undefined, maxEntries: number): SnapshotPage {
+    const names = [...this.wire.keys()]
+    let at = cursor === undefined ? 0 : names.indexOf(cursor.limit)
+    let from = cursor === undefined || at < 0 ? 0 : cursor.index
+    // A cursor naming a limit we no longer run restarts the walk (the puller bounds its pages).
+    if (at < 0) at = 0
+    const now = this.clock.now()
+    const groups: SnapshotGroup[] = []
+    let total = 0
+    for (; at < names.length; at++, from = 0) {
+      const store = this.wire.get(names[at]) as WindowStore
+      const flat: number[] = []
+      const next = store.snapshotRange(from, maxEntries - total, store.epochOf(now), true, flat)
+      if (flat.length > 0) {
+        // Re-index replicas into a page-local table of replica keys.
+        const local = new Map<number, number>()
+        const replicas: string[] = []
+        for (let j = 0; j < flat.length; j += 4) {
+          let r = local.get(flat[j])
+          if (r === undefined) {
+            r = replicas.length
+            replicas.push(this.replicas.keyOf(flat[j]))
+            local.set(flat[j], r)
+          }
+          flat[j] = r
+        }
+        groups.push({ limit: names[at], slotMs: store.slotMs, replicas, entries: flat })
+        total += flat.length / 4
+      }
+      if (next >= 0) return { next: { limit: names[at], index: next }, groups }
+      if (total >= maxEntries && at + 1 < names.length) return { next: { limit: names[at + 1], index: 0 }, groups }
+    }
+    return { next: undefined, groups }
+  }
+
+  applySnapshot (groups: SnapshotGroup[]): number {
+    const now = this.clock.now()
+    const before = this.merged
+    for (const g of groups) {
+      const store = this.wire.get(g.limit)
+      if (store === undefined || store.slotMs !== g.slotMs) {
+        this.unknownGroups++
+        continue
+      }
+      const reps = g.replicas.map(key => {
+        if (key === this.ownKey) return 0
+        const r = parseReplicaKey(key) as ReplicaId
+        return this.replicaIndex(r.peerId, r.incarnation)
+      })
+      const nowEpoch = store.epochOf(now)
+      const e = g.entries
+      for (let j = 0; j < e.length; j += 4) {
+        const rep = reps[e[j]]
+        if (rep < 0) continue
+        this.count(store.mergeHash(e[j + 1], rep, e[j + 2], e[j + 3], nowEpoch))
+      }
+    }
+    return this.merged - before
   }
 
   sweep (): void {
@@ -518,6 +655,7 @@ class LimiterImpl implements Limiter {
       staleEntries: this.stale,
       aheadDropped: this.ahead,
       unknownLimitGroups: this.unknownGroups,
+      refusedReplicas: this.refusedReplicas,
       replicator: this.replicator?.stats
     }
   }

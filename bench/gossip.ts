@@ -1,0 +1,199 @@
+/**
+ * Gossip benchmark: 10 real libp2p nodes, each its own OS process, on TCP loopback.
+ *
+ *   npm run bench:gossip -- [--json] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N]
+ *
+ * Measures, under a hot workload spread over the nodes (every check changes a key
+ * drawn from 1M, so nearly every check is a new changed key in its flush):
+ * - mergeEntriesPerSec: applyDelta throughput on one core, in this process (the merge
+ *   path every received entry takes), and decodeMergeEntriesPerSec including decoding;
+ * - wireBytesPerChangedKey: counter payload bytes published per changed (key, slot)
+ *   entry, and gossipsubBytesPerMessage: the envelope gossipsub adds per message;
+ * - convergence: every 100 ms one node counts a probe key; the time until all other
+ *   nodes see it (p50, p99);
+ * - eventLoopDelayP99Ms: the worst node's event-loop delay p99 under the workload.
+ * The last stdout line is one JSON object.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { encodeDelta, decodeDelta, type CounterGroup } from '../gossip/codec.js'
+import { generateSwarmKey } from '../gossip/psk.js'
+import { createLimiter, seededRandom, VirtualClock } from '../src/index.js'
+import { stubTransport } from './stub.js'
+
+interface Args { json: boolean, nodes: number, seconds: number, flushMs: number, changesPerSec: number }
+
+function parseArgs (argv: string[]): Args {
+  const a: Args = { json: false, nodes: 10, seconds: 15, flushMs: 50, changesPerSec: 50_000 }
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i]
+    if (v === '--json') a.json = true
+    else if (v === '--nodes') a.nodes = Number(argv[++i])
+    else if (v === '--seconds') a.seconds = Number(argv[++i])
+    else if (v === '--flush') a.flushMs = Number(argv[++i])
+    else if (v === '--changes-per-sec') a.changesPerSec = Number(argv[++i])
+    else throw new Error(`unknown argument ${v}; usage: bench:gossip -- [--json] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N]`)
+  }
+  return a
+}
+
+const pct = (xs: number[], q: number): number => {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
+}
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/** applyDelta throughput: messages of 10,000 entries over 200,000 keys, merged from 9 peers in turn. */
+function mergeThroughput (): { mergeEntriesPerSec: number, decodeMergeEntriesPerSec: number } {
+  const T0 = 1_800_000_000_000
+  const clock = new VirtualClock(T0)
+  const policies = { policies: [{ id: 'hot', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window' as const, limit: 1_000_000_000, window: '1h' }] }] }
+  const limiter = createLimiter({ clock, policies, transport: stubTransport('bench'), maxKeys: 1_000_000, flushIntervalMs: 3_600_000 })
+  const rnd = seededRandom(7)
+  const epoch = Math.floor(T0 / 3_600_000)
+  const peers = 9
+  const messages = Array.from({ length: 40 }, (_, m) => {
+    const entries: number[] = []
+    for (let j = 0; j < 10_000; j++) entries.push(Math.floor(rnd() * 200_000) * 7919 + 1, epoch, 1 + m + Math.floor(rnd() * 5))
+    const groups: CounterGroup[] = [{ limit: 'hot/w', slotMs: 3_600_000, entries }]
+    return { bytes: encodeDelta({ incarnation: 1, sentAtMs: T0, groups })[0], msg: { incarnation: 1, sentAtMs: T0, groups } }
+  })
+  // Warm up: every key exists and every peer has a column, as in a running mesh.
+  for (let p = 0; p < peers; p++) for (const m of messages) limiter.applyDelta(`peer-${p}`, m.msg)
+  let entries = 0
+  let t0 = performance.now()
+  for (let r = 0; r < 5; r++) for (let p = 0; p < peers; p++) for (const m of messages) { limiter.applyDelta(`peer-${p}`, m.msg); entries += 10_000 }
+  const mergeEntriesPerSec = entries / ((performance.now() - t0) / 1000)
+  entries = 0
+  t0 = performance.now()
+  for (let r = 0; r < 3; r++) {
+    for (let p = 0; p < peers; p++) {
+      for (const m of messages) {
+        const d = decodeDelta(m.bytes)
+        if (d.ok) limiter.applyDelta(`peer-${p}`, d.msg)
+        entries += 10_000
+      }
+    }
+  }
+  const decodeMergeEntriesPerSec = entries / ((performance.now() - t0) / 1000)
+  limiter.close()
+  return { mergeEntriesPerSec: Math.round(mergeEntriesPerSec), decodeMergeEntriesPerSec: Math.round(decodeMergeEntriesPerSec) }
+}
+
+interface Report { checks: number, bytesSent: number, messagesSent: number, entriesSent: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
+
+async function main (): Promise<void> {
+  const args = parseArgs(process.argv.slice(2))
+  const log = (s: string): void => { if (!args.json) console.log(s) }
+  const merge = mergeThroughput()
+  log(`merge: ${(merge.mergeEntriesPerSec / 1e6).toFixed(2)} M entries/s (decode + merge ${(merge.decodeMergeEntriesPerSec / 1e6).toFixed(2)} M/s)`)
+
+  const script = fileURLToPath(new URL('./gossip-node.js', import.meta.url))
+  const psk = [...generateSwarmKey()]
+  const children: ChildProcess[] = []
+  const waiters = new Map<string, Array<(m: Record<string, unknown>) => void>>()
+  const probeSent = new Map<string, number>()
+  const probeSeen = new Map<string, number[]>()
+  const onMessage = (m: Record<string, unknown>): void => {
+    if (m.type === 'probe-sent') probeSent.set(m.id as string, m.at as number)
+    else if (m.type === 'probe-seen') probeSeen.get(m.id as string)?.push(m.at as number)
+    const w = waiters.get(m.type as string)
+    if (w !== undefined && w.length > 0) (w.shift() as (x: Record<string, unknown>) => void)(m)
+  }
+  const next = async (type: string): Promise<Record<string, unknown>> => await new Promise(resolve => { waiters.set(type, [...(waiters.get(type) ?? []), resolve]) })
+  const spawn = (): ChildProcess => {
+    const c = fork(script, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    c.on('message', m => { onMessage(m as Record<string, unknown>) })
+    children.push(c)
+    return c
+  }
+  const perNode = Math.round(args.changesPerSec / args.nodes)
+  const start = (c: ChildProcess, bootstrap: string[], seed: number): void => {
+    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flushMs, checksPerSec: perNode, keys: 1_000_000, seed })
+  }
+  try {
+    const first = spawn()
+    start(first, [], 1)
+    const ready0 = await next('ready')
+    const addrs = [ready0.multiaddr as string]
+    for (let i = 1; i < args.nodes; i++) {
+      const c = spawn()
+      start(c, [addrs[0]], i + 1)
+      addrs.push((await next('ready')).multiaddr as string)
+    }
+    for (const c of children) c.send({ type: 'connect', addrs })
+    for (let i = 0; i < children.length; i++) await next('connected')
+    await sleep(2000)
+    log(`${args.nodes} nodes up; hot workload ${args.changesPerSec} changes/s for ${args.seconds} s, flush every ${args.flushMs} ms`)
+    for (const c of children) c.send({ type: 'traffic', on: true })
+    await sleep(2000)
+    const report = async (): Promise<Report[]> => {
+      for (const c of children) c.send({ type: 'report' })
+      const rs: Report[] = []
+      for (let i = 0; i < children.length; i++) rs.push((await next('report')) as unknown as Report)
+      return rs
+    }
+    const before = await report()
+    const t0 = performance.now()
+    const rnd = seededRandom(99)
+    let probes = 0
+    while (performance.now() - t0 < args.seconds * 1000) {
+      const id = `p${probes++}`
+      const from = Math.floor(rnd() * children.length)
+      probeSeen.set(id, [])
+      children.forEach((c, i) => { if (i !== from) c.send({ type: 'expect', id }) })
+      children[from].send({ type: 'probe', id })
+      await sleep(100)
+    }
+    const elapsed = (performance.now() - t0) / 1000
+    const after = await report()
+    for (const c of children) c.send({ type: 'traffic', on: false })
+    await sleep(500)
+    const sum = (rs: Report[], f: (r: Report) => number): number => rs.reduce((n, r) => n + f(r), 0)
+    const bytes = sum(after, r => r.bytesSent) - sum(before, r => r.bytesSent)
+    const entries = sum(after, r => r.entriesSent) - sum(before, r => r.entriesSent)
+    const messages = sum(after, r => r.messagesSent) - sum(before, r => r.messagesSent)
+    const changes = sum(after, r => r.checks) - sum(before, r => r.checks)
+    const convergence: number[] = []
+    let incomplete = 0
+    for (const [id, seen] of probeSeen) {
+      const sent = probeSent.get(id)
+      if (sent === undefined || seen.length < children.length - 1) { incomplete++; continue }
+      convergence.push(Math.max(...seen) - sent)
+    }
+    const out = {
+      bench: 'gossip',
+      node: process.version,
+      nodes: args.nodes,
+      flushIntervalMs: args.flushMs,
+      changedKeysPerSec: Math.round(changes / elapsed),
+      mergeEntriesPerSec: merge.mergeEntriesPerSec,
+      decodeMergeEntriesPerSec: merge.decodeMergeEntriesPerSec,
+      wireBytesPerChangedKey: Number((bytes / entries).toFixed(2)),
+      messagesPerNodePerSec: Number((messages / args.nodes / elapsed).toFixed(1)),
+      entriesPerMessage: Math.round(entries / messages),
+      payloadBytesPerNodePerSec: Math.round(bytes / args.nodes / elapsed),
+      convergenceP50Ms: Number(pct(convergence, 0.5).toFixed(1)),
+      convergenceP99Ms: Number(pct(convergence, 0.99).toFixed(1)),
+      convergenceMaxMs: Number(Math.max(...convergence).toFixed(1)),
+      probes: probeSeen.size,
+      probesIncomplete: incomplete,
+      eventLoopDelayP99Ms: Number(Math.max(...after.map(r => r.loopDelayP99Ms)).toFixed(2)),
+      eventLoopDelayMaxMs: Number(Math.max(...after.map(r => r.loopDelayMaxMs)).toFixed(2)),
+      peersPerNode: Math.min(...after.map(r => r.peers))
+    }
+    log(`changed keys/s ${out.changedKeysPerSec}; ${out.wireBytesPerChangedKey} B per changed key (${out.entriesPerMessage} entries/message)`)
+    log(`convergence p50 ${out.convergenceP50Ms} ms, p99 ${out.convergenceP99Ms} ms (${out.probesIncomplete}/${out.probes} probes incomplete); event loop p99 ${out.eventLoopDelayP99Ms} ms`)
+    console.log(JSON.stringify(out))
+  } finally {
+    for (const c of children) c.send({ type: 'stop' })
+    await sleep(1000)
+    for (const c of children) c.kill()
+  }
+}
+
+main().catch(err => {
+  console.error(err)
+  process.exit(1)
+})

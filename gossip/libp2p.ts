@@ -1,0 +1,265 @@
+import { gossipsub, type GossipsubEvents } from '@chainsafe/libp2p-gossipsub'
+import { createPeerScoreParams, createPeerScoreThresholds, createTopicScoreParams } from '@chainsafe/libp2p-gossipsub/score'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { identify } from '@libp2p/identify'
+import { TopicValidatorResult, type Libp2p, type PeerId, type PrivateKey, type PubSub, type Message } from '@libp2p/interface'
+import { mdns } from '@libp2p/mdns'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { lpStream } from 'it-length-prefixed-stream'
+import { createLibp2p, type Libp2pOptions } from 'libp2p'
+import type { MessageHandler, RequestHandler, Transport, Verdict } from './transport.js'
+
+/** Transports libp2p can be built with: TCP in production, the in-memory one in tests. */
+export type TransportKind = 'tcp' | 'memory'
+
+export interface Libp2pTransportInit {
+  /**
+   * Multiaddrs to listen on.
+   * @default ["/ip4/127.0.0.1/tcp/0"] (or a fresh /memory address with kind "memory")
+   */
+  listen?: string[]
+  /** Multiaddrs (with /p2p/<peer id>) dialled at start and whenever discovery finds them. */
+  bootstrap?: string[]
+  /**
+   * Private-network key in the libp2p swarm key format (see generateSwarmKey): only
+   * peers with the same key can connect. Required unless allowNoPsk.
+   */
+  psk?: Uint8Array
+  /**
+   * Runs an open network without a pre-shared key (tests and local development only).
+   * @default false
+   */
+  allowNoPsk?: boolean
+  /** The node's identity; a fresh Ed25519 key when absent (persist one to keep the peer id). */
+  privateKey?: PrivateKey
+  /**
+   * Discovers peers on the local network by mDNS (local development).
+   * @default false
+   */
+  mdns?: boolean
+  /** @default "tcp" */
+  kind?: TransportKind
+  /**
+   * Topics to score (invalid messages on them lower the sender's score); pass every
+   * topic this node subscribes to.
+   */
+  topics: string[]
+  /**
+   * Gossipsub heartbeat interval, in ms (mesh maintenance, gossip emission).
+   * @default 1000
+   */
+  heartbeatIntervalMs?: number
+  /**
+   * Largest request or answer on request/response protocols, in bytes.
+   * @default 16 MiB
+   */
+  maxRequestBytes?: number
+}
+
+/** A Transport over libp2p, plus what a node operator (and the chaos harness) needs. */
+export interface Libp2pTransport extends Transport {
+  readonly libp2p: Libp2p<{ pubsub: PubSub<GossipsubEvents> }>
+  /** Addresses peers can dial, each ending in /p2p/<peer id>. */
+  multiaddrs(): string[]
+  dial(addr: string): Promise<void>
+  /** Blocks a peer (connection gater) and hangs up on it; used to inject partitions. */
+  block(peerId: string): Promise<void>
+  unblock(peerId: string): void
+  /** Gossipsub score of a peer (negative after invalid messages). */
+  score(peerId: string): number
+  stop(): Promise<void>
+}
+
+const OK = 0
+const FAILED = 1
+
+/**
+ * Scores only what matters here: invalid messages (rejected by a validator) cost a
+ * lot and decay; message-rate and mesh-time components stay off, since rate-limit
+ * traffic is bursty and a quiet peer is not a bad one.
+ */
+function scoreParams (topics: string[]): ReturnType<typeof createPeerScoreParams> {
+  const perTopic = Object.fromEntries(topics.map(t => [t, createTopicScoreParams({
+    topicWeight: 1,
+    timeInMeshWeight: 0,
+    timeInMeshQuantum: 1000,
+    firstMessageDeliveriesWeight: 0,
+    meshMessageDeliveriesWeight: 0,
+    meshFailurePenaltyWeight: 0,
+    invalidMessageDeliveriesWeight: -100,
+    invalidMessageDeliveriesDecay: 0.5
+  })]))
+  return createPeerScoreParams({ topics: perTopic, IPColocationFactorWeight: 0, behaviourPenaltyWeight: -10, decayInterval: 1000, decayToZero: 0.01 })
+}
+
+/** Maps our verdict to gossipsub's validation result. */
+function toResult (v: Verdict): TopicValidatorResult {
+  return v === 'accept' ? TopicValidatorResult.Accept : v === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
+}
+
+let memoryCounter = 0
+
+/**
+ * Builds and starts a libp2p node (TCP or memory, noise, yamux, identify, gossipsub
+ * with StrictSign, optional pre-shared key, bootstrap and mDNS) and wraps it in the
+ * Transport seam. Messages are handled inside gossipsub's topic validators, so a
+ * message this node rejects is never forwarded and lowers its sender's score.
+ */
+export async function createLibp2pTransport (init: Libp2pTransportInit): Promise<Libp2pTransport> {
+  if (init.psk === undefined && init.allowNoPsk !== true) {
+    throw new Error('createLibp2pTransport: a pre-shared key (psk) is required; generate one with `meshlimit psk` or pass allowNoPsk: true for tests and local development')
+  }
+  const kind = init.kind ?? 'tcp'
+  const maxRequestBytes = init.maxRequestBytes ?? 16 << 20
+  const blocked = new Set<string>()
+  const listen = init.listen ?? [kind === 'memory' ? `/memory/meshlimit-${process.pid}-${++memoryCounter}` : '/ip4/127.0.0.1/tcp/0']
+  let transports: Libp2pOptions['transports']
+  if (kind === 'memory') {
+    const { memory } = await import('@libp2p/memory')
+    transports = [memory()]
+  } else {
+    transports = [tcp()]
+  }
+  const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
+  if (init.bootstrap !== undefined && init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap, timeout: 100 }))
+  if (init.mdns === true) peerDiscovery.push(mdns())
+  const node = await createLibp2p({
+    privateKey: init.privateKey,
+    addresses: { listen },
+    transports,
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: init.psk === undefined ? undefined : preSharedKey({ psk: init.psk }),
+    connectionGater: {
+      denyDialPeer: (peer: PeerId) => blocked.has(peer.toString()),
+      denyInboundEncryptedConnection: (peer: PeerId) => blocked.has(peer.toString()),
+      denyOutboundEncryptedConnection: (peer: PeerId) => blocked.has(peer.toString()),
+      // Loopback and private addresses are what meshes (and tests) dial.
+      denyDialMultiaddr: () => false
+    },
+    peerDiscovery,
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        globalSignaturePolicy: 'StrictSign',
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        fallbackToFloodsub: false,
+        heartbeatInterval: init.heartbeatIntervalMs ?? 1000,
+        scoreParams: scoreParams(init.topics),
+        scoreThresholds: createPeerScoreThresholds({ gossipThreshold: -10, publishThreshold: -50, graylistThreshold: -80, acceptPXThreshold: 10, opportunisticGraftThreshold: 20 })
+      }) as (components: any) => PubSub<GossipsubEvents>
+    }
+  })
+  const pubsub = node.services.pubsub
+  const validators = pubsub.topicValidators
+  const handlers = new Map<string, MessageHandler>()
+  /** Publishes in flight; stop() waits for them so the last flush leaves the node. */
+  const inflight = new Set<Promise<unknown>>()
+
+  const transport: Libp2pTransport = {
+    libp2p: node,
+    peerId: node.peerId.toString(),
+    publish (topic, data) {
+      // Fire and forget: a failed publish is repaired by re-publication.
+      const p = pubsub.publish(topic, data).catch(() => {})
+      inflight.add(p)
+      void p.finally(() => inflight.delete(p))
+    },
+    subscribe (topic, handler) {
+      handlers.set(topic, handler)
+      validators.set(topic, (_propagationSource: PeerId, msg: Message) => {
+        // StrictSign: the signer is the authenticated origin of the message.
+        if (msg.type !== 'signed') return TopicValidatorResult.Reject
+        const h = handlers.get(topic)
+        if (h === undefined) return TopicValidatorResult.Ignore
+        try {
+          return toResult(h(msg.data, msg.from.toString()))
+        } catch {
+          return TopicValidatorResult.Reject
+        }
+      })
+      pubsub.subscribe(topic)
+    },
+    unsubscribe (topic) {
+      handlers.delete(topic)
+      validators.delete(topic)
+      pubsub.unsubscribe(topic)
+    },
+    async request (peerId, protocol, data, timeoutMs) {
+      const signal = AbortSignal.timeout(timeoutMs)
+      const stream = await node.dialProtocol(peerIdFromString(peerId), protocol, { signal })
+      try {
+        const lp = lpStream(stream, { maxDataLength: maxRequestBytes })
+        await lp.write(data, { signal })
+        const answer = (await lp.read({ signal })).subarray()
+        await stream.close({ signal })
+        if (answer.byteLength === 0) throw new Error(`${protocol}: empty answer from ${peerId}`)
+        if (answer[0] !== OK) throw new Error(`${protocol}: ${peerId} failed: ${new TextDecoder().decode(answer.subarray(1))}`)
+        return answer.subarray(1)
+      } catch (err) {
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+        throw err
+      }
+    },
+    handle (protocol, handler: RequestHandler) {
+      void node.handle(protocol, ({ stream, connection }) => {
+        void (async () => {
+          const lp = lpStream(stream, { maxDataLength: maxRequestBytes })
+          try {
+            const request = (await lp.read()).subarray()
+            let answer: Uint8Array
+            try {
+              const body = await handler(request, connection.remotePeer.toString())
+              answer = new Uint8Array(body.byteLength + 1)
+              answer[0] = OK
+              answer.set(body, 1)
+            } catch (err) {
+              const text = new TextEncoder().encode(err instanceof Error ? err.message : String(err))
+              answer = new Uint8Array(text.byteLength + 1)
+              answer[0] = FAILED
+              answer.set(text, 1)
+            }
+            await lp.write(answer)
+            await stream.close()
+          } catch (err) {
+            stream.abort(err instanceof Error ? err : new Error(String(err)))
+          }
+        })()
+      }, { runOnLimitedConnection: false })
+    },
+    unhandle (protocol) {
+      void node.unhandle(protocol)
+    },
+    peers () {
+      return node.getPeers().map(p => p.toString())
+    },
+    multiaddrs () {
+      return node.getMultiaddrs().map(a => a.toString())
+    },
+    async dial (addr) {
+      await node.dial(multiaddr(addr))
+    },
+    async block (peerId) {
+      blocked.add(peerId)
+      await node.hangUp(peerIdFromString(peerId)).catch(() => {})
+    },
+    unblock (peerId) {
+      blocked.delete(peerId)
+    },
+    score (peerId) {
+      return (pubsub as unknown as { getScore: (p: string) => number }).getScore(peerId)
+    },
+    async stop () {
+      // Let the last flush leave (bounded), then stop.
+      await Promise.race([Promise.allSettled([...inflight]), new Promise(resolve => setTimeout(resolve, 2000).unref())])
+      await node.stop()
+    }
+  }
+  return transport
+}

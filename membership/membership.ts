@@ -1,0 +1,311 @@
+import { decode, encode } from '@msgpack/msgpack'
+import type { MessageHandler, Transport, Verdict } from '../gossip/transport.js'
+import type { Clock } from './clock.js'
+import { seededRandom, type Random } from './random.js'
+
+/**
+ * Who is in the mesh. Every node publishes a heartbeat on the membership topic and
+ * tracks everyone else's: alive while heartbeats arrive, suspect after
+ * `suspectAfterMs` without one, dead after `deadAfterMs`, forgotten after
+ * `forgetAfterMs`. A heartbeat with a higher incarnation means the peer restarted.
+ * Clock skew is estimated per peer NTP-style over a request/response ping (offset =
+ * peer time - midpoint of our send and receive times; the sample with the smallest
+ * round trip wins), with an event when it passes `skewWarnMs`.
+ *
+ * Transport-agnostic: it runs over the Transport seam, so the simulator runs the same
+ * code as a libp2p node.
+ */
+export type MemberState = 'alive' | 'suspect' | 'dead'
+
+export interface MemberInfo {
+  readonly peerId: string
+  readonly incarnation: number
+  readonly region: string
+  readonly weight: number
+  readonly policyVersion: number
+  readonly state: MemberState
+  /** Local clock time of the last heartbeat. */
+  readonly lastSeenMs: number
+  /** Estimated peer clock minus ours, in ms (undefined until probed). */
+  readonly skewMs: number | undefined
+  /** Round trip of the best skew probe, in ms. */
+  readonly rttMs: number | undefined
+}
+
+/** What this node says about itself in heartbeats. */
+export interface SelfInfo {
+  incarnation: number
+  region: string
+  /**
+   * Relative capacity of this node (share computations weigh nodes by it).
+   * @default 1
+   */
+  weight?: number
+}
+
+export interface MembershipInit {
+  transport: Transport
+  clock: Clock
+  /** Heartbeat topic (topicsOf(mesh).membership). */
+  topic: string
+  self: SelfInfo
+  /** The policy version this node runs, read at every heartbeat. @default () => 0 */
+  policyVersion?: () => number
+  /** @default 1000 */
+  heartbeatIntervalMs?: number
+  /** No heartbeat for this long: suspect. @default 3 x heartbeatIntervalMs */
+  suspectAfterMs?: number
+  /** No heartbeat for this long: dead. @default 10 x heartbeatIntervalMs */
+  deadAfterMs?: number
+  /** Dead for this long: forgotten. @default 60 x heartbeatIntervalMs */
+  forgetAfterMs?: number
+  /** Interval between skew probes (each probes up to 3 members). @default 10000 */
+  skewProbeIntervalMs?: number
+  /** Skew beyond this raises a 'skew' event. @default 250 */
+  skewWarnMs?: number
+  /** Most members tracked; heartbeats of further peers are ignored. @default 10000 */
+  maxMembers?: number
+  /** Randomness for probe targets and timer jitter. @default seededRandom(incarnation) */
+  random?: Random
+  /** Request/response protocol of skew probes. @default "/meshlimit/ping/1" */
+  pingProtocol?: string
+}
+
+export type MembershipEvent =
+  | { type: 'change', member: MemberInfo, previous: MemberState | 'new' | 'restarted' }
+  | { type: 'skew', member: MemberInfo }
+
+export interface Membership {
+  start(): void
+  stop(): void
+  /** Every tracked member (dead ones until forgotten), excluding this node. */
+  members(): MemberInfo[]
+  member(peerId: string): MemberInfo | undefined
+  /** Members currently alive, optionally only in `region`, excluding this node. */
+  aliveCount(region?: string): number
+  /** Subscribes to events; returns the unsubscribe function. */
+  on(listener: (e: MembershipEvent) => void): () => void
+  /** Heartbeats received, rejected, sent; probes sent and failed. */
+  readonly stats: MembershipStats
+}
+
+export interface MembershipStats {
+  heartbeatsSent: number
+  heartbeatsReceived: number
+  heartbeatsRejected: number
+  probesSent: number
+  probesFailed: number
+}
+
+const WIRE_VERSION = 1
+const MAX_REGION_LENGTH = 64
+const PROBE_TIMEOUT_MS = 2000
+const PROBES_PER_ROUND = 3
+
+interface Mutable {
+  peerId: string
+  incarnation: number
+  region: string
+  weight: number
+  policyVersion: number
+  state: MemberState
+  lastSeenMs: number
+  skewMs: number | undefined
+  rttMs: number | undefined
+}
+
+/** Decodes a heartbeat; undefined when malformed. Never throws. */
+export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number } | undefined {
+  if (bytes.byteLength > 512) return undefined
+  let raw: unknown
+  try {
+    raw = decode(bytes, { maxStrLength: 256, maxArrayLength: 16, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+  } catch {
+    return undefined
+  }
+  if (!Array.isArray(raw) || raw.length !== 6 || raw[0] !== WIRE_VERSION) return undefined
+  const [, incarnation, region, weight, policyVersion, sentAtMs] = raw as unknown[]
+  if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
+  if (typeof region !== 'string' || region.length === 0 || region.length > MAX_REGION_LENGTH) return undefined
+  if (typeof weight !== 'number' || !(weight > 0) || weight > 1e6) return undefined
+  if (typeof policyVersion !== 'number' || !Number.isSafeInteger(policyVersion) || policyVersion < 0) return undefined
+  if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return undefined
+  return { incarnation, region, weight, policyVersion, sentAtMs }
+}
+
+export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number }): Uint8Array {
+  return encode([WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs])
+}
+
+export function createMembership (init: MembershipInit): Membership {
+  const { transport, clock, topic } = init
+  const heartbeatIntervalMs = init.heartbeatIntervalMs ?? 1000
+  const suspectAfterMs = init.suspectAfterMs ?? 3 * heartbeatIntervalMs
+  const deadAfterMs = init.deadAfterMs ?? 10 * heartbeatIntervalMs
+  const forgetAfterMs = init.forgetAfterMs ?? 60 * heartbeatIntervalMs
+  const skewProbeIntervalMs = init.skewProbeIntervalMs ?? 10_000
+  const skewWarnMs = init.skewWarnMs ?? 250
+  const maxMembers = init.maxMembers ?? 10_000
+  const pingProtocol = init.pingProtocol ?? '/meshlimit/ping/1'
+  const random = init.random ?? seededRandom(init.self.incarnation)
+  const weight = init.self.weight ?? 1
+  if (!(heartbeatIntervalMs > 0) || !(suspectAfterMs > 0) || !(deadAfterMs > suspectAfterMs)) {
+    throw new RangeError('membership: need heartbeatIntervalMs > 0 and 0 < suspectAfterMs < deadAfterMs')
+  }
+  const members = new Map<string, Mutable>()
+  const listeners = new Set<(e: MembershipEvent) => void>()
+  const stats: MembershipStats = { heartbeatsSent: 0, heartbeatsReceived: 0, heartbeatsRejected: 0, probesSent: 0, probesFailed: 0 }
+  const cancels: Array<() => void> = []
+  let running = false
+
+  const emit = (e: MembershipEvent): void => {
+    for (const l of listeners) l(e)
+  }
+  const snapshot = (m: Mutable): MemberInfo => ({ ...m })
+
+  const receive: MessageHandler = (data, from): Verdict => {
+    const h = decodeHeartbeat(data)
+    if (h === undefined) {
+      stats.heartbeatsRejected++
+      return 'reject'
+    }
+    stats.heartbeatsReceived++
+    const now = clock.now()
+    const m = members.get(from)
+    if (m === undefined) {
+      if (members.size >= maxMembers) return 'ignore'
+      const fresh: Mutable = { peerId: from, incarnation: h.incarnation, region: h.region, weight: h.weight, policyVersion: h.policyVersion, state: 'alive', lastSeenMs: now, skewMs: undefined, rttMs: undefined }
+      members.set(from, fresh)
+      emit({ type: 'change', member: snapshot(fresh), previous: 'new' })
+      return 'accept'
+    }
+    // An older incarnation's heartbeat, relayed late: the peer has restarted since.
+    if (h.incarnation < m.incarnation) return 'ignore'
+    const restarted = h.incarnation > m.incarnation
+    const previous = m.state
+    m.incarnation = h.incarnation
+    m.region = h.region
+    m.weight = h.weight
+    m.policyVersion = h.policyVersion
+    m.lastSeenMs = now
+    m.state = 'alive'
+    if (restarted) {
+      m.skewMs = undefined
+      m.rttMs = undefined
+      emit({ type: 'change', member: snapshot(m), previous: 'restarted' })
+    } else if (previous !== 'alive') {
+      emit({ type: 'change', member: snapshot(m), previous })
+    }
+    return 'accept'
+  }
+
+  const heartbeat = (): void => {
+    transport.publish(topic, encodeHeartbeat({ incarnation: init.self.incarnation, region: init.self.region, weight, policyVersion: init.policyVersion?.() ?? 0, sentAtMs: clock.now() }))
+    stats.heartbeatsSent++
+  }
+
+  const checkLiveness = (): void => {
+    const now = clock.now()
+    for (const m of members.values()) {
+      const silent = now - m.lastSeenMs
+      if (silent >= forgetAfterMs) {
+        members.delete(m.peerId)
+        continue
+      }
+      const next: MemberState = silent >= deadAfterMs ? 'dead' : silent >= suspectAfterMs ? 'suspect' : 'alive'
+      if (next !== m.state) {
+        const previous = m.state
+        m.state = next
+        emit({ type: 'change', member: snapshot(m), previous })
+      }
+    }
+  }
+
+  const probe = async (m: Mutable): Promise<void> => {
+    stats.probesSent++
+    const t0 = clock.now()
+    try {
+      const answer = await transport.request(m.peerId, pingProtocol, encode([WIRE_VERSION, t0]), PROBE_TIMEOUT_MS)
+      const t2 = clock.now()
+      const raw: unknown = decode(answer, { maxArrayLength: 4, maxStrLength: 0, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+      if (!Array.isArray(raw) || raw[0] !== WIRE_VERSION || typeof raw[1] !== 'number' || !Number.isFinite(raw[1])) throw new Error('malformed ping answer')
+      const rtt = t2 - t0
+      // The sample with the smallest round trip has the least asymmetric delay in it.
+      if (m.rttMs === undefined || rtt <= m.rttMs) {
+        m.rttMs = rtt
+        m.skewMs = raw[1] - (t0 + t2) / 2
+        if (Math.abs(m.skewMs) > skewWarnMs) emit({ type: 'skew', member: snapshot(m) })
+      }
+    } catch {
+      stats.probesFailed++
+    }
+  }
+
+  const probeRound = (): void => {
+    const alive = [...members.values()].filter(m => m.state === 'alive')
+    for (let n = 0; n < PROBES_PER_ROUND && alive.length > 0; n++) {
+      const m = alive.splice(Math.floor(random() * alive.length), 1)[0]
+      void probe(m)
+    }
+  }
+
+  const every = (ms: number, fn: () => void, jitter: boolean): void => {
+    let cancel: () => void = () => {}
+    const tick = (): void => {
+      if (!running) return
+      fn()
+      schedule()
+    }
+    const schedule = (): void => {
+      // Jitter keeps a fleet started together from heartbeating in lockstep.
+      const delay = jitter ? ms * (0.9 + 0.2 * random()) : ms
+      cancel = clock.setTimer(delay, tick)
+    }
+    schedule()
+    cancels.push(() => { cancel() })
+  }
+
+  return {
+    stats,
+    start () {
+      if (running) return
+      running = true
+      transport.subscribe(topic, receive)
+      transport.handle(pingProtocol, (data) => {
+        let raw: unknown
+        try {
+          raw = decode(data, { maxArrayLength: 4, maxStrLength: 0, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+        } catch {
+          throw new Error('malformed ping')
+        }
+        if (!Array.isArray(raw) || raw[0] !== WIRE_VERSION) throw new Error('malformed ping')
+        return encode([WIRE_VERSION, clock.now()])
+      })
+      heartbeat()
+      every(heartbeatIntervalMs, heartbeat, true)
+      every(Math.max(1, heartbeatIntervalMs / 2), checkLiveness, false)
+      every(skewProbeIntervalMs, probeRound, true)
+    },
+    stop () {
+      if (!running) return
+      running = false
+      for (const c of cancels.splice(0)) c()
+      transport.unsubscribe(topic)
+      transport.unhandle(pingProtocol)
+    },
+    members: () => [...members.values()].map(snapshot),
+    member: peerId => {
+      const m = members.get(peerId)
+      return m === undefined ? undefined : snapshot(m)
+    },
+    aliveCount (region) {
+      let n = 0
+      for (const m of members.values()) if (m.state === 'alive' && (region === undefined || m.region === region)) n++
+      return n
+    },
+    on (listener) {
+      listeners.add(listener)
+      return () => { listeners.delete(listener) }
+    }
+  }
+}

@@ -1,0 +1,180 @@
+import type { ReplicaId } from '../crdt/replica.js'
+import { createAntiEntropy, type AntiEntropy, type AntiEntropyInit, type PullResult } from '../gossip/anti-entropy.js'
+import type { Libp2pTransport, Libp2pTransportInit } from '../gossip/libp2p.js'
+import { topicsOf, type Topics } from '../gossip/topics.js'
+import type { Transport } from '../gossip/transport.js'
+import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
+import { createMembership, type Membership, type MembershipEvent, type MembershipInit } from '../membership/membership.js'
+import { ErrorCode, invalid } from './errors.js'
+import { createLimiter, type Limiter, type LimiterInit } from './limiter.js'
+
+/** A logger with pino's calling convention (pino itself fits). */
+export interface MeshLogger {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+}
+
+export interface MeshNodeInit extends Omit<LimiterInit, 'transport' | 'clock' | 'topic' | 'incarnation'> {
+  /**
+   * Name of the mesh: nodes only hear nodes of the same mesh.
+   * @default "default"
+   */
+  mesh?: string
+  /**
+   * Region of this node (counters are gossiped per region).
+   * @default "default"
+   */
+  region?: string
+  /**
+   * Relative capacity of this node, announced in heartbeats.
+   * @default 1
+   */
+  weight?: number
+  /** Builds a libp2p node with these options (listen, bootstrap, psk, privateKey, mdns...). */
+  network?: Omit<Libp2pTransportInit, 'topics'>
+  /** Uses this transport instead of building a libp2p node (tests, the simulator). */
+  transport?: Transport
+  /** @default a coarse wall clock */
+  clock?: Clock
+  /**
+   * Incarnation of this replica; must grow across restarts of the same peer id.
+   * @default the clock's time in ms at start
+   */
+  incarnation?: number
+  /**
+   * Wait, at start, for the first anti-entropy pull (bounded by syncTimeoutMs) so the
+   * node starts from the mesh's usage instead of zero.
+   * @default true
+   */
+  syncOnStart?: boolean
+  /**
+   * Bound on the wait for peers and the first pull, in ms.
+   * @default 5000
+   */
+  syncTimeoutMs?: number
+  /** Membership tuning (heartbeat interval, suspect and dead timings, skew warning). */
+  membership?: Pick<MembershipInit, 'heartbeatIntervalMs' | 'suspectAfterMs' | 'deadAfterMs' | 'forgetAfterMs' | 'skewProbeIntervalMs' | 'skewWarnMs'>
+  /** Anti-entropy tuning. */
+  antiEntropy?: Pick<AntiEntropyInit, 'maxEntriesPerPage' | 'requestTimeoutMs' | 'pullIntervalMs'>
+  /** The policy version this node runs, announced in heartbeats. @default the policy set's version */
+  policyVersion?: () => number
+  logger?: MeshLogger
+}
+
+export interface MeshNode {
+  readonly limiter: Limiter
+  readonly peerId: string
+  readonly replica: ReplicaId
+  readonly region: string
+  readonly topics: Topics
+  readonly transport: Transport
+  readonly membership: Membership
+  readonly antiEntropy: AntiEntropy
+  /** The result of the start-up pull (undefined when syncOnStart was false). */
+  readonly startupSync: PullResult | undefined
+  /** Addresses peers can dial (empty when the transport is not libp2p). */
+  multiaddrs(): string[]
+  /** Flushes the last changes to peers, then stops everything this node started. */
+  stop(): Promise<void>
+}
+
+const STARTUP_PULL_PEERS = 3
+
+async function waitForPeers (transport: Transport, clock: Clock, timeoutMs: number): Promise<void> {
+  const deadline = clock.now() + timeoutMs
+  while (transport.peers().length === 0 && clock.now() < deadline) {
+    await new Promise<void>(resolve => { clock.setTimer(25, resolve) })
+  }
+}
+
+/**
+ * Starts a mesh node: a transport (a libp2p node unless one is given), a limiter that
+ * gossips on this region's counter topic, membership heartbeats and anti-entropy.
+ * check() stays synchronous and never waits on the network; start-up waits (bounded)
+ * for peers and a first anti-entropy pull.
+ */
+export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
+  const mesh = init.mesh ?? 'default'
+  const region = init.region ?? 'default'
+  const named = <T>(field: string, value: string, f: () => T): T => {
+    try {
+      return f()
+    } catch (err) {
+      throw invalid(ErrorCode.OPTION_INVALID, field, value, (err as Error).message, 'use 1-64 letters, digits, "_", "." or "-"')
+    }
+  }
+  const topics: Topics = named('mesh', mesh, () => topicsOf(mesh))
+  named('region', region, () => topics.counters(region))
+  let ownClock: CoarseClock | undefined
+  const clock = init.clock ?? (ownClock = coarseClock())
+  const incarnation = init.incarnation ?? Math.floor(clock.now())
+  let libp2p: Libp2pTransport | undefined
+  if (init.transport === undefined) {
+    // Loaded on demand: a process that only embeds createLimiter never loads libp2p.
+    const { createLibp2pTransport } = await import('../gossip/libp2p.js')
+    libp2p = await createLibp2pTransport({
+      ...init.network,
+      topics: [topics.counters(region), topics.aggregates, topics.policies, topics.blocklist, topics.membership]
+    })
+  }
+  const transport = init.transport ?? libp2p as Libp2pTransport
+  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, membership: membershipInit, antiEntropy: aeInit, policyVersion, logger, ...limiterInit } = init
+  const limiter = createLimiter({ ...limiterInit, clock, transport, incarnation, topic: topics.counters(region) })
+  const membership = createMembership({
+    ...membershipInit,
+    transport,
+    clock,
+    topic: topics.membership,
+    self: { incarnation, region, weight },
+    policyVersion: policyVersion ?? (() => limiter.policies.version)
+  })
+  const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter })
+  if (logger !== undefined) {
+    membership.on((e: MembershipEvent) => {
+      if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
+      else if (e.member.state !== 'alive' || e.previous !== 'new') logger.info({ peer: e.member.peerId, region: e.member.region, state: e.member.state, previous: e.previous }, 'mesh member changed')
+    })
+  }
+  membership.start()
+  antiEntropy.start()
+  let startupSync: PullResult | undefined
+  if (syncOnStart !== false) {
+    const timeoutMs = syncTimeoutMs ?? 5000
+    const started = clock.now()
+    // A node with no way to find peers (the first of a mesh) has nothing to wait for.
+    const findsPeers = init.transport !== undefined || (init.network?.bootstrap?.length ?? 0) > 0 || init.network?.mdns === true
+    if (findsPeers) await waitForPeers(transport, clock, timeoutMs)
+    const peers = transport.peers().slice(0, STARTUP_PULL_PEERS)
+    if (peers.length > 0) {
+      const left = Math.max(1, timeoutMs - (clock.now() - started))
+      startupSync = await Promise.race([
+        antiEntropy.pull(peers),
+        new Promise<PullResult>(resolve => { clock.setTimer(left, () => { resolve({ peers: 0, failed: peers.length, pages: 0, merged: 0 }) }) })
+      ])
+    } else startupSync = { peers: 0, failed: 0, pages: 0, merged: 0 }
+    logger?.info({ ...startupSync }, 'start-up anti-entropy pull done')
+  }
+  let stopped = false
+  return {
+    limiter,
+    peerId: transport.peerId,
+    replica: limiter.replica,
+    region,
+    topics,
+    transport,
+    membership,
+    antiEntropy,
+    startupSync,
+    multiaddrs: () => libp2p?.multiaddrs() ?? [],
+    async stop () {
+      if (stopped) return
+      stopped = true
+      // Order matters: the limiter's last flush goes out before the transport stops.
+      limiter.close()
+      membership.stop()
+      antiEntropy.stop()
+      await libp2p?.stop()
+      ownClock?.stop()
+    }
+  }
+}
