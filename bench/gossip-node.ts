@@ -99,9 +99,11 @@ process.on('message', (raw: unknown) => {
       send({
         type: 'report',
         checks,
-        bytesSent: s?.replicator?.bytesSent ?? 0,
-        messagesSent: s?.replicator?.messagesSent ?? 0,
-        entriesSent: s?.replicator?.entriesSent ?? 0,
+        // Changes only: re-published live entries are counted apart.
+        bytesSent: (s?.replicator?.bytesSent ?? 0) - (s?.replicator?.republishBytes ?? 0),
+        messagesSent: (s?.replicator?.messagesSent ?? 0) - (s?.replicator?.republishMessages ?? 0),
+        entriesSent: (s?.replicator?.entriesSent ?? 0) - (s?.replicator?.republishEntries ?? 0),
+        republishBytes: s?.replicator?.republishBytes ?? 0,
         merged: s?.mergedEntries ?? 0,
         peers: libp2p?.peers().length ?? 0,
         loopDelayP99Ms: delay.count > 0 ? delay.percentile(99) / 1e6 : 0,

@@ -81,7 +81,7 @@ function mergeThroughput (): { mergeEntriesPerSec: number, decodeMergeEntriesPer
   return { mergeEntriesPerSec: Math.round(mergeEntriesPerSec), decodeMergeEntriesPerSec: Math.round(decodeMergeEntriesPerSec) }
 }
 
-interface Report { checks: number, bytesSent: number, messagesSent: number, entriesSent: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
+interface Report { checks: number, bytesSent: number, messagesSent: number, entriesSent: number, republishBytes: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
 
 async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
@@ -155,6 +155,7 @@ async function main (): Promise<void> {
     const entries = sum(after, r => r.entriesSent) - sum(before, r => r.entriesSent)
     const messages = sum(after, r => r.messagesSent) - sum(before, r => r.messagesSent)
     const changes = sum(after, r => r.checks) - sum(before, r => r.checks)
+    const republished = sum(after, r => r.republishBytes) - sum(before, r => r.republishBytes)
     const convergence: number[] = []
     let incomplete = 0
     for (const [id, seen] of probeSeen) {
@@ -174,6 +175,7 @@ async function main (): Promise<void> {
       messagesPerNodePerSec: Number((messages / args.nodes / elapsed).toFixed(1)),
       entriesPerMessage: Math.round(entries / messages),
       payloadBytesPerNodePerSec: Math.round(bytes / args.nodes / elapsed),
+      republishBytesPerNodePerSec: Math.round(republished / args.nodes / elapsed),
       convergenceP50Ms: Number(pct(convergence, 0.5).toFixed(1)),
       convergenceP99Ms: Number(pct(convergence, 0.99).toFixed(1)),
       convergenceMaxMs: Number(Math.max(...convergence).toFixed(1)),

@@ -6,11 +6,10 @@ import type { Transport, Verdict } from './transport.js'
 export interface ReplicaState {
   /** Incarnation of the local replica (grows on every start). */
   readonly incarnation: number
-  /**
-   * Drains the local replica's changes since the last call, as absolute counts, plus a
-   * rotating `republishFraction` of its live entries.
-   */
-  collectDelta(republishFraction: number): CounterGroup[]
+  /** Drains the local replica's changes since the last call, as absolute counts. */
+  collectDelta(): CounterGroup[]
+  /** The local replica's live counts of the next rotating `fraction` of its keys. */
+  collectRepublish(fraction: number): CounterGroup[]
   /** Merges a decoded, validated message from peer `from`. */
   applyDelta(from: string, msg: DeltaMessage): Verdict
 }
@@ -35,8 +34,9 @@ export interface ReplicatorInit {
    */
   maxMessageBytes?: number
   /**
-   * Every live entry of this node is re-published once per this period, spread over
-   * the flushes, so a lost message cannot leave a peer behind for longer; 0 disables.
+   * Every live entry of this node is re-published once per this period (in slices at
+   * most once a second), so a lost message cannot leave a peer behind for longer;
+   * 0 disables.
    * @default 5000
    */
   republishIntervalMs?: number
@@ -49,9 +49,14 @@ export interface ReplicatorInit {
 
 export interface ReplicatorStats {
   flushes: number
+  /** All counter messages, bytes and entries sent (changes and re-publication). */
   messagesSent: number
   bytesSent: number
   entriesSent: number
+  /** The part of the above that re-published unchanged live entries. */
+  republishMessages: number
+  republishBytes: number
+  republishEntries: number
   messagesReceived: number
   messagesRejected: number
   /** Reasons of the last rejections (bounded), newest last. */
@@ -69,11 +74,14 @@ export interface Replicator {
 }
 
 const MAX_REASONS = 16
+/** Re-publication runs at most this often; each tick re-sends its share of the live entries. */
+const REPUBLISH_TICK_MS = 1000
 
 /**
  * Flushes the local replica's changes every interval as msgpack messages (one per
  * flush, split only when larger than maxMessageBytes, none when nothing changed),
- * and validates then merges what peers publish.
+ * re-publishes a rotating share of its live entries on a slower tick, and validates
+ * then merges what peers publish.
  */
 export function createReplicator (init: ReplicatorInit): Replicator {
   const topic = init.topic ?? 'meshlimit/counters'
@@ -81,12 +89,14 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   const maxMessageBytes = init.maxMessageBytes ?? 65536
   const maxClockSkewMs = init.maxClockSkewMs ?? 1000
   const republishIntervalMs = init.republishIntervalMs ?? 5000
-  const republishFraction = republishIntervalMs > 0 ? Math.min(1, flushIntervalMs / republishIntervalMs) : 0
+  const republishTickMs = Math.min(REPUBLISH_TICK_MS, republishIntervalMs)
+  const republishFraction = republishIntervalMs > 0 ? republishTickMs / republishIntervalMs : 0
   if (!(flushIntervalMs > 0)) throw new RangeError(`flushIntervalMs must be > 0, got ${flushIntervalMs}`)
   const limits: CodecLimits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes }
   const { transport, clock, state } = init
-  const stats: ReplicatorStats = { flushes: 0, messagesSent: 0, bytesSent: 0, entriesSent: 0, messagesReceived: 0, messagesRejected: 0, lastRejections: [] }
+  const stats: ReplicatorStats = { flushes: 0, messagesSent: 0, bytesSent: 0, entriesSent: 0, republishMessages: 0, republishBytes: 0, republishEntries: 0, messagesReceived: 0, messagesRejected: 0, lastRejections: [] }
   let cancel: (() => void) | undefined
+  let cancelRepublish: (() => void) | undefined
   let running = false
 
   const reject = (reason: string): Verdict => {
@@ -104,24 +114,45 @@ export function createReplicator (init: ReplicatorInit): Replicator {
     return state.applyDelta(from, r.msg)
   }
 
-  const flush = (): number => {
-    stats.flushes++
-    const groups = state.collectDelta(republishFraction)
-    if (groups.length === 0) return 0
+  /** Encodes and publishes groups; returns [messages, bytes, entries]. */
+  const send = (groups: CounterGroup[]): [number, number, number] => {
+    if (groups.length === 0) return [0, 0, 0]
     const messages = encodeDelta({ incarnation: state.incarnation, sentAtMs: clock.now(), groups }, maxMessageBytes)
+    let bytes = 0
     for (const m of messages) {
       transport.publish(topic, m)
-      stats.bytesSent += m.byteLength
+      bytes += m.byteLength
     }
-    for (const g of groups) stats.entriesSent += g.entries.length / 3
+    let entries = 0
+    for (const g of groups) entries += g.entries.length / 3
     stats.messagesSent += messages.length
-    return messages.length
+    stats.bytesSent += bytes
+    stats.entriesSent += entries
+    return [messages.length, bytes, entries]
+  }
+
+  const flush = (): number => {
+    stats.flushes++
+    return send(state.collectDelta())[0]
+  }
+
+  const republish = (): void => {
+    const [messages, bytes, entries] = send(state.collectRepublish(republishFraction))
+    stats.republishMessages += messages
+    stats.republishBytes += bytes
+    stats.republishEntries += entries
   }
 
   const tick = (): void => {
     if (!running) return
     flush()
     cancel = clock.setTimer(flushIntervalMs, tick)
+  }
+
+  const republishTick = (): void => {
+    if (!running) return
+    republish()
+    cancelRepublish = clock.setTimer(republishTickMs, republishTick)
   }
 
   return {
@@ -132,11 +163,13 @@ export function createReplicator (init: ReplicatorInit): Replicator {
       running = true
       transport.subscribe(topic, receive)
       cancel = clock.setTimer(flushIntervalMs, tick)
+      if (republishFraction > 0) cancelRepublish = clock.setTimer(republishTickMs, republishTick)
     },
     stop () {
       if (!running) return
       running = false
       cancel?.()
+      cancelRepublish?.()
       flush()
       transport.unsubscribe(topic)
     }

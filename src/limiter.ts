@@ -144,11 +144,10 @@ export interface Limiter {
   readonly replica: ReplicaId
   /** Publishes pending changes now (no-op without a transport). */
   flush(): void
-  /**
-   * Drains the local replica's changes since the last drain, plus a rotating
-   * `republishFraction` of its live entries (used by replicators).
-   */
-  collectDelta(republishFraction?: number): CounterGroup[]
+  /** Drains the local replica's changes since the last drain (used by replicators). */
+  collectDelta(): CounterGroup[]
+  /** The local replica's live counts of the next rotating `fraction` of its keys (re-publication). */
+  collectRepublish(fraction: number): CounterGroup[]
   /** Merges a validated delta from peer `from` (used by replicators). */
   applyDelta(from: string, msg: DeltaMessage): Verdict
   /** One page of every live entry this node holds, its own and other replicas' (anti-entropy). */
@@ -472,20 +471,27 @@ class LimiterImpl implements Limiter {
     this.replicator?.flush()
   }
 
-  collectDelta (republishFraction = 0): CounterGroup[] {
+  collectDelta (): CounterGroup[] {
+    const groups: CounterGroup[] = []
+    for (const [name, store] of this.wire) {
+      if (store.dirtyCount === 0) continue
+      const entries: number[] = []
+      store.drainDirty(entries)
+      if (entries.length > 0) groups.push({ limit: name, slotMs: store.slotMs, entries })
+    }
+    return groups
+  }
+
+  collectRepublish (fraction: number): CounterGroup[] {
     const groups = new Map<string, CounterGroup>()
-    const group = (name: string, store: WindowStore): CounterGroup => {
+    this.republish(fraction, (name, store) => {
       let g = groups.get(name)
       if (g === undefined) {
         g = { limit: name, slotMs: store.slotMs, entries: [] }
         groups.set(name, g)
       }
       return g
-    }
-    for (const [name, store] of this.wire) {
-      if (store.dirtyCount > 0) store.drainDirty(group(name, store).entries)
-    }
-    if (republishFraction > 0) this.republish(republishFraction, group)
+    })
     return [...groups.values()].filter(g => g.entries.length > 0)
   }
 
