@@ -21,6 +21,16 @@ import { hashString } from './hash.js'
  *   f64[d+0] head epoch     f64[d+1] sum over retained slots and replicas
  *   f64[d+2] wire hash
  *   with `carryPerSlot` only: f64[d+3] carried level, f64[d+4] aux cache (see below)
+ *   replicated only, ten words below meta for local shares (S_* offsets): replicas
+ *                    seen writing the key lately; own units in the retained slots (this
+ *                    replica's part of sum); own demand (every unit asked for) in this
+ *                    slot and in history; own and peers' admissions in this slot, the
+ *                    previous one and history. Peers' admissions are credited to the
+ *                    slot their epoch names (gossip arrives late), and at every
+ *                    boundary history = history / 2 + previous, previous = current, so
+ *                    history covers slots at least two old, whose gossip has arrived,
+ *                    for this node and its peers alike, and survives the slot drops of
+ *                    short rings
  *   u32[meta] bits 0-7 head position in the local ring, 8 USED, 9 REMOTE, 10 DIRTY,
  *             16-23 head - (oldest epoch changed since the last drain),
  *             24-31 head - (newest epoch with a count at or before the head; 255: none)
@@ -136,6 +146,18 @@ const NEWEST_SHIFT = 24
 const LOW_24 = 0xffffff
 /** The newest-offset value meaning "no count at or before the head". */
 const NO_NEWEST = 255
+// Local-share words of replicated records, as offsets below the meta word.
+const S_WRITERS = 10
+const S_OWN_SUM = 9
+const S_DEMAND_CUR = 8
+const S_DEMAND_HIST = 7
+const S_OWN_CUR = 6
+const S_OWN_PREV = 5
+const S_OWN_HIST = 4
+const S_PEERS_CUR = 3
+const S_PEERS_PREV = 2
+const S_PEERS_HIST = 1
+const SHARE_WORDS = 10
 
 /** Ring position of an epoch (epochs before 0 appear when a virtual clock starts at 0). */
 function mod (e: number, r: number): number {
@@ -206,7 +228,8 @@ export class WindowStore {
     if (init.carryPerSlot !== undefined && !(init.carryPerSlot >= 0)) throw new RangeError(`carryPerSlot must be >= 0, got ${init.carryPerSlot}`)
     this.carryPerSlot = init.carryPerSlot ?? 0
     this.header = init.carryPerSlot === undefined ? 3 : 5
-    this.metaAt = this.header * 2
+    // Replicated records keep the local-share words (see the layout above) before meta.
+    this.metaAt = this.header * 2 + (this.replicated ? SHARE_WORDS : 0)
     const words = this.metaAt + 1 + this.pastSlots
     this.stride = words + (words & 1)
     const cap = Math.max(16, Math.min(init.initialCapacity ?? 1024, init.maxKeys))
@@ -290,6 +313,58 @@ export class WindowStore {
 
   private invalidateAux (d: number): void {
     if (this.header === 5) this.f64[d + F_AUX] = NaN
+  }
+
+  /** The local replica's units in key `i`'s retained slots: its part of sumOf (0 when not replicated). */
+  ownSumOf (i: number): number {
+    return this.replicated ? this.u32[i * this.stride + this.metaAt - S_OWN_SUM] : 0
+  }
+
+  /** The local replica's demand on key `i`: every unit asked for, admitted or not, in completed slots (decayed) and this one. */
+  demandOf (i: number): number {
+    const meta = i * this.stride + this.metaAt
+    return this.replicated ? this.u32[meta - S_DEMAND_HIST] + this.u32[meta - S_DEMAND_CUR] : 0
+  }
+
+  /** The local replica's admissions on key `i` in slots at least two old (decayed). */
+  ownRecentOf (i: number): number {
+    return this.replicated ? this.u32[i * this.stride + this.metaAt - S_OWN_HIST] : 0
+  }
+
+  /** Other replicas' admissions on key `i` in slots at least two old, as merged here (decayed). */
+  peersRecentOf (i: number): number {
+    return this.replicated ? this.u32[i * this.stride + this.metaAt - S_PEERS_HIST] : 0
+  }
+
+  /**
+   * Replicas seen writing key `i` lately, this one included (at least 1). Remembered
+   * across slot drops (a fixed window's boundary empties the columns, not the memory of
+   * who writes) and forgotten once the peers' admission history has faded.
+   */
+  writersOf (i: number): number {
+    const meta = i * this.stride + this.metaAt
+    const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
+    return Math.max(1, this.replicated ? this.u32[meta - S_WRITERS] : 0, rc === undefined ? 1 : rc.reps.length + 1)
+  }
+
+  /** Records `cost` units asked for on key `i` (whether or not they are admitted). */
+  noteDemand (i: number, cost: number): void {
+    if (this.replicated) this.bump(i * this.stride + this.metaAt - S_DEMAND_CUR, cost)
+  }
+
+  /** Whether key `i`'s decayed demand and admission counters are not all zero. */
+  private hasHistory (i: number): boolean {
+    if (!this.replicated) return false
+    const meta = i * this.stride + this.metaAt
+    let any = 0
+    for (let f = meta - S_DEMAND_CUR; f < meta; f++) any |= this.u32[f]
+    return any !== 0
+  }
+
+  /** Adds to a saturating u32 field. */
+  private bump (at: number, by: number): void {
+    const v = this.u32[at] + by
+    this.u32[at] = v > 0xffffffff ? 0xffffffff : v
   }
 
   /**
@@ -543,18 +618,21 @@ export class WindowStore {
     const first = h - P + 1
     if (this.header === 5) this.fold(i, d, first, steps)
     let s = this.f64[d + F_SUM]
+    let dropped = 0
     if (steps >= P) {
       for (let p = 0; p < P; p++) {
-        s -= this.u32[own + p]
+        dropped += this.u32[own + p]
         this.u32[own + p] = 0
       }
     } else {
       let p = this.ownPos(i, first)
       for (let j = 0; j < steps; j++, p = p + 1 === P ? 0 : p + 1) {
-        s -= this.u32[own + p]
+        dropped += this.u32[own + p]
         this.u32[own + p] = 0
       }
     }
+    s -= dropped
+    if (this.replicated) this.u32[meta - S_OWN_SUM] -= dropped
     const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
     let passed = NO_NEWEST
     if (rc !== undefined) {
@@ -581,6 +659,7 @@ export class WindowStore {
     }
     this.f64[d + F_SUM] = s
     this.f64[d + F_HEAD] = epoch
+    if (this.replicated) this.rollShares(meta, steps)
     let m = (this.u32[meta] & ~POS_MASK) | mod(epoch, P)
     const newest = Math.min(NO_NEWEST, (m >>> NEWEST_SHIFT) + steps, passed)
     m = (m & LOW_24) | (newest << NEWEST_SHIFT)
@@ -604,6 +683,22 @@ export class WindowStore {
     this.f64[d + F_CARRY] = level
   }
 
+  /** Moves the local-share counters `steps` slots on (see the record layout). */
+  private rollShares (meta: number, steps: number): void {
+    const u = this.u32
+    for (let n = 0; n < steps && n < 40; n++) {
+      u[meta - S_DEMAND_HIST] = (u[meta - S_DEMAND_HIST] >>> 1) + u[meta - S_DEMAND_CUR]
+      u[meta - S_DEMAND_CUR] = 0
+      u[meta - S_OWN_HIST] = (u[meta - S_OWN_HIST] >>> 1) + u[meta - S_OWN_PREV]
+      u[meta - S_OWN_PREV] = u[meta - S_OWN_CUR]
+      u[meta - S_OWN_CUR] = 0
+      u[meta - S_PEERS_HIST] = (u[meta - S_PEERS_HIST] >>> 1) + u[meta - S_PEERS_PREV]
+      u[meta - S_PEERS_PREV] = u[meta - S_PEERS_CUR]
+      u[meta - S_PEERS_CUR] = 0
+    }
+    if ((u[meta - S_PEERS_HIST] | u[meta - S_PEERS_PREV] | u[meta - S_OWN_HIST] | u[meta - S_OWN_PREV]) === 0) u[meta - S_WRITERS] = 0
+  }
+
   private dropRemote (i: number): void {
     this.remote[i] = undefined
     this.u32[i * this.stride + this.metaAt] &= ~REMOTE
@@ -622,9 +717,13 @@ export class WindowStore {
     this.u32[meta] &= LOW_24
     this.f64[d + F_SUM] += cost
     // Only replicated stores are drained; others never need to remember changes.
-    if (this.replicated && (this.u32[meta] & DIRTY) === 0) {
-      this.u32[meta] |= DIRTY
-      this.dirty.push(i)
+    if (this.replicated) {
+      this.bump(meta - S_OWN_SUM, cost)
+      this.bump(meta - S_OWN_CUR, cost)
+      if ((this.u32[meta] & DIRTY) === 0) {
+        this.u32[meta] |= DIRTY
+        this.dirty.push(i)
+      }
     }
   }
 
@@ -640,7 +739,10 @@ export class WindowStore {
     this.f64[d + F_SUM] += cost
     this.touchNewest(i * this.stride + this.metaAt, h - epoch)
     if (epoch < h) this.invalidateAux(d)
-    if (this.replicated) this.markDirty(i, epoch)
+    if (this.replicated) {
+      this.bump(i * this.stride + this.metaAt - S_OWN_SUM, cost)
+      this.markDirty(i, epoch)
+    }
     return true
   }
 
@@ -704,6 +806,7 @@ export class WindowStore {
       delta = count - this.u32[meta + 1 + p]
       if (delta <= 0) return MergeResult.Unchanged
       this.u32[meta + 1 + p] = count
+      if (this.replicated) this.bump(meta - S_OWN_SUM, delta)
     } else {
       let rc = this.remote[i]
       if (rc === undefined) {
@@ -717,12 +820,15 @@ export class WindowStore {
         col = rc.reps.length
         rc.reps.push(rep)
         for (let j = 0; j < R; j++) rc.vals.push(0)
+        if (this.replicated && this.u32[meta - S_WRITERS] < rc.reps.length + 1) this.u32[meta - S_WRITERS] = rc.reps.length + 1
       }
       const at = col * R + p
       delta = count - rc.vals[at]
       if (delta <= 0) return MergeResult.Unchanged
       rc.vals[at] = count
       rc.tot[p] += delta
+      // Credit the slot the entry's epoch names: gossip for a closed slot arrives late.
+      if (this.replicated) this.bump(meta - (epoch >= h ? S_PEERS_CUR : epoch === h - 1 ? S_PEERS_PREV : S_PEERS_HIST), delta)
     }
     this.f64[d + F_SUM] += delta
     if (epoch > h) (this.remote[i] as RemoteColumns).ahead += delta
@@ -883,7 +989,9 @@ export class WindowStore {
       if (!this.isUsed(i)) continue
       if ((this.u32[i * this.stride + this.metaAt] & DIRTY) !== 0) continue
       this.advance(i, nowEpoch)
-      if (this.sumOf(i) === 0 && this.carriedOf(i) === 0) {
+      // Keep keys whose share history (halved per slot) has not faded yet: freeing them
+      // at a fixed window's boundary would forget who was admitting.
+      if (this.sumOf(i) === 0 && this.carriedOf(i) === 0 && !this.hasHistory(i)) {
         this.release(i)
         this.expired++
         freed++

@@ -85,10 +85,10 @@ export function createAntiEntropy (init: AntiEntropyInit): AntiEntropy {
     return encodeSnapshotPage(state.snapshotPage(req.cursor, maxEntriesPerPage))
   }
 
-  const pullOne = async (peer: string): Promise<{ pages: number, merged: number }> => {
+  // Pages and merges are counted into `result` as they land: a peer that fails on a later page still changed our state.
+  const pullOne = async (peer: string, result: PullResult): Promise<void> => {
     let cursor: SnapshotCursor | undefined
     let pages = 0
-    let merged = 0
     do {
       const bytes = await transport.request(peer, protocol, encodeSyncRequest(cursor), requestTimeoutMs)
       const r = decodeSnapshotPage(bytes, limits)
@@ -97,23 +97,21 @@ export function createAntiEntropy (init: AntiEntropyInit): AntiEntropy {
         throw new Error(`malformed snapshot page from ${peer}: ${r.reason}`)
       }
       pages++
+      result.pages++
       stats.pagesPulled++
       const m = state.applySnapshot(r.page.groups)
-      merged += m
+      result.merged += m
       stats.entriesMerged += m
       cursor = r.page.next
     } while (cursor !== undefined && pages < maxPages)
-    return { pages, merged }
   }
 
   const pull = async (peers: string[]): Promise<PullResult> => {
     const result: PullResult = { peers: 0, failed: 0, pages: 0, merged: 0 }
     await Promise.all(peers.map(async peer => {
       try {
-        const r = await pullOne(peer)
+        await pullOne(peer, result)
         result.peers++
-        result.pages += r.pages
-        result.merged += r.merged
       } catch {
         result.failed++
         stats.pullsFailed++

@@ -21,7 +21,8 @@ export function parseSwarmKey (bytes: Uint8Array): Uint8Array {
   if (lines.length !== 3 || lines[0] !== HEADER || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(lines[2])) {
     throw new Error('not a libp2p swarm key: expected "/key/swarm/psk/1.0.0/", "/base16/" and 64 hex digits on three lines; make one with `meshlimit psk`')
   }
-  return new TextEncoder().encode(lines.join('\n') + '\n')
+  // libp2p's base16 decoder only takes lowercase digits: an uppercase key would pass here and fail at start.
+  return new TextEncoder().encode(`${lines[0]}\n${lines[1]}\n${lines[2].toLowerCase()}\n`)
 }
 
 export async function readSwarmKey (file: string): Promise<Uint8Array> {

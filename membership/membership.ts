@@ -7,7 +7,7 @@ import { seededRandom, type Random } from './random.js'
  * Who is in the mesh. Every node publishes a heartbeat on the membership topic and
  * tracks everyone else's: alive while heartbeats arrive, suspect after
  * `suspectAfterMs` without one, dead after `deadAfterMs`, forgotten after
- * `forgetAfterMs`. A heartbeat with a higher incarnation means the peer restarted.
+ * `forgetAfterMs` more. A heartbeat with a higher incarnation means the peer restarted.
  * Clock skew is estimated per peer NTP-style over a request/response ping (offset =
  * peer time - midpoint of our send and receive times; the sample with the smallest
  * round trip wins), with an event when it passes `skewWarnMs`.
@@ -157,6 +157,7 @@ export function createMembership (init: MembershipInit): Membership {
   const stats: MembershipStats = { heartbeatsSent: 0, heartbeatsReceived: 0, heartbeatsRejected: 0, probesSent: 0, probesFailed: 0 }
   const cancels: Array<() => void> = []
   let running = false
+  let generation = 0
 
   const emit = (e: MembershipEvent): void => {
     for (const l of listeners) l(e)
@@ -208,7 +209,8 @@ export function createMembership (init: MembershipInit): Membership {
     const now = clock.now()
     for (const m of members.values()) {
       const silent = now - m.lastSeenMs
-      if (silent >= forgetAfterMs) {
+      // Forget once dead for forgetAfterMs, as documented: so a 'dead' event always comes first, whatever the options.
+      if (m.state === 'dead' && silent >= deadAfterMs + forgetAfterMs) {
         members.delete(m.peerId)
         continue
       }
@@ -251,10 +253,12 @@ export function createMembership (init: MembershipInit): Membership {
 
   const every = (ms: number, fn: () => void, jitter: boolean): void => {
     let cancel: () => void = () => {}
+    const gen = generation
     const tick = (): void => {
       if (!running) return
       fn()
-      schedule()
+      // fn's listeners may have stopped (and restarted) us: a stale loop must not re-arm.
+      if (running && gen === generation) schedule()
     }
     const schedule = (): void => {
       // Jitter keeps a fleet started together from heartbeating in lockstep.
@@ -289,6 +293,7 @@ export function createMembership (init: MembershipInit): Membership {
     stop () {
       if (!running) return
       running = false
+      generation++
       for (const c of cancels.splice(0)) c()
       transport.unsubscribe(topic)
       transport.unhandle(pingProtocol)

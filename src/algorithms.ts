@@ -44,6 +44,13 @@ export abstract class LimitRuntime {
   max: number
   /** Static report data, set by the limiter when it binds the runtime to a policy. */
   info!: LimitInfo
+  /**
+   * Local shares (set by the limiter for gossiped limits): this node may spend, between
+   * syncs, at most its demand share of the budget left one sync period ahead.
+   */
+  shares = false
+  /** The sync period shares are computed over, in ms (flush interval plus delivery). */
+  shareHorizonMs = 0
   readonly windowMs: number
   readonly slotMs: number
   /** Epoch computed by the last locate(), reused by the commit() of the same check. */
@@ -82,6 +89,105 @@ export abstract class LimitRuntime {
       this.epoch = Math.floor(now / this.slotMs)
     }
     return this.epoch
+  }
+
+  /** The store holding this limit's admissions (shares are computed on it). */
+  get primary (): WindowStore {
+    return this.stores[0][1]
+  }
+
+  /** The units this limit allows over its retained slots (the window's limit; a bucket's burst plus refill). */
+  capacity (): number {
+    return this.max
+  }
+
+  /** This node's own part of usage(), measured the way usage() measures the total. */
+  ownUsage (i: number, _now: number): number {
+    return this.primary.ownSumOf(i)
+  }
+
+  /**
+   * The local share rule, for a key other replicas wrote to lately (applied after the
+   * simple rule said yes): this node's own usage in the window stays within its share of
+   * the limit, its local cap. Shares sum to about one across nodes, so together they stay
+   * within the limit however stale each view is.
+   *
+   * Shares compare admissions in completed slots, this node's and its peers' (both
+   * halved per slot, so they outlive a fixed window's boundary, and both as old as the
+   * gossip that carried them, so a node's own admissions in the current slot do not
+   * inflate its share during a burst). A node whose admissions lag its demand (new
+   * traffic) counts its demand up to half a fair share, so an empty history does not
+   * starve it; only nodes below that floor are lifted, so noise around an even split
+   * cannot make shares sum to more than one. When every node's demand fits the limit
+   * the rule stands aside (nobody can over-admit then). A cap below one request (a
+   * small limit over many nodes) is honoured on average, by one coin per window.
+   */
+  shareAllows (i: number, now: number, cost: number): boolean {
+    const s = this.primary
+    const writers = s.writersOf(i)
+    if (writers <= 1) return true
+    this.shareWeights(i)
+    const own = this.wOwn
+    const peers = this.wPeers
+    // When everyone's demand fits the limit, nobody can over-admit (admissions never
+    // exceed arrivals) and caps could only deny: share only a key that is over-asked.
+    // Peers' admissions stand for their demand (under overload they fill what is left).
+    if ((this.wDemand + peers) * this.wScale < this.capacity()) return true
+    let share: number
+    if (own + peers === 0) {
+      // Admissions come in bursts when capacity frees, so history can fade between
+      // them; the writers are still there: split equally.
+      share = 1 / writers
+    } else {
+      // The floor lifts a starved node (demand, but nothing admitted in the whole
+      // window: new traffic) to half a fair share. Lifting every node below average, or
+      // one whose admissions only fell outside the weighed slots, would make shares sum
+      // to more than one.
+      const starved = s.ownSumOf(i) === 0
+      const weight = starved ? Math.min(this.wDemand, (own + peers) / writers / 2) : own
+      share = weight / (weight + peers)
+    }
+    const room = share * this.capacity() - this.ownUsage(i, now)
+    if (cost <= room + 1e-9) return true
+    // A room below one request (a small limit over many nodes) is honoured on average,
+    // by one coin per key and window: a coin per request would almost surely let the
+    // unit through under overload.
+    return room > 0 && this.coin(i, Math.floor(s.headOf(i) / this.coinSlots)) * cost < room
+  }
+
+  /** Share weights of the last shareWeights() call (fields, not a tuple: no allocation). */
+  protected wOwn = 0
+  protected wPeers = 0
+  protected wDemand = 0
+  /** Turns the weights into amounts per window (retained span). */
+  protected wScale = 1
+
+  /**
+   * Sets wOwn, wPeers and wDemand for key `i`: admissions of this node and of its peers
+   * over slots whose gossip has arrived, and this node's demand on the same scale. By
+   * default the decayed history of slots at least two old (see the window store).
+   */
+  protected shareWeights (i: number): void {
+    const s = this.primary
+    this.wOwn = s.ownRecentOf(i)
+    this.wPeers = s.peersRecentOf(i)
+    this.wDemand = s.demandOf(i)
+    // The history weighs about two slots' worth (halved per slot).
+    this.wScale = (s.pastSlots - 1 || 1) / 2
+  }
+
+  /** This node's salt for coins (set by the limiter from its replica id). */
+  coinSalt = 0x9e3779b9
+  /** Slots one coin covers: the span a cap is measured over (a window). */
+  protected coinSlots = 1
+
+  /** A uniform [0, 1) value fixed per (key, slot) and node. */
+  private coin (i: number, epoch: number): number {
+    let h = Math.imul(i ^ this.coinSalt, 0x85ebca6b) ^ Math.imul((epoch % 0x7fffffff) | 0, 0xc2b2ae35)
+    h ^= h >>> 16
+    h = Math.imul(h, 0x7feb352d)
+    h ^= h >>> 15
+    return (h >>> 0) / 0x100000000
   }
 
   /** Whether a store built from `limit` would lay counters out the same way. */
@@ -131,6 +237,7 @@ export class SlidingWindow extends LimitRuntime {
     const { slotMs, pastSlots } = layoutOf(limit)
     super(name, limit, slotMs)
     this.k = limit.slots
+    this.coinSlots = limit.slots
     this.store = makeStore(slotMs, pastSlots, o, 0)
     this.stores = [['', this.store]]
   }
@@ -155,6 +262,32 @@ export class SlidingWindow extends LimitRuntime {
   commit (i: number, _now: number, cost: number): void {
     this.store.add(i, this.epoch, cost)
   }
+
+  /**
+   * The settled part of the window (every retained slot but the newest two, whose
+   * gossip may still be arriving): window-sized counts are far steadier than a decayed
+   * two-slot history when each node sees a few requests per slot.
+   */
+  protected override shareWeights (i: number): void {
+    const s = this.store
+    const h = s.headOf(i)
+    const ownRecent = s.ownAt(i, h) + s.ownAt(i, h - 1)
+    this.wOwn = s.ownSumOf(i) - ownRecent
+    this.wPeers = s.sumOf(i) - s.aheadOf(i) - s.totalAt(i, 0) - s.totalAt(i, -1) - this.wOwn
+    // Demand is kept over about two slots: scale it to the settled span.
+    this.wDemand = s.demandOf(i) * (this.k - 1) / 2
+    this.wScale = this.k / (this.k - 1 || 1)
+    if (this.wOwn + this.wPeers === 0) super.shareWeights(i)
+  }
+
+  override ownUsage (i: number, now: number): number {
+    const s = this.store
+    const h = s.headOf(i)
+    const oldest = s.ownAt(i, h - this.k)
+    const frac = (now - h * this.slotMs) / this.slotMs
+    return s.ownSumOf(i) - oldest * (frac > 0 ? frac : 0)
+  }
+
 
   resetMs (i: number, now: number): number {
     const s = this.store
@@ -273,6 +406,7 @@ export class TokenBucket extends LimitRuntime {
     const { slotMs, pastSlots } = layoutOf(limit)
     super(name, limit, slotMs)
     this.k = limit.slots
+    this.coinSlots = limit.slots
     this.ratePerMs = limit.ratePerSecond / 1000
     this.store = makeStore(slotMs, pastSlots, o, 0, this.ratePerMs * slotMs)
     this.stores = [['', this.store]]
@@ -280,6 +414,11 @@ export class TokenBucket extends LimitRuntime {
 
   override compatible (limit: Limit, slotMs: number): boolean {
     return super.compatible(limit, slotMs) && limit.ratePerSecond / 1000 === this.ratePerMs
+  }
+
+  override capacity (): number {
+    // What the bucket lets through over its retained slots: the burst plus the refill.
+    return this.max + this.ratePerMs * this.slotMs * this.k
   }
 
   locate (key: string, now: number): number {
@@ -411,6 +550,11 @@ export class Concurrency extends LimitRuntime {
     const j = r.acquire(hold.key, e)
     r.advance(j, e)
     r.addAt(j, hold.epoch, hold.cost)
+  }
+
+  /** In-flight work is not a rate: concurrency limits take no local share. */
+  override shareAllows (): boolean {
+    return true
   }
 
   resetMs (): number {

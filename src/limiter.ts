@@ -1,3 +1,4 @@
+import { hashString } from '../crdt/hash.js'
 import { ReplicaTable, parseReplicaKey, replicaKey, type ReplicaId } from '../crdt/replica.js'
 import { MergeResult, type WindowStore } from '../crdt/window-store.js'
 import type { CounterGroup, DeltaMessage } from '../gossip/codec.js'
@@ -91,6 +92,19 @@ export interface LimiterInit {
    * @default 1000
    */
   sweepIntervalMs?: number
+  /**
+   * Local shares for gossiped limits: between two syncs a node spends at most its
+   * demand-proportional share of the budget, so stale views cannot add up to more than
+   * the limit. Off, every node admits while its own view has room.
+   * @default true
+   */
+  localShares?: boolean
+  /**
+   * The sync period local shares budget over, in ms: how stale a peer's view of this
+   * node can be (a flush interval of waiting plus delivery).
+   * @default 2 x flushIntervalMs
+   */
+  shareHorizonMs?: number
 }
 
 /** Per-limit counter statistics. */
@@ -210,6 +224,10 @@ class LimiterImpl implements Limiter {
   private readonly replicas: ReplicaTable
   private readonly replicator: Replicator | undefined
   private readonly sweepIntervalMs: number
+  private readonly localShares: boolean
+  private readonly shareHorizonMs: number
+  /** Retry hint for share denials: the next flush refreshes the allowance. */
+  private readonly shareRetryMs: number
   private cancelSweep: (() => void) | undefined
   private compiled!: CompiledPolicies
   /** The only group, when every policy in it has one enforced rate limit (see checkLean). */
@@ -226,6 +244,8 @@ class LimiterImpl implements Limiter {
   private sUse: number[] = []
   private sOk: boolean[] = []
   private sKey: string[] = []
+  /** Denied by the local share rule (retry when the next sync refreshes the allowance). */
+  private sShare: boolean[] = []
   private sNow = 0
   private merged = 0
   private stale = 0
@@ -252,6 +272,10 @@ class LimiterImpl implements Limiter {
     this.maxKeyLength = checkInteger('maxKeyLength', init.maxKeyLength, 16, 256)
     this.sweepIntervalMs = checkInteger('sweepIntervalMs', init.sweepIntervalMs, 1, 1000)
     this.transport = init.transport
+    const flushIntervalMs = checkInteger('flushIntervalMs', init.flushIntervalMs, 1, 50)
+    this.localShares = init.localShares ?? true
+    this.shareHorizonMs = checkInteger('shareHorizonMs', init.shareHorizonMs, 0, 2 * flushIntervalMs)
+    this.shareRetryMs = flushIntervalMs
     this.replica = {
       peerId: init.transport?.peerId ?? 'local',
       incarnation: checkInteger('incarnation', init.incarnation, 0, Math.floor(this.clock.now()))
@@ -265,7 +289,7 @@ class LimiterImpl implements Limiter {
         clock: this.clock,
         state: this,
         topic: init.topic,
-        flushIntervalMs: checkInteger('flushIntervalMs', init.flushIntervalMs, 1, 50),
+        flushIntervalMs,
         maxMessageBytes: checkInteger('maxMessageBytes', init.maxMessageBytes, 1024, 65536),
         republishIntervalMs: checkInteger('republishIntervalMs', init.republishIntervalMs, 0, 5000),
         maxClockSkewMs
@@ -308,6 +332,9 @@ class LimiterImpl implements Limiter {
           return rt
         })
         for (const rt of cp.runtimes) {
+          rt.shares = replicated && this.localShares
+          rt.shareHorizonMs = this.shareHorizonMs
+          rt.coinSalt = hashString(replicaKey(this.replica), 0x5a17) | 0
           rt.info = { policy: cp.id, id: rt.id, limit: rt.max, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
         }
         cp.rateRuntimes = cp.runtimes.filter(rt => rt.algorithm !== 'concurrency')
@@ -342,10 +369,19 @@ class LimiterImpl implements Limiter {
     const now = this.clock.now()
     const i = rt.locate(group.lastKey, now)
     const u = rt.usage(i, now)
-    const ok = u + cost <= rt.max + EPSILON
+    let ok = u + cost <= rt.max + EPSILON
+    let shareDenied = false
+    if (rt.shares) {
+      rt.primary.noteDemand(i, cost)
+      if (ok && !rt.shareAllows(i, now, cost)) {
+        ok = false
+        shareDenied = true
+      }
+    }
     if (ok) rt.commit(i, now, cost)
     const left = rt.max - u - (ok ? cost : 0)
-    return new Decision(ok, rt.info, left > 0 ? Math.floor(left) : 0, rt.resetMs(i, now), ok ? 0 : rt.retryAfterMs(i, now, u, cost), undefined)
+    const retry = ok ? 0 : shareDenied ? this.shareRetryMs : rt.retryAfterMs(i, now, u, cost)
+    return new Decision(ok, rt.info, left > 0 ? Math.floor(left) : 0, rt.resetMs(i, now), retry, undefined)
   }
 
   private validate (d: Descriptor, cost: number): void {
@@ -408,12 +444,21 @@ class LimiterImpl implements Limiter {
         const rt = rts[r]
         const i = rt.locate(key, now)
         const u = rt.usage(i, now)
-        const ok = u + cost <= rt.max + EPSILON
+        let ok = u + cost <= rt.max + EPSILON
+        let shareDenied = false
+        if (rt.shares && commit) {
+          rt.primary.noteDemand(i, cost)
+          if (ok && !rt.shareAllows(i, now, cost)) {
+            ok = false
+            shareDenied = true
+          }
+        }
         this.sRt[n] = rt
         this.sPol[n] = p
         this.sIdx[n] = i
         this.sUse[n] = u
         this.sOk[n] = ok
+        this.sShare[n] = shareDenied
         if (withConcurrency) this.sKey[n] = key
         n++
         if (!ok && !p.shadow) denied = true
@@ -439,7 +484,7 @@ class LimiterImpl implements Limiter {
       const u = this.sUse[0]
       const left = rt.max - u - (denied || !counted ? 0 : cost)
       return new Decision(!denied, rt.info, left > 0 ? Math.floor(left) : 0,
-        rt.resetMs(i, now), denied ? rt.retryAfterMs(i, now, u, cost) : 0, undefined)
+        rt.resetMs(i, now), denied ? (this.sShare[0] ? this.shareRetryMs : rt.retryAfterMs(i, now, u, cost)) : 0, undefined)
     }
     const limits = new Array<LimitStatus>(n)
     let pick = -1
@@ -452,7 +497,7 @@ class LimiterImpl implements Limiter {
       const u = this.sUse[j]
       const left = rt.max - u - (ok && !denied && counted ? cost : 0)
       const remaining = left > 0 ? Math.floor(left) : 0
-      const retry = ok ? 0 : rt.retryAfterMs(i, now, u, cost)
+      const retry = ok ? 0 : this.sShare[j] ? this.shareRetryMs : rt.retryAfterMs(i, now, u, cost)
       limits[j] = new LimitStatus(rt.info, remaining, rt.resetMs(i, now), retry, ok)
       if (p.shadow) continue
       // Denied: the enforced limit with the longest wait. Allowed: the fewest remaining.
