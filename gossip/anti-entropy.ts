@@ -68,12 +68,13 @@ export interface AntiEntropy {
 export function createAntiEntropy (init: AntiEntropyInit): AntiEntropy {
   const { transport, clock, state } = init
   const protocol = init.protocol ?? '/meshlimit/sync/1'
-  const maxEntriesPerPage = init.maxEntriesPerPage ?? 20_000
+  const limits = init.limits ?? DEFAULT_SYNC_LIMITS
+  // A page larger than decoders accept would be refused by every puller.
+  const maxEntriesPerPage = Math.min(init.maxEntriesPerPage ?? 20_000, limits.maxEntries)
   const requestTimeoutMs = init.requestTimeoutMs ?? 5000
   const maxPages = init.maxPages ?? 1000
   const pullIntervalMs = init.pullIntervalMs ?? 60_000
   const random = init.random ?? seededRandom(1)
-  const limits = init.limits ?? DEFAULT_SYNC_LIMITS
   const stats: AntiEntropyStats = { pagesServed: 0, pagesPulled: 0, pullsFailed: 0, entriesMerged: 0, rejectedPages: 0 }
   let running = false
   let cancel: (() => void) | undefined
@@ -104,6 +105,8 @@ export function createAntiEntropy (init: AntiEntropyInit): AntiEntropy {
       stats.entriesMerged += m
       cursor = r.page.next
     } while (cursor !== undefined && pages < maxPages)
+    // A peer that still has pages after maxPages is lying or far larger than allowed.
+    if (cursor !== undefined) throw new Error(`${peer} still had pages after ${maxPages}`)
   }
 
   const pull = async (peers: string[]): Promise<PullResult> => {

@@ -112,7 +112,13 @@ interface Mutable {
   lastSeenMs: number
   skewMs: number | undefined
   rttMs: number | undefined
+  /** Recent probe samples, newest last: [rttMs, offsetMs] pairs (at most SKEW_SAMPLES). */
+  samples: Array<[number, number]>
 }
+
+/** Probe samples kept per member: the estimate is the offset of the fastest of them. */
+const SKEW_SAMPLES = 8
+const REGION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
 /** Decodes a heartbeat; undefined when malformed. Never throws. */
 export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number } | undefined {
@@ -126,7 +132,8 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   if (!Array.isArray(raw) || raw.length !== 6 || raw[0] !== WIRE_VERSION) return undefined
   const [, incarnation, region, weight, policyVersion, sentAtMs] = raw as unknown[]
   if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
-  if (typeof region !== 'string' || region.length === 0 || region.length > MAX_REGION_LENGTH) return undefined
+  // Regions name topics, so they follow topic-name rules.
+  if (typeof region !== 'string' || region.length > MAX_REGION_LENGTH || !REGION.test(region)) return undefined
   if (typeof weight !== 'number' || !(weight > 0) || weight > 1e6) return undefined
   if (typeof policyVersion !== 'number' || !Number.isSafeInteger(policyVersion) || policyVersion < 0) return undefined
   if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return undefined
@@ -162,7 +169,7 @@ export function createMembership (init: MembershipInit): Membership {
   const emit = (e: MembershipEvent): void => {
     for (const l of listeners) l(e)
   }
-  const snapshot = (m: Mutable): MemberInfo => ({ ...m })
+  const snapshot = (m: Mutable): MemberInfo => ({ peerId: m.peerId, incarnation: m.incarnation, region: m.region, weight: m.weight, policyVersion: m.policyVersion, state: m.state, lastSeenMs: m.lastSeenMs, skewMs: m.skewMs, rttMs: m.rttMs })
 
   const receive: MessageHandler = (data, from): Verdict => {
     const h = decodeHeartbeat(data)
@@ -175,7 +182,7 @@ export function createMembership (init: MembershipInit): Membership {
     const m = members.get(from)
     if (m === undefined) {
       if (members.size >= maxMembers) return 'ignore'
-      const fresh: Mutable = { peerId: from, incarnation: h.incarnation, region: h.region, weight: h.weight, policyVersion: h.policyVersion, state: 'alive', lastSeenMs: now, skewMs: undefined, rttMs: undefined }
+      const fresh: Mutable = { peerId: from, incarnation: h.incarnation, region: h.region, weight: h.weight, policyVersion: h.policyVersion, state: 'alive', lastSeenMs: now, skewMs: undefined, rttMs: undefined, samples: [] }
       members.set(from, fresh)
       emit({ type: 'change', member: snapshot(fresh), previous: 'new' })
       return 'accept'
@@ -193,6 +200,7 @@ export function createMembership (init: MembershipInit): Membership {
     if (restarted) {
       m.skewMs = undefined
       m.rttMs = undefined
+      m.samples = []
       emit({ type: 'change', member: snapshot(m), previous: 'restarted' })
     } else if (previous !== 'alive') {
       emit({ type: 'change', member: snapshot(m), previous })
@@ -226,18 +234,24 @@ export function createMembership (init: MembershipInit): Membership {
   const probe = async (m: Mutable): Promise<void> => {
     stats.probesSent++
     const t0 = clock.now()
+    const incarnation = m.incarnation
     try {
       const answer = await transport.request(m.peerId, pingProtocol, encode([WIRE_VERSION, t0]), PROBE_TIMEOUT_MS)
       const t2 = clock.now()
       const raw: unknown = decode(answer, { maxArrayLength: 4, maxStrLength: 0, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
       if (!Array.isArray(raw) || raw[0] !== WIRE_VERSION || typeof raw[1] !== 'number' || !Number.isFinite(raw[1])) throw new Error('malformed ping answer')
+      // An answer for a member that restarted or was forgotten meanwhile says nothing now.
+      if (!running || members.get(m.peerId) !== m || m.incarnation !== incarnation) return
       const rtt = t2 - t0
-      // The sample with the smallest round trip has the least asymmetric delay in it.
-      if (m.rttMs === undefined || rtt <= m.rttMs) {
-        m.rttMs = rtt
-        m.skewMs = raw[1] - (t0 + t2) / 2
-        if (Math.abs(m.skewMs) > skewWarnMs) emit({ type: 'skew', member: snapshot(m) })
-      }
+      m.samples.push([rtt, raw[1] - (t0 + t2) / 2])
+      if (m.samples.length > SKEW_SAMPLES) m.samples.shift()
+      // The fastest recent sample has the least asymmetric delay in it; keeping only recent
+      // ones lets a peer's clock step be seen instead of hiding behind one old fast sample.
+      let best = m.samples[0]
+      for (const x of m.samples) if (x[0] <= best[0]) best = x
+      m.rttMs = best[0]
+      m.skewMs = best[1]
+      if (Math.abs(m.skewMs) > skewWarnMs) emit({ type: 'skew', member: snapshot(m) })
     } catch {
       stats.probesFailed++
     }

@@ -21,6 +21,8 @@ const EPSILON = 1e-9
 
 /** Distinct incarnations accepted per peer id: restarts beyond it are refused until ours restarts. */
 export const MAX_INCARNATIONS_PER_PEER = 64
+/** Distinct replicas accepted in all (live nodes, their past incarnations, region aggregates). */
+export const MAX_REPLICAS = 16_384
 
 /** Largest cost one request may carry (the largest limit). */
 export const MAX_COST = MAX_LIMIT
@@ -594,7 +596,8 @@ class LimiterImpl implements Limiter {
     const known = this.replicas.lookup(key)
     if (known !== undefined) return known
     const n = this.incarnations.get(peerId) ?? 0
-    if (n >= MAX_INCARNATIONS_PER_PEER) {
+    // Per peer, and in all: snapshots relay other replicas, whose ids a lying peer could invent.
+    if (n >= MAX_INCARNATIONS_PER_PEER || this.replicas.size >= MAX_REPLICAS) {
       this.refusedReplicas++
       return -1
     }

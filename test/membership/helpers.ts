@@ -104,6 +104,7 @@ export const MALFORMED: Array<[string, Uint8Array]> = [
   ['empty region', encode([1, 1, '', 1, 0, T0])],
   ['65-char region', encode([1, 1, 'r'.repeat(65), 1, 0, T0])],
   ['numeric region', encode([1, 1, 5, 1, 0, T0])],
+  ['region that is not a topic name', encode([1, 1, 'eu west/1', 1, 0, T0])],
   ['zero weight', encode([1, 1, 'eu', 0, 0, T0])],
   ['negative weight', encode([1, 1, 'eu', -1, 0, T0])],
   ['NaN weight', encode([1, 1, 'eu', NaN, 0, T0])],
@@ -126,7 +127,8 @@ export const MALFORMED: Array<[string, Uint8Array]> = [
 
 export const validHeartbeat: fc.Arbitrary<Heartbeat> = fc.record({
   incarnation: fc.oneof(fc.nat(1000), fc.maxSafeNat()),
-  region: fc.oneof(fc.string({ minLength: 1, maxLength: 64 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 32 })),
+  // Regions name topics: 1-64 of letters, digits, "_", "." or "-", starting with a letter or digit.
+  region: fc.tuple(fc.constantFrom(...'abcXYZ019'), fc.string({ unit: fc.constantFrom(...'abcXYZ019_.-'), maxLength: 63 })).map(([a, b]) => a + b),
   weight: fc.oneof(fc.integer({ min: 1, max: 1e6 }), fc.double({ min: 1e-9, max: 1e6, noNaN: true })),
   policyVersion: fc.oneof(fc.nat(100), fc.maxSafeNat()),
   sentAtMs: fc.oneof(fc.constant(0), fc.maxSafeNat(), fc.double({ min: 0, max: 1e15, noNaN: true }))
@@ -134,7 +136,7 @@ export const validHeartbeat: fc.Arbitrary<Heartbeat> = fc.record({
 
 export function assertValidHeartbeat (h: Heartbeat): void {
   expect(Number.isSafeInteger(h.incarnation) && h.incarnation >= 0).toBe(true)
-  expect(typeof h.region === 'string' && h.region.length >= 1 && h.region.length <= 64).toBe(true)
+  expect(typeof h.region === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(h.region)).toBe(true)
   expect(h.weight > 0 && h.weight <= 1e6).toBe(true)
   expect(Number.isSafeInteger(h.policyVersion) && h.policyVersion >= 0).toBe(true)
   expect(Number.isFinite(h.sentAtMs) && h.sentAtMs >= 0).toBe(true)
