@@ -79,6 +79,13 @@ export interface WindowStoreInit {
    */
   initialCapacity?: number
   /**
+   * Keeps a second dirty list for region aggregates: keys whose region total (this
+   * replica and its same-region peers, every replica but those in aggregateReps) changed
+   * since the last drainAggregates (global limits of multi-region meshes).
+   * @default false
+   */
+  aggregated?: boolean
+  /**
    * Keeps, per key, a level carried out of the slots that leave the ring: whenever a
    * slot is dropped, carried = max(0, carried - carryPerSlot) + slot total. This is a
    * leaky bucket draining carryPerSlot per slot, so history older than the ring still
@@ -138,6 +145,8 @@ const POS_MASK = 0xff
 const USED = 0x100
 const REMOTE = 0x200
 const DIRTY = 0x400
+/** The key's region total changed since the last aggregate drain (aggregated stores only). */
+const AGG_DIRTY = 0x800
 const DIRTY_SHIFT = 16
 const DIRTY_MASK = 0xff << DIRTY_SHIFT
 /** Largest head - dirty-from offset kept; older dirty slots have left any ring anyway. */
@@ -203,6 +212,10 @@ export class WindowStore {
   private top = 0
   private live = 0
   private dirty: number[] = []
+  private aggDirty: number[] = []
+  readonly aggregated: boolean
+  /** Replicas that stand for whole regions (their counts are not part of this region's total). */
+  readonly aggregateReps = new Set<number>()
   private pendingEvicted: number[] = []
   private sweepCursor = 0
   private rng: number
@@ -225,6 +238,7 @@ export class WindowStore {
     this.hashSeed = init.hashSeed ?? 0
     this.replicated = init.replicated ?? true
     this.rng = (init.samplerSeed ?? 1) | 0 || 1
+    this.aggregated = init.aggregated ?? false
     if (init.carryPerSlot !== undefined && !(init.carryPerSlot >= 0)) throw new RangeError(`carryPerSlot must be >= 0, got ${init.carryPerSlot}`)
     this.carryPerSlot = init.carryPerSlot ?? 0
     this.header = init.carryPerSlot === undefined ? 3 : 5
@@ -724,6 +738,7 @@ export class WindowStore {
         this.u32[meta] |= DIRTY
         this.dirty.push(i)
       }
+      if (this.aggregated) this.markAggregate(i, meta)
     }
   }
 
@@ -742,6 +757,7 @@ export class WindowStore {
     if (this.replicated) {
       this.bump(i * this.stride + this.metaAt - S_OWN_SUM, cost)
       this.markDirty(i, epoch)
+      if (this.aggregated) this.markAggregate(i, i * this.stride + this.metaAt)
     }
     return true
   }
@@ -831,6 +847,7 @@ export class WindowStore {
       if (this.replicated) this.bump(meta - (epoch >= h ? S_PEERS_CUR : epoch === h - 1 ? S_PEERS_PREV : S_PEERS_HIST), delta)
     }
     this.f64[d + F_SUM] += delta
+    if (this.aggregated && !this.aggregateReps.has(rep)) this.markAggregate(i, meta)
     if (epoch > h) (this.remote[i] as RemoteColumns).ahead += delta
     else {
       this.touchNewest(meta, h - epoch)
@@ -872,6 +889,41 @@ export class WindowStore {
       if (from !== from) continue
       this.markClean(i)
       this.emitOwn(i, from, out)
+    }
+  }
+
+  private markAggregate (i: number, meta: number): void {
+    if ((this.u32[meta] & AGG_DIRTY) !== 0) return
+    this.u32[meta] |= AGG_DIRTY
+    this.aggDirty.push(i)
+  }
+
+  /**
+   * Appends, as (hash, epoch, total) triples, this region's totals (every replica but
+   * those in aggregateReps) for the newest `slots` retained epochs of every key whose
+   * region total changed since the last call (or of every key with `all`), and marks
+   * them clean. Totals only grow, so receivers max-merge them like any count.
+   */
+  drainAggregates (out: number[], slots: number, all: boolean, nowEpoch: number): void {
+    const list = all ? [] : this.aggDirty
+    if (all) for (let i = 0; i < this.top; i++) if (this.isUsed(i)) list.push(i)
+    this.aggDirty = []
+    const R = this.ring
+    for (const i of list) {
+      const meta = i * this.stride + this.metaAt
+      this.u32[meta] &= ~AGG_DIRTY
+      if (!this.isUsed(i)) continue
+      this.advance(i, nowEpoch)
+      const h = this.headOf(i)
+      const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
+      for (let e = Math.max(h - slots + 1, h - this.pastSlots + 1); e <= h; e++) {
+        let total = this.u32[meta + 1 + this.ownPos(i, e)]
+        if (rc !== undefined) {
+          const q = this.rpos(rc, i, e)
+          for (let c = 0; c < rc.reps.length; c++) if (!this.aggregateReps.has(rc.reps[c])) total += rc.vals[c * R + q]
+        }
+        if (total > 0) out.push(this.hashOf(i), e, total)
+      }
     }
   }
 

@@ -57,7 +57,24 @@ export type DecodeResult =
   | { ok: true, msg: DeltaMessage }
   | { ok: false, reason: string }
 
-function encodeOne (incarnation: number, sentAtMs: number, groups: CounterGroup[]): Uint8Array {
+/**
+ * A region aggregate: one region's totals per (key, slot), published mesh-wide by that
+ * region's aggregators for global limits. Same wire shape as a delta, with the region
+ * name where a delta has the incarnation: [version, region, sentAtMs, [group...]].
+ */
+export interface AggregateMessage {
+  region: string
+  sentAtMs: number
+  groups: CounterGroup[]
+}
+
+export type AggregateDecodeResult =
+  | { ok: true, msg: AggregateMessage }
+  | { ok: false, reason: string }
+
+const REGION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+
+function encodeOne (tag: number | string, sentAtMs: number, groups: CounterGroup[]): Uint8Array {
   const wire = groups.map(g => {
     let base = Infinity
     let top = -Infinity
@@ -72,7 +89,7 @@ function encodeOne (incarnation: number, sentAtMs: number, groups: CounterGroup[
     for (let j = 1; j < flat.length; j += 3) flat[j] -= base
     return [g.limit, g.slotMs, base, flat]
   })
-  return encode([CODEC_VERSION, incarnation, sentAtMs, wire])
+  return encode([CODEC_VERSION, tag, sentAtMs, wire])
 }
 
 /**
@@ -81,18 +98,28 @@ function encodeOne (incarnation: number, sentAtMs: number, groups: CounterGroup[
  * delta encodes to no message at all.
  */
 export function encodeDelta (msg: DeltaMessage, maxMessageBytes = DEFAULT_CODEC_LIMITS.maxMessageBytes): Uint8Array[] {
+  return encodeMessages(msg.incarnation, msg.sentAtMs, msg.groups, maxMessageBytes)
+}
+
+/** Encodes a region aggregate, split like encodeDelta. */
+export function encodeAggregate (msg: AggregateMessage, maxMessageBytes = DEFAULT_CODEC_LIMITS.maxMessageBytes): Uint8Array[] {
+  if (!REGION.test(msg.region)) throw new RangeError(`region ${JSON.stringify(msg.region)} is not a valid region name`)
+  return encodeMessages(msg.region, msg.sentAtMs, msg.groups, maxMessageBytes)
+}
+
+function encodeMessages (tag: number | string, sentAtMs: number, groups: CounterGroup[], maxMessageBytes: number): Uint8Array[] {
   const out: Uint8Array[] = []
   let batch: CounterGroup[] = []
   let budget = maxMessageBytes - MESSAGE_OVERHEAD
   // Decoders also cap groups and entries per message (DEFAULT_CODEC_LIMITS), not only bytes.
   let entriesLeft = DEFAULT_CODEC_LIMITS.maxEntries
   const flushBatch = (): void => {
-    if (batch.length > 0) out.push(encodeOne(msg.incarnation, msg.sentAtMs, batch))
+    if (batch.length > 0) out.push(encodeOne(tag, sentAtMs, batch))
     batch = []
     budget = maxMessageBytes - MESSAGE_OVERHEAD
     entriesLeft = DEFAULT_CODEC_LIMITS.maxEntries
   }
-  for (const g of msg.groups) {
+  for (const g of groups) {
     let at = 0
     while (at < g.entries.length) {
       const header = GROUP_OVERHEAD + g.limit.length * 3
@@ -121,6 +148,21 @@ const isSafeNonNegInt = (v: unknown): v is number => typeof v === 'number' && Nu
  * out of range yields `{ ok: false, reason }` naming the first problem.
  */
 export function decodeDelta (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CODEC_LIMITS): DecodeResult {
+  const r = decodeMessage(bytes, limits)
+  if (!r.ok) return r
+  if (!isSafeNonNegInt(r.tag)) return { ok: false, reason: 'incarnation is not a non-negative integer' }
+  return { ok: true, msg: { incarnation: r.tag, sentAtMs: r.sentAtMs, groups: r.groups } }
+}
+
+/** Decodes and validates a region aggregate. Never throws. */
+export function decodeAggregate (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CODEC_LIMITS): AggregateDecodeResult {
+  const r = decodeMessage(bytes, limits)
+  if (!r.ok) return r
+  if (typeof r.tag !== 'string' || !REGION.test(r.tag)) return { ok: false, reason: 'region is not a valid region name' }
+  return { ok: true, msg: { region: r.tag, sentAtMs: r.sentAtMs, groups: r.groups } }
+}
+
+function decodeMessage (bytes: Uint8Array, limits: CodecLimits): { ok: true, tag: unknown, sentAtMs: number, groups: CounterGroup[] } | { ok: false, reason: string } {
   if (!(bytes instanceof Uint8Array)) return { ok: false, reason: 'not bytes' }
   if (bytes.byteLength > limits.maxMessageBytes) return { ok: false, reason: `message of ${bytes.byteLength} bytes exceeds ${limits.maxMessageBytes}` }
   let raw: unknown
@@ -136,9 +178,8 @@ export function decodeDelta (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CO
     return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` }
   }
   if (!Array.isArray(raw) || raw.length !== 4) return { ok: false, reason: 'not a 4-element array' }
-  const [version, incarnation, sentAtMs, wireGroups] = raw as unknown[]
+  const [version, tag, sentAtMs, wireGroups] = raw as unknown[]
   if (version !== CODEC_VERSION) return { ok: false, reason: `unsupported version ${String(version)}` }
-  if (!isSafeNonNegInt(incarnation)) return { ok: false, reason: 'incarnation is not a non-negative integer' }
   if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return { ok: false, reason: 'sentAtMs is not a finite non-negative number' }
   if (!Array.isArray(wireGroups)) return { ok: false, reason: 'groups is not an array' }
   if (wireGroups.length > limits.maxGroups) return { ok: false, reason: `more than ${limits.maxGroups} groups` }
@@ -170,5 +211,5 @@ export function decodeDelta (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CO
     }
     groups.push({ limit, slotMs, entries })
   }
-  return { ok: true, msg: { incarnation, sentAtMs, groups } }
+  return { ok: true, tag, sentAtMs, groups }
 }

@@ -1,5 +1,5 @@
 import { WindowStore } from '../crdt/window-store.js'
-import type { Algorithm, Limit, Scope } from './policy/types.js'
+import type { Algorithm, Limit, PartitionMode, Scope } from './policy/types.js'
 
 /**
  * What a decision reports about a limit that does not change per request; rebuilt on
@@ -22,6 +22,8 @@ export interface StoreOptions {
   hashSeed: number
   maxClockSkewMs: number
   replicated: boolean
+  /** Global limits of a multi-region mesh: keep region totals for aggregates. */
+  aggregated?: boolean
   samplerSeed: number
 }
 
@@ -51,6 +53,17 @@ export abstract class LimitRuntime {
   shares = false
   /** The sync period shares are computed over, in ms (flush interval plus delivery). */
   shareHorizonMs = 0
+  /** What to do while part of the limit's scope is unreachable (set from the policy). */
+  onPartition: PartitionMode = 'share'
+  /** Whether members of the limit's scope are unreachable now (set by the limiter). */
+  degraded = false
+  /** This node's weight share of the scope's last known members, while degraded. */
+  partitionShare = 1
+  /**
+   * Until this time (ms) after a partition heals, the partition cap still applies: the
+   * share histories of the two sides lack each other for a few slots.
+   */
+  recoverUntil = 0
   readonly windowMs: number
   readonly slotMs: number
   /** Epoch computed by the last locate(), reused by the commit() of the same check. */
@@ -155,6 +168,17 @@ export abstract class LimitRuntime {
     return room > 0 && this.coin(i, Math.floor(s.headOf(i) / this.coinSlots)) * cost < room
   }
 
+  /**
+   * The partition rule (while degraded, mode "share"): this node's own usage stays within
+   * its weight share of the limit among every member last known, reachable or not, so
+   * the sides of a partition together stay within the limit however long it lasts.
+   */
+  partitionAllows (i: number, now: number, cost: number): boolean {
+    const room = this.partitionShare * this.capacity() - this.ownUsage(i, now)
+    if (cost <= room + 1e-9) return true
+    return room > 0 && this.coin(i, Math.floor(this.primary.headOf(i) / this.coinSlots)) * cost < room
+  }
+
   /** Share weights of the last shareWeights() call (fields, not a tuple: no allocation). */
   protected wOwn = 0
   protected wPeers = 0
@@ -212,6 +236,7 @@ export function layoutOf (limit: Limit): { slotMs: number, pastSlots: number } {
 function makeStore (slotMs: number, pastSlots: number, o: StoreOptions, salt: number, carryPerSlot?: number): WindowStore {
   return new WindowStore({
     carryPerSlot,
+    aggregated: o.aggregated === true && o.replicated,
     slotMs,
     pastSlots,
     futureSlots: o.maxClockSkewMs <= 0 ? 0 : Math.min(pastSlots, Math.ceil(o.maxClockSkewMs / slotMs)),

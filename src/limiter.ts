@@ -21,6 +21,15 @@ const EPSILON = 1e-9
 
 /** Distinct incarnations accepted per peer id: restarts beyond it are refused until ours restarts. */
 export const MAX_INCARNATIONS_PER_PEER = 64
+/** Slots after a partition heals during which its cap still applies: until the partition-era share history has faded (halved per slot). */
+const RECOVERY_SLOTS = 5
+
+/** Replica ids of region aggregates are `region:<name>@0`. */
+const REGION_PREFIX = 'region:'
+
+/** Newest slots an aggregate carries per changed key (late gossip can still change the two before the head). */
+const AGGREGATE_SLOTS = 3
+
 /** Distinct replicas accepted in all (live nodes, their past incarnations, region aggregates). */
 export const MAX_REPLICAS = 16_384
 
@@ -109,6 +118,19 @@ export interface LimiterInit {
   shareHorizonMs?: number
 }
 
+/** How much of a scope is reachable, from membership (see setReachability). */
+export interface ScopeReachability {
+  /** Weight of the scope's members known but unreachable (suspect or dead); 0: all reachable. */
+  unreachable: number
+  /** This node's weight over the weight of every member last known in the scope (itself included). */
+  share: number
+}
+
+export interface Reachability {
+  region: ScopeReachability
+  global: ScopeReachability
+}
+
 /** Per-limit counter statistics. */
 export interface LimitStats {
   name: string
@@ -166,10 +188,22 @@ export interface Limiter {
   collectRepublish(fraction: number): CounterGroup[]
   /** Merges a validated delta from peer `from` (used by replicators). */
   applyDelta(from: string, msg: DeltaMessage): Verdict
+  /**
+   * This region's totals of global limits for keys that changed since the last call
+   * (or of every key with `all`), for the region aggregate.
+   */
+  collectAggregates(all: boolean): CounterGroup[]
+  /** Max-merges another region's aggregate (validated by the caller); returns raised counts. */
+  applyAggregate(region: string, groups: CounterGroup[]): number
   /** One page of every live entry this node holds, its own and other replicas' (anti-entropy). */
   snapshotPage(cursor: SnapshotCursor | undefined, maxEntries: number): SnapshotPage
   /** Max-merges a pulled snapshot page; returns the number of entries that raised a count. */
   applySnapshot(groups: SnapshotGroup[]): number
+  /**
+   * Tells the limiter which parts of the mesh are unreachable (the mesh node calls it on
+   * membership changes): limits of a degraded scope follow their policy's onPartition.
+   */
+  setReachability(r: Reachability): void
   /** Frees keys whose usage left every window; runs on a timer, callable directly. */
   sweep(): void
   stats(): LimiterStats
@@ -258,6 +292,7 @@ class LimiterImpl implements Limiter {
   private readonly incarnations = new Map<string, number>()
   private readonly ownKey: string
   private republishCursor: SnapshotCursor = { limit: '', index: 0 }
+  private reachability: Reachability | undefined
 
   constructor (init: LimiterInit) {
     if (init.clock === undefined) {
@@ -320,21 +355,23 @@ class LimiterImpl implements Limiter {
     for (const group of compiled.groups) {
       for (const cp of group.policies) {
         const replicated = this.transport !== undefined && cp.policy.scope !== 'node'
+        const aggregated = replicated && cp.policy.scope === 'global'
         cp.runtimes = cp.policy.limits.map(limit => {
           const name = `${cp.id}/${limit.id}`
           const prev = this.runtimes.get(name)
           const { slotMs } = layoutOf(limit)
-          if (prev !== undefined && prev.compatible(limit, slotMs) && prev.stores[0][1].replicated === replicated) {
+          if (prev !== undefined && prev.compatible(limit, slotMs) && prev.primary.replicated === replicated && prev.primary.aggregated === aggregated) {
             prev.max = limit.limit
             runtimes.set(name, prev)
             return prev
           }
-          const rt = createRuntime(name, limit, { ...this.storeOptions, replicated })
+          const rt = createRuntime(name, limit, { ...this.storeOptions, replicated, aggregated })
           runtimes.set(name, rt)
           return rt
         })
         for (const rt of cp.runtimes) {
           rt.shares = replicated && this.localShares
+          rt.onPartition = cp.policy.onPartition
           rt.shareHorizonMs = this.shareHorizonMs
           rt.coinSalt = hashString(replicaKey(this.replica), 0x5a17) | 0
           rt.info = { policy: cp.id, id: rt.id, limit: rt.max, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
@@ -351,6 +388,7 @@ class LimiterImpl implements Limiter {
     this.lean = only !== undefined && only.policies.every(p => p.rateRuntimes.length === 1 && p.runtimes.length === 1 && !p.shadow) ? only : undefined
     this.runtimes = runtimes
     this.wire = wire
+    if (this.reachability !== undefined) this.setReachability(this.reachability)
   }
 
   check (descriptor: Descriptor, cost = 1): Decision {
@@ -375,7 +413,7 @@ class LimiterImpl implements Limiter {
     let shareDenied = false
     if (rt.shares) {
       rt.primary.noteDemand(i, cost)
-      if (ok && !rt.shareAllows(i, now, cost)) {
+      if (ok && !this.sharedAllows(rt, i, now, cost)) {
         ok = false
         shareDenied = true
       }
@@ -384,6 +422,35 @@ class LimiterImpl implements Limiter {
     const left = rt.max - u - (ok ? cost : 0)
     const retry = ok ? 0 : shareDenied ? this.shareRetryMs : rt.retryAfterMs(i, now, u, cost)
     return new Decision(ok, rt.info, left > 0 ? Math.floor(left) : 0, rt.resetMs(i, now), retry, undefined)
+  }
+
+  /**
+   * The rules of a gossiped limit beyond the simple one: local shares normally; while
+   * part of its scope is unreachable, the policy's partition mode.
+   */
+  private sharedAllows (rt: LimitRuntime, i: number, now: number, cost: number): boolean {
+    if (rt.degraded) {
+      // "open": each side enforces the limit on its own, availability over accuracy.
+      if (rt.onPartition === 'open') return true
+      return rt.onPartition === 'share' && rt.partitionAllows(i, now, cost)
+    }
+    if (now < rt.recoverUntil) return rt.partitionAllows(i, now, cost)
+    return rt.shareAllows(i, now, cost)
+  }
+
+  setReachability (r: Reachability): void {
+    const now = this.clock.now()
+    for (const rt of this.runtimes.values()) {
+      const scope = rt.info.scope
+      if (scope === 'node') continue
+      const s = scope === 'region' ? r.region : r.global
+      const degraded = s.unreachable > 0
+      // Healed: keep the partition cap until both sides' histories hold each other again.
+      if (rt.degraded && !degraded) rt.recoverUntil = now + RECOVERY_SLOTS * rt.slotMs
+      rt.degraded = degraded
+      rt.partitionShare = s.share
+    }
+    this.reachability = r
   }
 
   private validate (d: Descriptor, cost: number): void {
@@ -450,7 +517,7 @@ class LimiterImpl implements Limiter {
         let shareDenied = false
         if (rt.shares && commit) {
           rt.primary.noteDemand(i, cost)
-          if (ok && !rt.shareAllows(i, now, cost)) {
+          if (ok && !this.sharedAllows(rt, i, now, cost)) {
             ok = false
             shareDenied = true
           }
@@ -569,6 +636,38 @@ class LimiterImpl implements Limiter {
     }
   }
 
+  collectAggregates (all: boolean): CounterGroup[] {
+    const groups: CounterGroup[] = []
+    const now = this.clock.now()
+    for (const [name, store] of this.wire) {
+      if (!store.aggregated) continue
+      const entries: number[] = []
+      store.drainAggregates(entries, AGGREGATE_SLOTS, all, store.epochOf(now))
+      if (entries.length > 0) groups.push({ limit: name, slotMs: store.slotMs, entries })
+    }
+    return groups
+  }
+
+  applyAggregate (region: string, groups: CounterGroup[]): number {
+    const rep = this.replicaIndex(REGION_PREFIX + region, 0)
+    if (rep < 0) return 0
+    const now = this.clock.now()
+    const before = this.merged
+    for (const g of groups) {
+      const store = this.wire.get(g.limit)
+      // Only global limits take other regions' totals (a region-scoped one must not).
+      if (store === undefined || !store.aggregated || store.slotMs !== g.slotMs) {
+        this.unknownGroups++
+        continue
+      }
+      store.aggregateReps.add(rep)
+      const nowEpoch = store.epochOf(now)
+      const e = g.entries
+      for (let j = 0; j < e.length; j += 3) this.count(store.mergeHash(e[j], rep, e[j + 1], e[j + 2], nowEpoch))
+    }
+    return this.merged - before
+  }
+
   applyDelta (from: string, msg: DeltaMessage): Verdict {
     const rep = this.replicaIndex(from, msg.incarnation)
     if (rep < 0) return 'reject'
@@ -658,7 +757,12 @@ class LimiterImpl implements Limiter {
       const reps = g.replicas.map(key => {
         if (key === this.ownKey) return 0
         const r = parseReplicaKey(key) as ReplicaId
-        return this.replicaIndex(r.peerId, r.incarnation)
+        // Other regions' aggregates travel in snapshots too: only global limits hold them.
+        const isRegion = r.peerId.startsWith(REGION_PREFIX)
+        if (isRegion && !store.aggregated) return -1
+        const rep = this.replicaIndex(r.peerId, r.incarnation)
+        if (isRegion && rep >= 0) store.aggregateReps.add(rep)
+        return rep
       })
       const nowEpoch = store.epochOf(now)
       const e = g.entries

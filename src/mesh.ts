@@ -1,4 +1,5 @@
 import type { ReplicaId } from '../crdt/replica.js'
+import { createAggregator, type Aggregator, type AggregatorInit } from '../gossip/aggregates.js'
 import { createAntiEntropy, type AntiEntropy, type AntiEntropyInit, type PullResult } from '../gossip/anti-entropy.js'
 import type { Libp2pTransport, Libp2pTransportInit } from '../gossip/libp2p.js'
 import { topicsOf, type Topics } from '../gossip/topics.js'
@@ -56,6 +57,8 @@ export interface MeshNodeInit extends Omit<LimiterInit, 'transport' | 'clock' | 
   membership?: Pick<MembershipInit, 'heartbeatIntervalMs' | 'suspectAfterMs' | 'deadAfterMs' | 'forgetAfterMs' | 'skewProbeIntervalMs' | 'skewWarnMs'>
   /** Anti-entropy tuning. */
   antiEntropy?: Pick<AntiEntropyInit, 'maxEntriesPerPage' | 'requestTimeoutMs' | 'pullIntervalMs'>
+  /** Region aggregates of global limits (cross-region interval, publishers per region). */
+  aggregates?: Pick<AggregatorInit, 'intervalMs' | 'publishers' | 'fullEvery'>
   /** The policy version this node runs, announced in heartbeats. @default the policy set's version */
   policyVersion?: () => number
   logger?: MeshLogger
@@ -70,6 +73,7 @@ export interface MeshNode {
   readonly transport: Transport
   readonly membership: Membership
   readonly antiEntropy: AntiEntropy
+  readonly aggregator: Aggregator
   /** The result of the start-up pull (undefined when syncOnStart was false). */
   readonly startupSync: PullResult | undefined
   /** Addresses peers can dial (empty when the transport is not libp2p). */
@@ -118,7 +122,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     })
   }
   const transport = init.transport ?? libp2p as Libp2pTransport
-  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, membership: membershipInit, antiEntropy: aeInit, policyVersion, logger, ...limiterInit } = init
+  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, ...limiterInit } = init
   const limiter = createLimiter({ ...limiterInit, clock, transport, incarnation, topic: topics.counters(region) })
   const membership = createMembership({
     ...membershipInit,
@@ -129,6 +133,27 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     policyVersion: policyVersion ?? (() => limiter.policies.version)
   })
   const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter })
+  const aggregator = createAggregator({ ...aggInit, transport, clock, state: limiter, membership, topic: topics.aggregates, region, maxClockSkewMs: init.maxClockSkewMs })
+  // Which parts of the mesh are unreachable decides how limits of those scopes admit.
+  const selfWeight = weight ?? 1
+  const updateReachability = (): void => {
+    let regionTotal = selfWeight
+    let regionDown = 0
+    let total = selfWeight
+    let down = 0
+    for (const m of membership.members()) {
+      total += m.weight
+      if (m.state !== 'alive') down += m.weight
+      if (m.region !== region) continue
+      regionTotal += m.weight
+      if (m.state !== 'alive') regionDown += m.weight
+    }
+    limiter.setReachability({
+      region: { unreachable: regionDown, share: selfWeight / regionTotal },
+      global: { unreachable: down, share: selfWeight / total }
+    })
+  }
+  membership.on(updateReachability)
   if (logger !== undefined) {
     membership.on((e: MembershipEvent) => {
       if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
@@ -137,6 +162,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
   }
   membership.start()
   antiEntropy.start()
+  aggregator.start()
   let startupSync: PullResult | undefined
   if (syncOnStart !== false) {
     const timeoutMs = syncTimeoutMs ?? 5000
@@ -164,6 +190,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     transport,
     membership,
     antiEntropy,
+    aggregator,
     startupSync,
     multiaddrs: () => libp2p?.multiaddrs() ?? [],
     async stop () {
@@ -173,6 +200,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       limiter.close()
       membership.stop()
       antiEntropy.stop()
+      aggregator.stop()
       await libp2p?.stop()
       ownClock?.stop()
     }

@@ -1,3 +1,6 @@
+/** Behaviour of a limit while part of its scope is unreachable. */
+export type PartitionMode = 'share' | 'closed' | 'open'
+
 /** Admission algorithms a limit can use. */
 export type Algorithm = 'sliding-window' | 'fixed-window' | 'token-bucket' | 'concurrency'
 
@@ -69,6 +72,14 @@ export interface PolicySpec {
   scope?: Scope
   /** Evaluate and report would-deny, but always allow. @default false */
   shadow?: boolean
+  /**
+   * What a node does while members of the limit's scope are unreachable (membership
+   * says suspect or dead): "share" caps its own usage at its weight's share of the limit
+   * (all sides together stay within it), "closed" denies, "open" keeps admitting from
+   * its own view (availability over accuracy).
+   * @default "share"
+   */
+  onPartition?: PartitionMode
   /** Prefix length IPv4 keys are grouped by. @default 32 */
   ipv4Prefix?: number
   /** Prefix length IPv6 keys are grouped by. @default 64 */
@@ -111,6 +122,7 @@ export interface Policy {
   readonly priority: number
   readonly scope: Scope
   readonly shadow: boolean
+  readonly onPartition: PartitionMode
   readonly ipv4Prefix: number
   readonly ipv6Prefix: number
   readonly limits: readonly Limit[]

@@ -2,12 +2,13 @@ import { parse as parseYaml } from 'yaml'
 import { ErrorCode, MeshlimitError, invalid, show } from '../errors.js'
 import { parseDuration } from './duration.js'
 import { parseCidr } from './ip.js'
-import type { Algorithm, Condition, Limit, Policy, PolicySet, Scope } from './types.js'
+import type { Algorithm, Condition, Limit, PartitionMode, Policy, PolicySet, Scope } from './types.js'
 
 const ALGORITHMS: readonly Algorithm[] = ['sliding-window', 'fixed-window', 'token-bucket', 'concurrency']
 const SCOPES: readonly Scope[] = ['node', 'region', 'global']
 const DOC_FIELDS = ['version', 'policies']
-const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority', 'scope', 'shadow', 'ipv4Prefix', 'ipv6Prefix', 'limits']
+const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority', 'scope', 'shadow', 'onPartition', 'ipv4Prefix', 'ipv6Prefix', 'limits']
+const PARTITION_MODES: readonly PartitionMode[] = ['share', 'closed', 'open']
 const LIMIT_FIELDS = ['id', 'algorithm', 'limit', 'windowMs', 'window', 'slots', 'ratePerSecond', 'burst', 'leaseTtlMs']
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
 const FIELD_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/
@@ -38,6 +39,7 @@ export const POLICY_DEFAULTS = {
   slots: 10,
   leaseTtlMs: 60_000,
   scope: 'global' as Scope,
+  onPartition: 'share' as PartitionMode,
   ipv4Prefix: 32,
   ipv6Prefix: 64
 }
@@ -219,6 +221,10 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
   const scope = raw.scope === undefined ? POLICY_DEFAULTS.scope : raw.scope
   if (typeof scope !== 'string' || !(SCOPES as readonly string[]).includes(scope)) fail(`${path}.scope`, raw.scope, 'is not a known scope', `use one of ${SCOPES.join(', ')}`)
   if (raw.shadow !== undefined && typeof raw.shadow !== 'boolean') fail(`${path}.shadow`, raw.shadow, 'must be true or false', 'write shadow: true to evaluate without enforcing')
+  const onPartition = raw.onPartition === undefined ? POLICY_DEFAULTS.onPartition : raw.onPartition
+  if (typeof onPartition !== 'string' || !(PARTITION_MODES as readonly string[]).includes(onPartition)) {
+    fail(`${path}.onPartition`, raw.onPartition, 'is not a known partition mode', `use one of ${PARTITION_MODES.join(', ')}`)
+  }
   const ipv4Prefix = raw.ipv4Prefix === undefined ? POLICY_DEFAULTS.ipv4Prefix : integer(raw.ipv4Prefix, `${path}.ipv4Prefix`, 0, 32, 'an IPv4 prefix length from 0 to 32')
   const ipv6Prefix = raw.ipv6Prefix === undefined ? POLICY_DEFAULTS.ipv6Prefix : integer(raw.ipv6Prefix, `${path}.ipv6Prefix`, 0, 128, 'an IPv6 prefix length from 0 to 128')
   if (!Array.isArray(raw.limits) || raw.limits.length === 0) {
@@ -241,6 +247,7 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
     priority,
     scope: scope as Scope,
     shadow: raw.shadow === true,
+    onPartition: onPartition as PartitionMode,
     ipv4Prefix,
     ipv6Prefix,
     limits,

@@ -75,6 +75,7 @@ export const policySpecArb = (id: string): fc.Arbitrary<Obj> => fc.record({
   priority: opt(fc.integer({ min: -1_000_000, max: 1_000_000 })),
   scope: opt(fc.constantFrom('node', 'region', 'global')),
   shadow: opt(fc.boolean()),
+  onPartition: opt(fc.constantFrom('share', 'closed', 'open')),
   ipv4Prefix: opt(fc.integer({ min: 0, max: 32 })),
   ipv6Prefix: opt(fc.integer({ min: 0, max: 128 })),
   limits: fc.array(limitSpecArb, { minLength: 1, maxLength: 4 })
@@ -124,6 +125,7 @@ export function expectedPolicy (p: Obj, order: number): Policy {
     priority: (p.priority as number | undefined) ?? 0,
     scope: (p.scope as Policy['scope'] | undefined) ?? 'global',
     shadow: (p.shadow as boolean | undefined) ?? false,
+    onPartition: (p.onPartition as Policy['onPartition'] | undefined) ?? 'share',
     ipv4Prefix: (p.ipv4Prefix as number | undefined) ?? 32,
     ipv6Prefix: (p.ipv6Prefix as number | undefined) ?? 64,
     limits: (p.limits as Obj[]).map(expectedLimit),
@@ -142,6 +144,7 @@ export function toDocument (policies: readonly Policy[]): Obj[] {
     priority: p.priority,
     scope: p.scope,
     shadow: p.shadow,
+    onPartition: p.onPartition,
     ipv4Prefix: p.ipv4Prefix,
     ipv6Prefix: p.ipv6Prefix,
     limits: p.limits.map(l => {

@@ -34,13 +34,14 @@ describe('validatePolicies: defaults', () => {
         priority: 0,
         scope: 'global',
         shadow: false,
+        onPartition: 'share',
         ipv4Prefix: 32,
         ipv6Prefix: 64,
         limits: [{ id: '0', algorithm: 'sliding-window', limit: 10, windowMs: 1000, slots: 10, ratePerSecond: 0 }],
         order: 0
       }]
     })
-    expect(POLICY_DEFAULTS).toEqual({ algorithm: 'sliding-window', slots: 10, leaseTtlMs: 60_000, scope: 'global', ipv4Prefix: 32, ipv6Prefix: 64 })
+    expect(POLICY_DEFAULTS).toEqual({ algorithm: 'sliding-window', slots: 10, leaseTtlMs: 60_000, scope: 'global', onPartition: 'share', ipv4Prefix: 32, ipv6Prefix: 64 })
   })
 
   it('keeps every field that is given', () => {
