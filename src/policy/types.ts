@@ -69,6 +69,12 @@ export interface PolicySpec {
   scope?: Scope
   /** Evaluate and report would-deny, but always allow. @default false */
   shadow?: boolean
+  /**
+   * Ids of policies this one replaces: when this policy wins its group for a request,
+   * the listed policies do not apply to that request, and their groups contribute no
+   * limit to it (Envoy's `replaces`). @default []
+   */
+  replaces?: string | string[]
   /** Prefix length IPv4 keys are grouped by. @default 32 */
   ipv4Prefix?: number
   /** Prefix length IPv6 keys are grouped by. @default 64 */
@@ -111,6 +117,8 @@ export interface Policy {
   readonly priority: number
   readonly scope: Scope
   readonly shadow: boolean
+  /** Ids of the policies this one replaces when it applies. */
+  readonly replaces: readonly string[]
   readonly ipv4Prefix: number
   readonly ipv6Prefix: number
   readonly limits: readonly Limit[]

@@ -34,6 +34,7 @@ describe('validatePolicies: defaults', () => {
         priority: 0,
         scope: 'global',
         shadow: false,
+        replaces: [],
         ipv4Prefix: 32,
         ipv6Prefix: 64,
         limits: [{ id: '0', algorithm: 'sliding-window', limit: 10, windowMs: 1000, slots: 10, ratePerSecond: 0 }],
