@@ -9,7 +9,8 @@ const SCOPES: readonly Scope[] = ['node', 'region', 'global']
 const DOC_FIELDS = ['version', 'policies']
 const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority', 'scope', 'shadow', 'replaces', 'ipv4Prefix', 'ipv6Prefix', 'limits']
 const LIMIT_FIELDS = ['id', 'algorithm', 'limit', 'windowMs', 'window', 'slots', 'ratePerSecond', 'burst', 'leaseTtlMs']
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
+/** What a policy or limit id may be. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
 const FIELD_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/
 const FIELD_FIX = 'use letters, digits, "_", "." or "-", and not a name every object inherits such as "constructor"'
 
@@ -75,7 +76,7 @@ function rejectUnknown (obj: Record<string, unknown>, allowed: readonly string[]
 }
 
 /** A descriptor field name; names inherited from Object.prototype would read as present on every descriptor. */
-function isFieldName (f: unknown): f is string {
+export function isFieldName (f: unknown): f is string {
   return typeof f === 'string' && FIELD_PATTERN.test(f) && !(f in Object.prototype)
 }
 
