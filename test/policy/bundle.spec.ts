@@ -39,9 +39,8 @@ function shuffleKeys (v: unknown, seed: number): unknown {
     return h
   }
   entries.sort((a, b) => score(a[0]) - score(b[0]))
-  const out: Record<string, unknown> = {}
-  for (const [k, x] of entries) out[k] = shuffleKeys(x, seed * 31 + 7)
-  return out
+  // fromEntries makes own properties, even of "__proto__".
+  return Object.fromEntries(entries.map(([k, x]) => [k, shuffleKeys(x, seed * 31 + 7)]))
 }
 
 const BUNDLE_CODES: string[] = [ErrorCode.BUNDLE_MALFORMED, ErrorCode.BUNDLE_TOO_LARGE, ErrorCode.BUNDLE_UNTRUSTED_KEY, ErrorCode.BUNDLE_BAD_SIGNATURE, ErrorCode.POLICY_INVALID]
