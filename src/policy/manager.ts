@@ -1,7 +1,15 @@
 import { systemClock, type Clock } from '../../membership/clock.js'
 import { ErrorCode, MeshlimitError, invalid } from '../errors.js'
 import { DEFAULT_BUNDLE_LIMITS, compareBundles, openBundle, trustedKeyMap, type BundleLimits, type TrustedKey, type VerifiedBundle } from './bundle.js'
-import type { PolicySet } from './types.js'
+import type { PolicyDocument, PolicySet } from './types.js'
+
+/**
+ * A fallback that admits nothing: create the limiter with it to fail closed until the
+ * node has a signed bundle (every request is denied with retryAfterMs Infinity).
+ */
+export const DENY_ALL_POLICIES: PolicyDocument = Object.freeze({
+  policies: Object.freeze([Object.freeze({ id: 'no-bundle-yet', limits: Object.freeze([Object.freeze({ id: 'deny', algorithm: 'fixed-window', limit: 0, window: '1s' })]) })])
+}) as unknown as PolicyDocument
 
 /** Where a bundle came from (a metrics label). */
 export type PolicySource = 'admin' | 'gossip' | 'pull' | 'file' | 'initial' | 'api'
