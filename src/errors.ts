@@ -23,7 +23,9 @@ export const ErrorCode = {
   /** A policy bundle is not newer than the one running (by version, then hash). */
   BUNDLE_STALE: 'MESHLIMIT_BUNDLE_STALE',
   /** An operator key (private or public) cannot be read. */
-  KEY_INVALID: 'MESHLIMIT_KEY_INVALID'
+  KEY_INVALID: 'MESHLIMIT_KEY_INVALID',
+  /** A policy file or URL cannot be read or reached. */
+  SOURCE_UNREADABLE: 'MESHLIMIT_SOURCE_UNREADABLE'
 } as const
 
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode]
