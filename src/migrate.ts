@@ -28,9 +28,20 @@ export interface MigrationStats {
   skipped: string | undefined
 }
 
-/** The slot of `to` that holds the last millisecond of slot `epoch` of `from`. */
+/**
+ * The slot of `to` that holds the last millisecond of slot `epoch` of `from`. When one
+ * width is a whole multiple of the other (also for widths such as 60000 / 7 ms, which
+ * floats do not represent exactly) the answer is computed in integers, so aligned
+ * layouts map exactly; otherwise float error can only round up, to a later slot.
+ */
 export function mappedEpoch (epoch: number, fromSlotMs: number, toSlotMs: number): number {
-  // ceil(end / w) - 1 is the slot containing end - epsilon; float error only rounds up (later).
+  const up = toSlotMs / fromSlotMs
+  const m = Math.round(up)
+  // Within 1e-12 of a whole ratio is float noise: widths come from integer windows and slot counts.
+  if (m >= 1 && Math.abs(up - m) <= up * 1e-12) return (epoch - (((epoch % m) + m) % m)) / m
+  const down = fromSlotMs / toSlotMs
+  const n = Math.round(down)
+  if (n >= 1 && Math.abs(down - n) <= down * 1e-12) return (epoch + 1) * n - 1
   return Math.ceil(((epoch + 1) * fromSlotMs) / toSlotMs) - 1
 }
 

@@ -134,10 +134,23 @@ describe('migrateStore', () => {
     expect(mappedEpoch(2, 100, 200)).toBe(1)
     expect(mappedEpoch(0, 1000, 300)).toBe(3)
     expect(mappedEpoch(-1, 100, 200)).toBe(-1)
-    // Fractional widths (1000 / 3 ms) still land on whole slots.
-    fc.assert(fc.property(fc.integer({ min: -1000, max: 1e9 }), fc.integer({ min: 1, max: 12 }), (e, k) => {
+    // Widths that floats cannot represent (1000 / 3, 60000 / 7 ms) still map exactly when aligned.
+    fc.assert(fc.property(fc.integer({ min: -1000, max: 2e12 }), fc.integer({ min: 1, max: 120 }), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2_678_400_000 }), (e, k, m, w) => {
       expect(mappedEpoch(e, 1000 / 3, 1000)).toBe(Math.floor(e / 3))
-      expect(mappedEpoch(e, 60_000 / k, 60_000)).toBe(Math.floor(e / k))
+      expect(mappedEpoch(e, w / k, w)).toBe(Math.floor(e / k))
+      expect(mappedEpoch(e, w / k, (w * m) / k)).toBe(Math.floor(e / m))
+      // Finer new slots: the last of the new slots inside the old one.
+      expect(mappedEpoch(e, w / k, w / (k * m))).toBe((e + 1) * m - 1)
+    }))
+    // Not aligned: never earlier than the slot holding the old slot's last instant (times up to year 2096).
+    fc.assert(fc.property(fc.integer({ min: -1000, max: 4e12 }), fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 5000 }), (t, a, b) => {
+      const e = Math.floor(t / a)
+      const got = mappedEpoch(e, a, b)
+      // ceil((e + 1) a / b) - 1 in exact integer arithmetic (floor division for negatives too).
+      const num = BigInt(e + 1) * BigInt(a)
+      const q = num / BigInt(b) + (num % BigInt(b) > 0n ? 1n : 0n) - 1n
+      const exact = Number(num >= 0n ? q : -((-num) / BigInt(b)) - 1n)
+      expect(got === exact || got === exact + 1).toBe(true)
     }))
   })
 
