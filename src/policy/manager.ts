@@ -1,7 +1,8 @@
 import { systemClock, type Clock } from '../../membership/clock.js'
 import { ErrorCode, MeshlimitError, invalid } from '../errors.js'
-import { DEFAULT_BUNDLE_LIMITS, compareBundles, openBundle, trustedKeyMap, type BundleLimits, type TrustedKey, type VerifiedBundle } from './bundle.js'
+import { DEFAULT_BUNDLE_LIMITS, compareBundles, parseBundle, trustedKeyMap, verifyBundle, type BundleLimits, type TrustedKey, type VerifiedBundle } from './bundle.js'
 import type { PolicyDocument, PolicySet } from './types.js'
+import { validatePolicies } from './validate.js'
 
 /**
  * A fallback that admits nothing: create the limiter with it to fail closed until the
@@ -148,18 +149,21 @@ class PolicyManagerImpl implements PolicyManager {
   offer (bytes: Uint8Array, source: PolicySource, from?: string): OfferResult {
     let b: VerifiedBundle
     try {
-      b = openBundle(bytes, this.keys, this.limits)
+      // Order by cost: a bundle that would not be installed is never verified or validated.
+      const parsed = parseBundle(bytes, this.limits)
       const cur = this.current
-      if (cur !== undefined && cur.version === b.version && cur.hash === b.hash) {
+      if (cur !== undefined && cur.version === parsed.version && cur.hash === parsed.hash) {
         this.stats.current++
         return { status: 'current', bundle: cur }
       }
-      if (!this.isNewer(b.version, b.hash)) {
+      if (!this.isNewer(parsed.version, parsed.hash)) {
         const c = cur as BundleInfo
-        const same = b.version === c.version ? ' with the same version and a lower hash (two different bundles were signed as one version; the larger hash wins everywhere)' : ''
-        throw invalid(ErrorCode.BUNDLE_STALE, 'content.version', b.version, `is not newer than the running version ${c.version} (hash ${c.hash.slice(0, 12)})${same}`,
+        const same = parsed.version === c.version ? ' with the same version and a lower hash (two different bundles were signed as one version; the larger hash wins everywhere)' : ''
+        throw invalid(ErrorCode.BUNDLE_STALE, 'content.version', parsed.version, `is not newer than the running version ${c.version} (hash ${c.hash.slice(0, 12)})${same}`,
           `sign with a version above ${c.version}; to roll back, push the earlier content under a newer version`)
       }
+      verifyBundle(parsed, this.keys)
+      b = { ...parsed, set: validatePolicies(parsed.content) }
       // The limiter validates nothing new here; it throws only when closed.
       this.limiter.setPolicies(b.set)
     } catch (err) {

@@ -158,6 +158,18 @@ describe('policy manager: bad bundles are rejected with a code and a metric, and
     expect(r2.manager.offer(high, 'gossip').status).toBe('installed')
   })
 
+  it('a bundle that would not be installed is not verified: an old forged one is just stale', () => {
+    const r = rig()
+    r.manager.offer(bundle(5, 5), 'admin')
+    const forgedOld = encodeBundle({ ...signBundle(doc(2, 5), OPERATOR), signature: Buffer.alloc(64, 1).toString('base64') })
+    const res = r.manager.offer(forgedOld, 'gossip')
+    expect(res.status === 'rejected' && res.error.code).toBe(ErrorCode.BUNDLE_STALE)
+    // The same bundle under a newer version is verified, and refused.
+    const forgedNew = encodeBundle({ ...signBundle(doc(6, 5), OPERATOR), signature: Buffer.alloc(64, 1).toString('base64') })
+    const res2 = r.manager.offer(forgedNew, 'gossip')
+    expect(res2.status === 'rejected' && res2.error.code).toBe(ErrorCode.BUNDLE_BAD_SIGNATURE)
+  })
+
   it('a closed limiter makes the install fail; the bundle is not recorded as running', () => {
     const r = rig()
     r.manager.offer(bundle(1, 5), 'admin')
