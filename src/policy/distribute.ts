@@ -1,4 +1,3 @@
-import { decode, encode } from '@msgpack/msgpack'
 import { hashString } from '../../crdt/hash.js'
 import type { Transport, Verdict } from '../../gossip/transport.js'
 import type { Clock } from '../../membership/clock.js'
@@ -6,6 +5,7 @@ import { seededRandom, type Random } from '../../membership/random.js'
 import { ErrorCode, invalid } from '../errors.js'
 import { DEFAULT_BUNDLE_LIMITS, compareBundles } from './bundle.js'
 import type { BundleInfo, PolicyManager } from './manager.js'
+import { decodePolicyMessage, decodePullRequest, encodeAnnouncement, encodeBundleMessage, encodePullAnswer, encodePullRequest, type PolicyMessage } from './wire.js'
 
 /**
  * Distribution of signed policy bundles over the Transport seam.
@@ -21,11 +21,8 @@ import type { BundleInfo, PolicyManager } from './manager.js'
  * - Startup: start() pulls from a few peers; `ready` resolves once a peer answered, a
  *   bundle arrived another way, or the startup timeout passed. Until then the limiter
  *   runs the policies it was created with (its fallback).
- *
- * Wire format (msgpack): topic messages are `[1, bundle]` or `[2, version, hash(32)]`;
- * a pull request is `[1, version, hash]` (what the asker runs; version 0 and an empty
- * hash when nothing) and its answer `[1, bundle]`, `[3]` (no bundle) or `[4]` (not
- * newer than yours).
+
+ * Wire format: src/policy/wire.ts.
  */
 export interface PolicyDistributorInit {
   transport: Transport
@@ -123,65 +120,10 @@ export interface PolicyDistributor {
   readonly stats: PolicyDistributorStats
 }
 
-const BUNDLE = 1
-const ANNOUNCE = 2
-const NONE = 3
-const NOT_NEWER = 4
-const HASH_BYTES = 32
 /** Most peers remembered as holding a newer bundle at once. */
 const MAX_CANDIDATES = 64
 /** Most pulls in flight at once. */
 const MAX_PULLS = 2
-
-type Message =
-  | { kind: 'bundle', bytes: Uint8Array }
-  | { kind: 'announce', version: number, hash: string }
-  | { kind: 'none' }
-  | { kind: 'not-newer' }
-
-function hexOf (b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
-}
-
-function hashBytes (hash: string | undefined): Uint8Array {
-  return hash === undefined ? new Uint8Array(0) : new Uint8Array(Buffer.from(hash, 'hex'))
-}
-
-/** Decodes a topic message or pull answer; undefined when malformed (never throws). */
-export function decodePolicyMessage (data: Uint8Array, maxBytes: number): Message | undefined {
-  if (!(data instanceof Uint8Array) || data.byteLength > maxBytes) return undefined
-  let raw: unknown
-  try {
-    raw = decode(data, { maxStrLength: 0, maxBinLength: maxBytes, maxArrayLength: 3, maxMapLength: 0, maxExtLength: 0 })
-  } catch {
-    return undefined
-  }
-  if (!Array.isArray(raw) || raw.length === 0) return undefined
-  const [kind, a, b] = raw as unknown[]
-  if (kind === BUNDLE && raw.length === 2 && a instanceof Uint8Array && a.byteLength > 0) return { kind: 'bundle', bytes: a.slice() }
-  if (kind === ANNOUNCE && raw.length === 3 && typeof a === 'number' && Number.isSafeInteger(a) && a >= 1 && b instanceof Uint8Array && b.byteLength === HASH_BYTES) {
-    return { kind: 'announce', version: a, hash: hexOf(b) }
-  }
-  if (kind === NONE && raw.length === 1) return { kind: 'none' }
-  if (kind === NOT_NEWER && raw.length === 1) return { kind: 'not-newer' }
-  return undefined
-}
-
-/** Decodes a pull request: what the asker runs. */
-function decodeRequest (data: Uint8Array): { version: number, hash: string | undefined } | undefined {
-  if (!(data instanceof Uint8Array) || data.byteLength > 64) return undefined
-  let raw: unknown
-  try {
-    raw = decode(data, { maxStrLength: 0, maxBinLength: HASH_BYTES, maxArrayLength: 3, maxMapLength: 0, maxExtLength: 0 })
-  } catch {
-    return undefined
-  }
-  if (!Array.isArray(raw) || raw.length !== 3 || raw[0] !== 1) return undefined
-  const [, v, h] = raw as unknown[]
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || !(h instanceof Uint8Array)) return undefined
-  if (h.byteLength !== 0 && h.byteLength !== HASH_BYTES) return undefined
-  return { version: v, hash: h.byteLength === 0 ? undefined : hexOf(h) }
-}
 
 function positive (name: string, v: number | undefined, dflt: number, min: number): number {
   if (v === undefined) return dflt
@@ -267,7 +209,7 @@ class PolicyDistributorImpl implements PolicyDistributor {
     if (!this.running || cur === undefined) return
     this.answerTimer?.()
     this.answerTimer = undefined
-    this.transport.publish(this.topic, encode([ANNOUNCE, cur.version, hashBytes(cur.hash)]))
+    this.transport.publish(this.topic, encodeAnnouncement(cur.version, cur.hash))
     this.stats.announcementsPublished++
   }
 
@@ -309,22 +251,22 @@ class PolicyDistributorImpl implements PolicyDistributor {
   }
 
   private serve (data: Uint8Array, _from: string): Uint8Array {
-    const req = decodeRequest(data)
+    const req = decodePullRequest(data)
     if (req === undefined) throw new Error('malformed policy pull request')
     this.stats.served++
     const cur = this.manager.current
     const bytes = this.manager.bundle
-    if (cur === undefined || bytes === undefined) return encode([NONE])
-    if (req.hash !== undefined && compareBundles(cur, { version: req.version, hash: req.hash }) <= 0) return encode([NOT_NEWER])
-    return encode([BUNDLE, bytes])
+    if (cur === undefined || bytes === undefined) return encodePullAnswer(undefined)
+    if (req.hash !== undefined && compareBundles(cur, { version: req.version, hash: req.hash }) <= 0) return encodePullAnswer('not-newer')
+    return encodePullAnswer(bytes)
   }
 
   /** Pulls from `peer`; resolves to what it answered (undefined on failure). */
-  private async pull (peer: string): Promise<Message | undefined> {
+  private async pull (peer: string): Promise<PolicyMessage | undefined> {
     this.stats.pulls++
     const cur = this.manager.current
     try {
-      const answer = await this.transport.request(peer, this.protocol, encode([1, cur?.version ?? 0, hashBytes(cur?.hash)]), this.pullTimeoutMs)
+      const answer = await this.transport.request(peer, this.protocol, encodePullRequest(cur?.version ?? 0, cur?.hash), this.pullTimeoutMs)
       const msg = decodePolicyMessage(answer, this.maxMessageBytes)
       if (msg === undefined || msg.kind === 'announce') {
         this.stats.pullFailures++
@@ -381,7 +323,7 @@ class PolicyDistributorImpl implements PolicyDistributor {
   private installed (b: BundleInfo): void {
     if (!this.running) return
     if (b.source === 'admin' || b.source === 'file' || b.source === 'api') {
-      this.transport.publish(this.topic, encode([BUNDLE, this.manager.bundle as Uint8Array]))
+      this.transport.publish(this.topic, encodeBundleMessage(this.manager.bundle as Uint8Array))
       this.stats.bundlesPublished++
     } else if (b.source === 'initial') {
       this.announce()
