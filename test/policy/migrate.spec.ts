@@ -3,6 +3,10 @@ import { describe, expect, it } from 'vitest'
 import { WindowStore } from '../../crdt/window-store.js'
 import { createLimiter, VirtualClock, type Limiter, type PolicyDocument } from '../../src/index.js'
 import { mappedEpoch, migrateStore, type MigrationStats } from '../../src/migrate.js'
+import { createLoopbackNetwork } from '../../gossip/loopback.js'
+import { encodeBundle, generateOperatorKey, signBundle } from '../../src/policy/bundle.js'
+import { createPolicyDistributor } from '../../src/policy/distribute.js'
+import { createPolicyManager } from '../../src/policy/manager.js'
 import { stubTransport } from '../helpers/transport.js'
 
 const T0 = 1_800_000_000_000
@@ -351,5 +355,50 @@ describe('setPolicies with a changed layout keeps usage', () => {
     l.setPolicies(shadow('2m'))
     l.check({ user: 'u' })
     expect(l.stats().limits[0].shadowDenied).toBe(4)
+  })
+})
+
+describe('a window change rolled out by bundle on a replicating mesh', () => {
+  it('keeps the fleet-wide usage exact (aligned windows) and keeps converging afterwards', async () => {
+    const key = generateOperatorKey()
+    const clock = new VirtualClock(T0)
+    const net = createLoopbackNetwork({ clock, latencyMs: 5 })
+    const v = (version: number, window: string): Uint8Array => encodeBundle(signBundle({ version, ...perUser({ limit: 1000, window }) }, key))
+    const nodes = ['a', 'b', 'c'].map(id => {
+      const transport = net.connect(id)
+      const limiter = createLimiter({ clock, policies: perUser({ limit: 1000, window: '1m' }), transport, flushIntervalMs: 20 })
+      const manager = createPolicyManager({ trustedKeys: [key.text], limiter, clock, initialBundle: v(1, '1m') })
+      const dist = createPolicyDistributor({ transport, clock, manager, topic: 'mesh/policies' })
+      void dist.start()
+      return { limiter, manager, dist }
+    })
+    const tick = async (ms: number): Promise<void> => {
+      for (let t = 0; t < ms; t += 5) {
+        clock.advance(5)
+        await new Promise(resolve => setImmediate(resolve))
+      }
+    }
+    const used = (i: number): number => 1000 - nodes[i].limiter.peek({ user: 'u' }).remaining
+    for (const [i, n] of [[0, 30], [1, 20], [2, 10]]) for (let j = 0; j < n; j++) nodes[i].limiter.check({ user: 'u' })
+    await tick(100)
+    expect([used(0), used(1), used(2)]).toEqual([60, 60, 60])
+    nodes[0].manager.offer(v(2, '2m'), 'admin')
+    await tick(100)
+    expect(nodes.map(n => n.manager.version)).toEqual([2, 2, 2])
+    // Every node moved its own and its peers' counts: still 60 everywhere, not 120.
+    expect([used(0), used(1), used(2)]).toEqual([60, 60, 60])
+    for (let j = 0; j < 7; j++) nodes[1].limiter.check({ user: 'u' })
+    await tick(100)
+    expect([used(0), used(1), used(2)]).toEqual([67, 67, 67])
+    // The counts stay until the new 2 min window passes them (60 s on, a 1 min window would have dropped them).
+    for (let s = 0; s < 90; s++) {
+      clock.advance(1000)
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    expect(used(2)).toBe(67)
+    for (const n of nodes) {
+      n.dist.stop()
+      n.limiter.close()
+    }
   })
 })
