@@ -1026,6 +1026,53 @@ export class WindowStore {
     return out
   }
 
+  // --- export (policy changes re-bucket a store's counts into a new one) ----------
+
+  /** Calls `fn` with the index of every live key. */
+  forEachKey (fn: (i: number) => void): void {
+    for (let i = 0; i < this.top; i++) if (this.isUsed(i)) fn(i)
+  }
+
+  /**
+   * Calls `fn(replica, epoch, count)` for every nonzero count of key `i`: the local
+   * replica's (replica 0) and every other replica's, including slots ahead of the head.
+   */
+  forEachEntry (i: number, fn: (replica: number, epoch: number, count: number) => void): void {
+    const h = this.headOf(i)
+    const R = this.ring
+    const own = i * this.stride + this.metaAt + 1
+    const rc = (this.u32[own - 1] & REMOTE) !== 0 ? this.remote[i] : undefined
+    for (let e = h - this.pastSlots + 1; e <= h + this.futureSlots; e++) {
+      const o = e <= h ? this.u32[own + this.ownPos(i, e)] : 0
+      if (o > 0) fn(0, e, o)
+      if (rc === undefined) continue
+      const q = this.rpos(rc, i, e)
+      for (let c = 0; c < rc.reps.length; c++) {
+        const v = rc.vals[c * R + q]
+        if (v > 0) fn(rc.reps[c], e, v)
+      }
+    }
+  }
+
+  /** Whether key `i` has own counts not drained yet. */
+  hasUndrained (i: number): boolean {
+    return (this.u32[i * this.stride + this.metaAt] & DIRTY) !== 0
+  }
+
+  /** Sets the level carried out of key `i`'s dropped slots (stores with a carry only). */
+  setCarried (i: number, level: number): void {
+    if (this.header !== 5) throw new RangeError('setCarried on a store without a carry')
+    if (!(level >= 0)) throw new RangeError(`carried level must be >= 0, got ${level}`)
+    const d = i * (this.stride >> 1)
+    this.f64[d + F_CARRY] = level
+    this.invalidateAux(d)
+  }
+
+  /** Whether this store keeps a carried level per key. */
+  get carries (): boolean {
+    return this.header === 5
+  }
+
   // --- expiry --------------------------------------------------------------------
 
   /**

@@ -44,6 +44,8 @@ export abstract class LimitRuntime {
   readonly algorithm: Algorithm
   /** The ceiling usage + cost is compared against. */
   max: number
+  /** Requests this limit would have denied while its policy is in shadow mode (a cheap metrics field). */
+  shadowDenied = 0
   /** Static report data, set by the limiter when it binds the runtime to a policy. */
   info!: LimitInfo
   /**

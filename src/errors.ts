@@ -11,7 +11,21 @@ export const ErrorCode = {
   /** An option passed to a factory is invalid. */
   OPTION_INVALID: 'MESHLIMIT_OPTION_INVALID',
   /** The operation needs a state the object is not in (e.g. used after close). */
-  STATE_INVALID: 'MESHLIMIT_STATE_INVALID'
+  STATE_INVALID: 'MESHLIMIT_STATE_INVALID',
+  /** A policy bundle is not well-formed (not UTF-8 JSON, wrong envelope, content not canonicalisable, no version). */
+  BUNDLE_MALFORMED: 'MESHLIMIT_BUNDLE_MALFORMED',
+  /** A policy bundle is larger than the configured maximum. */
+  BUNDLE_TOO_LARGE: 'MESHLIMIT_BUNDLE_TOO_LARGE',
+  /** A policy bundle is signed by a key this node does not trust. */
+  BUNDLE_UNTRUSTED_KEY: 'MESHLIMIT_BUNDLE_UNTRUSTED_KEY',
+  /** A policy bundle's signature does not verify: its content was changed or forged. */
+  BUNDLE_BAD_SIGNATURE: 'MESHLIMIT_BUNDLE_BAD_SIGNATURE',
+  /** A policy bundle is not newer than the one running (by version, then hash). */
+  BUNDLE_STALE: 'MESHLIMIT_BUNDLE_STALE',
+  /** An operator key (private or public) cannot be read. */
+  KEY_INVALID: 'MESHLIMIT_KEY_INVALID',
+  /** A policy file or URL cannot be read or reached. */
+  SOURCE_UNREADABLE: 'MESHLIMIT_SOURCE_UNREADABLE'
 } as const
 
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode]

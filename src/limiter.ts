@@ -9,6 +9,7 @@ import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.j
 import { Concurrency, createRuntime, layoutOf, type LeaseHold, type LimitRuntime, type StoreOptions } from './algorithms.js'
 import { Decision, LimitStatus, type Lease } from './decision.js'
 import { ErrorCode, MeshlimitError, invalid } from './errors.js'
+import { migrateUsage } from './migrate.js'
 import { compilePolicies, type CompiledGroup, type CompiledPolicies, type CompiledPolicy } from './policy/compile.js'
 import type { Descriptor, PolicyDocument, PolicySet } from './policy/types.js'
 import { MAX_LIMIT, isPolicySet, parsePolicies, validatePolicies } from './policy/validate.js'
@@ -135,6 +136,8 @@ export interface Reachability {
 export interface LimitStats {
   name: string
   algorithm: string
+  /** Requests a shadow policy's limit would have denied (counted by check() and acquire()). */
+  shadowDenied: number
   keys: number
   evictions: number
   expired: number
@@ -172,8 +175,9 @@ export interface Limiter {
    */
   acquire(descriptor: Descriptor, cost?: number): Lease
   /**
-   * Replaces the policies. Counters of limits that keep their policy id, limit id and
-   * layout carry over (a changed ceiling applies from the next check); others start empty.
+   * Replaces the policies. Counters of limits that keep their policy id and limit id
+   * carry over: a changed ceiling applies from the next check, a changed window or
+   * algorithm gets the usage re-bucketed (src/migrate.ts); other limits start empty.
    */
   setPolicies(policies: PolicyDocument | PolicySet | string): void
   /** The policies in force. */
@@ -366,6 +370,8 @@ class LimiterImpl implements Limiter {
             return prev
           }
           const rt = createRuntime(name, limit, { ...this.storeOptions, replicated, aggregated })
+          // Same limit, new layout or scope: carry its usage over (src/migrate.ts).
+          if (prev !== undefined) migrateUsage(prev, rt, this.clock.now())
           runtimes.set(name, rt)
           return rt
         })
@@ -530,7 +536,11 @@ class LimiterImpl implements Limiter {
         this.sShare[n] = shareDenied
         if (withConcurrency) this.sKey[n] = key
         n++
-        if (!ok && !p.shadow) denied = true
+        if (!ok) {
+          // Shadow limits never deny; their would-denials are counted for metrics.
+          if (!p.shadow) denied = true
+          else if (commit) rt.shadowDenied++
+        }
       }
     }
     if (!denied && commit) {
@@ -804,7 +814,7 @@ class LimiterImpl implements Limiter {
         evictions += s.evictions
         expired += s.expired
       }
-      limits.push({ name: rt.name, algorithm: rt.algorithm, keys, evictions, expired })
+      limits.push({ name: rt.name, algorithm: rt.algorithm, shadowDenied: rt.shadowDenied, keys, evictions, expired })
     }
     return {
       replica: replicaKey(this.replica),

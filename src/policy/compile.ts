@@ -87,6 +87,8 @@ export class CompiledPolicy {
   runtimes: LimitRuntime[] = []
   /** The same without concurrency limits (what check() evaluates). */
   rateRuntimes: LimitRuntime[] = []
+  /** Policies that replace this one, with their groups: when one of them leads its group, this one does not apply. */
+  replacedBy: ReadonlyArray<{ readonly group: CompiledGroup, readonly policy: CompiledPolicy }> = []
 
   constructor (policy: Policy, o: KeyOptions) {
     this.policy = policy
@@ -155,9 +157,23 @@ export class CompiledGroup {
 
   /**
    * The winning policy for `d` (the first match in precedence order) with its counter
-   * key left in `lastKey`, or undefined when none matches.
+   * key left in `lastKey`, or undefined when none matches or the first match is
+   * replaced by a policy that leads its own group for `d`.
    */
   winner (d: Descriptor): CompiledPolicy | undefined {
+    const p = this.first(d)
+    if (p === undefined || p.replacedBy.length === 0) return p
+    const key = this.lastKey
+    for (const r of p.replacedBy) {
+      // As in Envoy, a replacing policy counts whenever it matched, even if it is itself replaced.
+      if (r.group.first(d) === r.policy) return undefined
+    }
+    this.lastKey = key
+    return p
+  }
+
+  /** The first policy matching `d` in precedence order (its key left in `lastKey`), ignoring replacements. */
+  first (d: Descriptor): CompiledPolicy | undefined {
     const ps = this.policies
     for (let i = 0; i < ps.length; i++) {
       const key = ps[i].keyIfMatch(d)
@@ -198,6 +214,21 @@ export function compilePolicies (set: PolicySet, o: KeyOptions): CompiledPolicie
     else list.push(c)
   }
   const groups = [...byGroup].map(([name, ps]) => new CompiledGroup(name, ps))
+  const groupOf = new Map<CompiledPolicy, CompiledGroup>()
+  for (const g of groups) for (const p of g.policies) groupOf.set(p, g)
+  const replacedBy = new Map<string, Array<{ group: CompiledGroup, policy: CompiledPolicy }>>()
+  for (const p of set.policies) {
+    const c = byId.get(p.id) as CompiledPolicy
+    for (const r of p.replaces) {
+      const list = replacedBy.get(r) ?? []
+      list.push({ group: groupOf.get(c) as CompiledGroup, policy: c })
+      replacedBy.set(r, list)
+    }
+  }
+  for (const [id, list] of replacedBy) {
+    const target = byId.get(id)
+    if (target !== undefined) target.replacedBy = list
+  }
   let maxLimitsPerRequest = 0
   for (const g of groups) maxLimitsPerRequest += Math.max(...g.policies.map(p => p.policy.limits.length))
   return { set, groups, byId, maxLimitsPerRequest }

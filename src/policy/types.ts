@@ -80,6 +80,12 @@ export interface PolicySpec {
    * @default "share"
    */
   onPartition?: PartitionMode
+  /**
+   * Ids of policies this one replaces: when this policy wins its group for a request,
+   * the listed policies do not apply to that request, and their groups contribute no
+   * limit to it (Envoy's `replaces`). @default []
+   */
+  replaces?: string | string[]
   /** Prefix length IPv4 keys are grouped by. @default 32 */
   ipv4Prefix?: number
   /** Prefix length IPv6 keys are grouped by. @default 64 */
@@ -123,6 +129,8 @@ export interface Policy {
   readonly scope: Scope
   readonly shadow: boolean
   readonly onPartition: PartitionMode
+  /** Ids of the policies this one replaces when it applies. */
+  readonly replaces: readonly string[]
   readonly ipv4Prefix: number
   readonly ipv6Prefix: number
   readonly limits: readonly Limit[]

@@ -7,10 +7,11 @@ import type { Algorithm, Condition, Limit, PartitionMode, Policy, PolicySet, Sco
 const ALGORITHMS: readonly Algorithm[] = ['sliding-window', 'fixed-window', 'token-bucket', 'concurrency']
 const SCOPES: readonly Scope[] = ['node', 'region', 'global']
 const DOC_FIELDS = ['version', 'policies']
-const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority', 'scope', 'shadow', 'onPartition', 'ipv4Prefix', 'ipv6Prefix', 'limits']
+const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority', 'scope', 'shadow', 'onPartition', 'replaces', 'ipv4Prefix', 'ipv6Prefix', 'limits']
 const PARTITION_MODES: readonly PartitionMode[] = ['share', 'closed', 'open']
 const LIMIT_FIELDS = ['id', 'algorithm', 'limit', 'windowMs', 'window', 'slots', 'ratePerSecond', 'burst', 'leaseTtlMs']
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
+/** What a policy or limit id may be. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
 const FIELD_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/
 const FIELD_FIX = 'use letters, digits, "_", "." or "-", and not a name every object inherits such as "constructor"'
 
@@ -77,7 +78,7 @@ function rejectUnknown (obj: Record<string, unknown>, allowed: readonly string[]
 }
 
 /** A descriptor field name; names inherited from Object.prototype would read as present on every descriptor. */
-function isFieldName (f: unknown): f is string {
+export function isFieldName (f: unknown): f is string {
   return typeof f === 'string' && FIELD_PATTERN.test(f) && !(f in Object.prototype)
 }
 
@@ -225,6 +226,16 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
   if (typeof onPartition !== 'string' || !(PARTITION_MODES as readonly string[]).includes(onPartition)) {
     fail(`${path}.onPartition`, raw.onPartition, 'is not a known partition mode', `use one of ${PARTITION_MODES.join(', ')}`)
   }
+  let replaces: string[]
+  if (raw.replaces === undefined) replaces = []
+  else if (typeof raw.replaces === 'string') replaces = [raw.replaces]
+  else if (Array.isArray(raw.replaces)) replaces = Array.from(raw.replaces as unknown[]) as string[]
+  else fail(`${path}.replaces`, raw.replaces, 'must be a policy id or a list of them', 'write e.g. replaces: [per-user]')
+  replaces.forEach((r, j) => {
+    if (typeof r !== 'string' || !ID_PATTERN.test(r)) fail(`${path}.replaces[${j}]`, r, 'is not a policy id', 'name a policy of this document by its id')
+    if (r === id) fail(`${path}.replaces[${j}]`, r, 'is the policy itself', 'remove it: a policy cannot replace itself')
+  })
+  if (new Set(replaces).size !== replaces.length) fail(`${path}.replaces`, replaces, 'lists a policy twice', 'list each policy once')
   const ipv4Prefix = raw.ipv4Prefix === undefined ? POLICY_DEFAULTS.ipv4Prefix : integer(raw.ipv4Prefix, `${path}.ipv4Prefix`, 0, 32, 'an IPv4 prefix length from 0 to 32')
   const ipv6Prefix = raw.ipv6Prefix === undefined ? POLICY_DEFAULTS.ipv6Prefix : integer(raw.ipv6Prefix, `${path}.ipv6Prefix`, 0, 128, 'an IPv6 prefix length from 0 to 128')
   if (!Array.isArray(raw.limits) || raw.limits.length === 0) {
@@ -248,6 +259,7 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
     scope: scope as Scope,
     shadow: raw.shadow === true,
     onPartition: onPartition as PartitionMode,
+    replaces,
     ipv4Prefix,
     ipv6Prefix,
     limits,
@@ -274,6 +286,11 @@ export function validatePolicies (doc: unknown): PolicySet {
     const prev = ids.get(p.id)
     if (prev !== undefined) fail(`policies[${i}].id`, p.id, `repeats the id of policies[${prev}]`, 'give every policy a unique id')
     ids.set(p.id, i)
+  })
+  policies.forEach((p, i) => {
+    p.replaces.forEach((r, j) => {
+      if (!ids.has(r)) fail(`policies[${i}].replaces[${j}]`, r, 'is not the id of a policy in this document', 'name an existing policy, or remove the entry')
+    })
   })
   const set: PolicySet = deepFreeze({ version, policies })
   validated.add(set)

@@ -240,6 +240,77 @@ describe('groups', () => {
   })
 })
 
+describe('replaces', () => {
+  // Envoy's example: a limit for (key_2, user) replaces the named limit for (key_1, user).
+  const policies: Obj[] = [
+    { id: 'specific', match: { key_1: 'value_1', user: 'bk' }, group: 'key_1' },
+    { id: 'replacing', match: { key_2: 'value_2', user: 'bk' }, group: 'key_2', replaces: 'specific' },
+    { id: 'other', key: 'user' }
+  ]
+
+  it('drops a replaced policy only when the replacing one leads its group', () => {
+    const c = compile(policies)
+    const applied = (d: Descriptor): Array<string | undefined> => c.groups.map(g => g.winner(d)?.id)
+    expect(applied({ key_1: 'value_1', user: 'bk' })).toEqual(['specific', undefined, 'other'])
+    expect(applied({ key_2: 'value_2', user: 'bk' })).toEqual([undefined, 'replacing', 'other'])
+    expect(applied({ key_1: 'value_1', key_2: 'value_2', user: 'bk' })).toEqual([undefined, 'replacing', 'other'])
+  })
+
+  it('a replaced group contributes nothing, not its next policy', () => {
+    const c = compile([
+      { id: 'exact', match: { route: '/a' }, group: 'route' },
+      { id: 'fallback', match: { route: '*' }, group: 'route' },
+      { id: 'r', match: { plan: 'pro' }, group: 'plan', replaces: ['exact'] }
+    ])
+    expect(c.groups.map(g => g.winner({ route: '/a', plan: 'pro' })?.id)).toEqual([undefined, 'r'])
+    expect(c.groups.map(g => g.winner({ route: '/b', plan: 'pro' })?.id)).toEqual(['fallback', 'r'])
+  })
+
+  it('a replacing policy that does not lead its own group replaces nothing; one that is itself replaced still does', () => {
+    const c = compile([
+      { id: 'x', match: { a: '1' }, group: 'a' },
+      { id: 'y-better', match: { b: '1', c: '1' }, group: 'b' },
+      { id: 'y', match: { b: '1' }, group: 'b', replaces: 'x' },
+      { id: 'z', match: { z: '1' }, group: 'z', replaces: 'y' }
+    ])
+    const applied = (d: Descriptor): Array<string | undefined> => c.groups.map(g => g.winner(d)?.id)
+    expect(applied({ a: '1', b: '1', c: '1' })).toEqual(['x', 'y-better', undefined])
+    expect(applied({ a: '1', b: '1' })).toEqual([undefined, 'y', undefined])
+    // y is replaced by z, yet still replaces x (Envoy collects every matched limit's replaces first).
+    expect(applied({ a: '1', b: '1', z: '1' })).toEqual([undefined, undefined, 'z'])
+  })
+
+  it('matches the reference rule on random sets: drop every group leader named by another group leader', () => {
+    const fields = ['a', 'b', 'c']
+    const policyArb = (i: number): fc.Arbitrary<Obj> => fc.record({
+      match: fc.dictionary(fc.constantFrom(...fields), fc.constantFrom('1', '2', '*'), { maxKeys: 2 }),
+      group: fc.constantFrom('g1', 'g2', 'g3'),
+      priority: fc.integer({ min: 0, max: 2 }),
+      replaces: fc.subarray(Array.from({ length: 6 }, (_, j) => `p${j}`).filter(id => id !== `p${i}`), { maxLength: 2 })
+    }).map(p => ({ id: `p${i}`, ...p }))
+    const descriptorArb = fc.dictionary(fc.constantFrom(...fields), fc.constantFrom('1', '2'))
+    fc.assert(fc.property(fc.tuple(...Array.from({ length: 6 }, (_, i) => policyArb(i))), fc.array(descriptorArb, { minLength: 1, maxLength: 8 }), (ps, ds) => {
+      const c = compile(ps)
+      for (const d of ds) {
+        const leaders = c.groups.map(g => g.first(d))
+        const replaced = new Set(leaders.flatMap(p => p === undefined ? [] : [...p.policy.replaces]))
+        const expected = leaders.map(p => p === undefined || replaced.has(p.id) ? undefined : p.id)
+        expect(c.groups.map(g => g.winner(d)?.id)).toEqual(expected)
+      }
+    }), { numRuns: 300 })
+  })
+
+  it('validation: ids must exist, not name the policy itself, and not repeat', () => {
+    const base = [{ id: 'a' }, { id: 'b' }]
+    expectError(() => compile([...base, { id: 'c', replaces: 'nope' }]), ErrorCode.POLICY_INVALID, 'policies[2].replaces[0]', 'nope')
+    expectError(() => compile([...base, { id: 'c', replaces: ['a', 'c'] }]), ErrorCode.POLICY_INVALID, 'policies[2].replaces[1]', 'c')
+    expectError(() => compile([...base, { id: 'c', replaces: ['a', 'a'] }]), ErrorCode.POLICY_INVALID, 'policies[2].replaces')
+    expectError(() => compile([...base, { id: 'c', replaces: 7 }]), ErrorCode.POLICY_INVALID, 'policies[2].replaces', 7)
+    expectError(() => compile([...base, { id: 'c', replaces: [''] }]), ErrorCode.POLICY_INVALID, 'policies[2].replaces[0]', '')
+    expect(compile([...base, { id: 'c', replaces: ['a', 'b'] }]).byId.get('a')?.replacedBy.map(r => r.policy.id)).toEqual(['c'])
+  })
+})
+
 describe('keys', () => {
   it('uses the raw value of a single key field', () => {
     expect(keyOf({ key: 'user' }, { user: 'alice' })).toBe('alice')

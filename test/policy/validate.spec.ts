@@ -35,6 +35,7 @@ describe('validatePolicies: defaults', () => {
         scope: 'global',
         shadow: false,
         onPartition: 'share',
+        replaces: [],
         ipv4Prefix: 32,
         ipv6Prefix: 64,
         limits: [{ id: '0', algorithm: 'sliding-window', limit: 10, windowMs: 1000, slots: 10, ratePerSecond: 0 }],
