@@ -23,6 +23,8 @@ export interface MemberInfo {
   readonly region: string
   readonly weight: number
   readonly policyVersion: number
+  /** Hash of the policy bundle the member runs (undefined while it runs its fallback). */
+  readonly policyHash: string | undefined
   readonly state: MemberState
   /** Local clock time of the last heartbeat. */
   readonly lastSeenMs: number
@@ -51,6 +53,8 @@ export interface MembershipInit {
   self: SelfInfo
   /** The policy version this node runs, read at every heartbeat. @default () => 0 */
   policyVersion?: () => number
+  /** The hash of the policy bundle this node runs, read at every heartbeat. @default () => undefined */
+  policyHash?: () => string | undefined
   /** @default 1000 */
   heartbeatIntervalMs?: number
   /** No heartbeat for this long: suspect. @default 3 x heartbeatIntervalMs */
@@ -74,6 +78,8 @@ export interface MembershipInit {
 export type MembershipEvent =
   | { type: 'change', member: MemberInfo, previous: MemberState | 'new' | 'restarted' }
   | { type: 'skew', member: MemberInfo }
+  /** A member announced another policy (version, hash) than before. */
+  | { type: 'policy', member: MemberInfo }
 
 export interface Membership {
   start(): void
@@ -108,6 +114,7 @@ interface Mutable {
   region: string
   weight: number
   policyVersion: number
+  policyHash: string | undefined
   state: MemberState
   lastSeenMs: number
   skewMs: number | undefined
@@ -120,8 +127,13 @@ interface Mutable {
 const SKEW_SAMPLES = 8
 const REGION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
-/** Decodes a heartbeat; undefined when malformed. Never throws. */
-export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number } | undefined {
+const POLICY_HASH = /^[0-9a-f]{16,128}$/
+
+/**
+ * Decodes a heartbeat; undefined when malformed. Never throws. The seventh element (the
+ * policy bundle's hash, or null) is optional, so nodes that do not send it still parse.
+ */
+export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string } | undefined {
   if (bytes.byteLength > 512) return undefined
   let raw: unknown
   try {
@@ -129,19 +141,22 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   } catch {
     return undefined
   }
-  if (!Array.isArray(raw) || raw.length !== 6 || raw[0] !== WIRE_VERSION) return undefined
-  const [, incarnation, region, weight, policyVersion, sentAtMs] = raw as unknown[]
+  if (!Array.isArray(raw) || (raw.length !== 6 && raw.length !== 7) || raw[0] !== WIRE_VERSION) return undefined
+  const [, incarnation, region, weight, policyVersion, sentAtMs, policyHash] = raw as unknown[]
+  if (policyHash !== undefined && policyHash !== null && (typeof policyHash !== 'string' || !POLICY_HASH.test(policyHash))) return undefined
   if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
   // Regions name topics, so they follow topic-name rules.
   if (typeof region !== 'string' || region.length > MAX_REGION_LENGTH || !REGION.test(region)) return undefined
   if (typeof weight !== 'number' || !(weight > 0) || weight > 1e6) return undefined
   if (typeof policyVersion !== 'number' || !Number.isSafeInteger(policyVersion) || policyVersion < 0) return undefined
   if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return undefined
-  return { incarnation, region, weight, policyVersion, sentAtMs }
+  return typeof policyHash === 'string' ? { incarnation, region, weight, policyVersion, sentAtMs, policyHash } : { incarnation, region, weight, policyVersion, sentAtMs }
 }
 
-export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number }): Uint8Array {
-  return encode([WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs])
+export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string }): Uint8Array {
+  return encode(h.policyHash === undefined
+    ? [WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs]
+    : [WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs, h.policyHash])
 }
 
 export function createMembership (init: MembershipInit): Membership {
@@ -169,7 +184,7 @@ export function createMembership (init: MembershipInit): Membership {
   const emit = (e: MembershipEvent): void => {
     for (const l of listeners) l(e)
   }
-  const snapshot = (m: Mutable): MemberInfo => ({ peerId: m.peerId, incarnation: m.incarnation, region: m.region, weight: m.weight, policyVersion: m.policyVersion, state: m.state, lastSeenMs: m.lastSeenMs, skewMs: m.skewMs, rttMs: m.rttMs })
+  const snapshot = (m: Mutable): MemberInfo => ({ peerId: m.peerId, incarnation: m.incarnation, region: m.region, weight: m.weight, policyVersion: m.policyVersion, policyHash: m.policyHash, state: m.state, lastSeenMs: m.lastSeenMs, skewMs: m.skewMs, rttMs: m.rttMs })
 
   const receive: MessageHandler = (data, from): Verdict => {
     const h = decodeHeartbeat(data)
@@ -182,19 +197,22 @@ export function createMembership (init: MembershipInit): Membership {
     const m = members.get(from)
     if (m === undefined) {
       if (members.size >= maxMembers) return 'ignore'
-      const fresh: Mutable = { peerId: from, incarnation: h.incarnation, region: h.region, weight: h.weight, policyVersion: h.policyVersion, state: 'alive', lastSeenMs: now, skewMs: undefined, rttMs: undefined, samples: [] }
+      const fresh: Mutable = { peerId: from, incarnation: h.incarnation, region: h.region, weight: h.weight, policyVersion: h.policyVersion, policyHash: h.policyHash, state: 'alive', lastSeenMs: now, skewMs: undefined, rttMs: undefined, samples: [] }
       members.set(from, fresh)
       emit({ type: 'change', member: snapshot(fresh), previous: 'new' })
+      emit({ type: 'policy', member: snapshot(fresh) })
       return 'accept'
     }
     // An older incarnation's heartbeat, relayed late: the peer has restarted since.
     if (h.incarnation < m.incarnation) return 'ignore'
     const restarted = h.incarnation > m.incarnation
     const previous = m.state
+    const policyChanged = h.policyVersion !== m.policyVersion || h.policyHash !== m.policyHash
     m.incarnation = h.incarnation
     m.region = h.region
     m.weight = h.weight
     m.policyVersion = h.policyVersion
+    m.policyHash = h.policyHash
     m.lastSeenMs = now
     m.state = 'alive'
     if (restarted) {
@@ -205,11 +223,12 @@ export function createMembership (init: MembershipInit): Membership {
     } else if (previous !== 'alive') {
       emit({ type: 'change', member: snapshot(m), previous })
     }
+    if (policyChanged) emit({ type: 'policy', member: snapshot(m) })
     return 'accept'
   }
 
   const heartbeat = (): void => {
-    transport.publish(topic, encodeHeartbeat({ incarnation: init.self.incarnation, region: init.self.region, weight, policyVersion: init.policyVersion?.() ?? 0, sentAtMs: clock.now() }))
+    transport.publish(topic, encodeHeartbeat({ incarnation: init.self.incarnation, region: init.self.region, weight, policyVersion: init.policyVersion?.() ?? 0, policyHash: init.policyHash?.(), sentAtMs: clock.now() }))
     stats.heartbeatsSent++
   }
 

@@ -7,6 +7,8 @@ import type { Transport } from '../gossip/transport.js'
 import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
 import { createMembership, type Membership, type MembershipEvent, type MembershipInit } from '../membership/membership.js'
 import { ErrorCode, invalid } from './errors.js'
+import { createPolicyDistributor, type PolicyDistributor, type PolicyDistributorInit, type StartupOutcome } from './policy/distribute.js'
+import { createPolicyManager, type PolicyManager } from './policy/manager.js'
 import { createLimiter, type Limiter, type LimiterInit } from './limiter.js'
 
 /** A logger with pino's calling convention (pino itself fits). */
@@ -61,6 +63,16 @@ export interface MeshNodeInit extends Omit<LimiterInit, 'transport' | 'clock' | 
   aggregates?: Pick<AggregatorInit, 'intervalMs' | 'publishers' | 'fullEvery'>
   /** The policy version this node runs, announced in heartbeats. @default the policy set's version */
   policyVersion?: () => number
+  /**
+   * Operator public keys (`ed25519:...` from `meshlimit keygen`, or PEM). With them the
+   * node runs signed policy bundles gossiped on the mesh, and `policies` is the fallback
+   * it enforces until its first bundle (DENY_ALL_POLICIES to fail closed).
+   */
+  trustedKeys?: string[]
+  /** A signed bundle to start from (e.g. the last one this node saved). */
+  initialBundle?: Uint8Array
+  /** Policy distribution tuning (announce interval, start-up wait for a bundle). */
+  policyDistribution?: Pick<PolicyDistributorInit, 'announceIntervalMs' | 'startupTimeoutMs' | 'pullTimeoutMs'>
   logger?: MeshLogger
 }
 
@@ -74,6 +86,8 @@ export interface MeshNode {
   readonly membership: Membership
   readonly antiEntropy: AntiEntropy
   readonly aggregator: Aggregator
+  /** Signed policy bundles (when trustedKeys were given): the manager, its distributor and how start-up went. */
+  readonly policy: { manager: PolicyManager, distributor: PolicyDistributor, startup: StartupOutcome } | undefined
   /** The result of the start-up pull (undefined when syncOnStart was false). */
   readonly startupSync: PullResult | undefined
   /** Addresses peers can dial (empty when the transport is not libp2p). */
@@ -122,16 +136,25 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     })
   }
   const transport = init.transport ?? libp2p as Libp2pTransport
-  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, ...limiterInit } = init
+  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, trustedKeys, initialBundle, policyDistribution, ...limiterInit } = init
   const limiter = createLimiter({ ...limiterInit, clock, transport, incarnation, topic: topics.counters(region) })
+  const manager = trustedKeys === undefined ? undefined : createPolicyManager({ trustedKeys, limiter, clock, initialBundle })
+  const distributor = manager === undefined ? undefined : createPolicyDistributor({ ...policyDistribution, transport, clock, manager, topic: topics.policies })
   const membership = createMembership({
     ...membershipInit,
     transport,
     clock,
     topic: topics.membership,
     self: { incarnation, region, weight },
-    policyVersion: policyVersion ?? (() => limiter.policies.version)
+    policyVersion: policyVersion ?? (() => manager?.version ?? limiter.policies.version),
+    policyHash: () => manager?.hash
   })
+  // A member running a newer bundle than ours: pull it.
+  if (distributor !== undefined) {
+    membership.on(e => {
+      if (e.type === 'policy' && e.member.policyHash !== undefined) distributor.observe(e.member.peerId, e.member.policyVersion, e.member.policyHash)
+    })
+  }
   const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter })
   const aggregator = createAggregator({ ...aggInit, transport, clock, state: limiter, membership, topic: topics.aggregates, region, maxClockSkewMs: init.maxClockSkewMs })
   // Which parts of the mesh are unreachable decides how limits of those scopes admit.
@@ -157,12 +180,20 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
   if (logger !== undefined) {
     membership.on((e: MembershipEvent) => {
       if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
-      else if (e.member.state !== 'alive' || e.previous !== 'new') logger.info({ peer: e.member.peerId, region: e.member.region, state: e.member.state, previous: e.previous }, 'mesh member changed')
+      else if (e.type === 'change' && (e.member.state !== 'alive' || e.previous !== 'new')) logger.info({ peer: e.member.peerId, region: e.member.region, state: e.member.state, previous: e.previous }, 'mesh member changed')
     })
   }
   membership.start()
   antiEntropy.start()
   aggregator.start()
+  // Policies first: counters of limits this node does not run yet would be ignored.
+  let policy: MeshNode['policy']
+  if (manager !== undefined && distributor !== undefined) {
+    const startup = await distributor.start()
+    logger?.info({ outcome: startup.outcome, version: startup.version, waitedMs: startup.waitedMs }, 'start-up policy fetch done')
+    manager.on('update', b => { logger?.info({ version: b.version, hash: b.hash }, 'policy bundle installed') })
+    policy = { manager, distributor, startup }
+  }
   let startupSync: PullResult | undefined
   if (syncOnStart !== false) {
     const timeoutMs = syncTimeoutMs ?? 5000
@@ -191,6 +222,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     membership,
     antiEntropy,
     aggregator,
+    policy,
     startupSync,
     multiaddrs: () => libp2p?.multiaddrs() ?? [],
     async stop () {
@@ -201,6 +233,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       membership.stop()
       antiEntropy.stop()
       aggregator.stop()
+      distributor?.stop()
       await libp2p?.stop()
       ownClock?.stop()
     }

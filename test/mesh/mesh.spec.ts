@@ -125,3 +125,26 @@ describe('mesh over libp2p (TCP loopback)', () => {
     await eventually('c holds the exact totals again', () => converged(nodes, truth))
   })
 })
+
+describe('signed policies over the mesh', () => {
+  it('a bundle pushed to one node runs on every node, and a forged one runs nowhere', async () => {
+    const { generateOperatorKey, signBundle, encodeBundle } = await import('../../src/policy/bundle.js')
+    const operator = generateOperatorKey()
+    const rogue = generateOperatorKey()
+    const psk = generateSwarmKey()
+    const base = { trustedKeys: [operator.text], policyDistribution: { announceIntervalMs: 500, startupTimeoutMs: 500 } }
+    nodes = await startMesh(3, { policies, ...base }, psk)
+    for (const n of nodes) expect(n.policy?.manager.version).toBe(0)
+    const v2 = { policies: [{ id: 'fixed', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window' as const, limit: 7, window: '1h' }] }] }
+    const forged = encodeBundle(signBundle(v2, rogue, 9))
+    expect(nodes[0].policy?.manager.offer(forged, 'admin').status).not.toBe('installed')
+    const pushedAt = Date.now()
+    expect(nodes[0].policy?.manager.offer(encodeBundle(signBundle(v2, operator, 2)), 'admin').status).toBe('installed')
+    await eventually('every node runs version 2', () => nodes.every(n => n.policy?.manager.version === 2))
+    const propagationMs = Date.now() - pushedAt
+    for (const n of nodes) expect(n.limiter.check({ user: 'u' }).limit).toBe(7)
+    // Heartbeats carry the running version and hash.
+    await eventually('heartbeats announce version 2', () => nodes.every(n => n.membership.members().every(m => m.policyVersion === 2 && m.policyHash === nodes[0].policy?.manager.hash)))
+    if (process.env.MESHLIMIT_PRINT_PROPAGATION === '1') console.log(`policy propagation to 3 libp2p nodes: ${propagationMs} ms`)
+  })
+})
