@@ -71,7 +71,8 @@ export function harness (init: Partial<MembershipInit> = {}, parts: Partial<Tran
   })
   const m = createMembership({ transport, clock, topic: TOPIC, self: { incarnation: 1, region: 'eu' }, ...FAST, ...QUIET, ...init })
   const seen: Seen[] = []
-  m.on(e => seen.push({ at: clock.now(), e }))
+  // Lifecycle events only: policy announcements have their own test.
+  m.on(e => { if (e.type !== 'policy') seen.push({ at: clock.now(), e }) })
   m.start()
   const feedRaw = (from: string, bytes: Uint8Array): Verdict => {
     if (handler === undefined) throw new Error('the membership is not subscribed')

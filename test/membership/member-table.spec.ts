@@ -227,3 +227,28 @@ describe('the member table', () => {
   })
 })
 
+
+describe('policy announcements', () => {
+  it('raise a policy event when a member first appears and whenever its version or hash changes, not otherwise', async () => {
+    const { harness } = await import('./helpers.js')
+    const h = harness()
+    const policyEvents: Array<[string, number, string | undefined]> = []
+    h.m.on(e => { if (e.type === 'policy') policyEvents.push([e.member.peerId, e.member.policyVersion, e.member.policyHash]) })
+    const hash1 = 'a'.repeat(64)
+    const hash2 = 'b'.repeat(64)
+    h.feed('p', { policyVersion: 1, policyHash: hash1 })
+    h.feed('p', { policyVersion: 1, policyHash: hash1 })
+    h.feed('p', { policyVersion: 2, policyHash: hash2 })
+    h.feed('p', { policyVersion: 2, policyHash: hash1 })
+    h.feed('q')
+    expect(policyEvents).toEqual([['p', 1, hash1], ['p', 2, hash2], ['p', 2, hash1], ['q', 0, undefined]])
+    expect(h.m.member('p')?.policyHash).toBe(hash1)
+  })
+
+  it('refuses a heartbeat whose policy hash is not lowercase hex', async () => {
+    const { harness } = await import('./helpers.js')
+    const h = harness()
+    expect(h.feed('p', { policyHash: 'NOT-HEX' })).toBe('reject')
+    expect(h.m.member('p')).toBeUndefined()
+  })
+})
