@@ -129,7 +129,7 @@ describe('admin API and block list', () => {
     const r = await check(s.httpUrl, { descriptor: { user: 'evil' } })
     expect(r.json).toMatchObject({ allowed: false, status: 429, problem: { type: 'urn:meshlimit:problem:blocked' } })
     expect(Number(r.json.headers['Retry-After'])).toBeGreaterThan(590)
-    expect((await (await admin('GET', '/admin/v1/blocklist')).json()).blocked).toHaveLength(1)
+    expect(((await (await admin('GET', '/admin/v1/blocklist')).json()) as { blocked: unknown[] }).blocked).toHaveLength(1)
 
     expect((await admin('DELETE', '/admin/v1/blocklist?key=user%3Aevil')).status).toBe(200)
     expect((await check(s.httpUrl, { descriptor: { user: 'evil' } })).json.allowed).toBe(true)

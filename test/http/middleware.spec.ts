@@ -1,0 +1,149 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import express from 'express'
+import Fastify from 'fastify'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createLimiter, type Limiter } from '../../src/index.js'
+import { createBlocklist } from '../../src/abuse/blocklist.js'
+import { meshlimitExpress } from '../../src/http/express.js'
+import { meshlimitFastify } from '../../src/http/fastify.js'
+import { apiKeyFrom, clientIpFrom } from '../../src/http/keys.js'
+import type { MiddlewareInit } from '../../src/http/middleware.js'
+import { meshlimitNode } from '../../src/http/node.js'
+import { parseList } from './sf-parser.js'
+
+const POLICIES = `
+policies:
+  - id: per-ip
+    key: ip
+    limits: [ { limit: 3, window: 1h, algorithm: fixed-window } ]
+  - id: uploads
+    key: [ip, route]
+    match: { route: /upload }
+    limits: [ { limit: 10, window: 1h, algorithm: fixed-window } ]
+`
+
+const closers: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c()
+})
+
+async function listen (server: Server): Promise<string> {
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  closers.push(async () => { server.closeAllConnections(); await new Promise<void>(resolve => server.close(() => { resolve() })) })
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+type Framework = (init: MiddlewareInit) => Promise<string>
+
+const frameworks: Record<string, Framework> = {
+  'node:http': async init => await listen(createServer(meshlimitNode(init)((req, res) => {
+    if (req.url === '/slow') setTimeout(() => res.end('slow'), 100)
+    else res.end('ok')
+  }))),
+  express: async init => {
+    const app = express()
+    app.use(meshlimitExpress(init))
+    app.get('/slow', (_req, res) => { setTimeout(() => res.send('slow'), 100) })
+    app.all('/{*rest}', (_req, res) => { res.send('ok') })
+    return await listen(createServer(app))
+  },
+  fastify: async init => {
+    const app = Fastify()
+    await app.register(meshlimitFastify as never, init)
+    app.get('/slow', async () => await new Promise(resolve => setTimeout(() => resolve('slow'), 100)))
+    app.all('/*', async () => 'ok')
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    closers.push(async () => { await app.close() })
+    return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  }
+}
+
+const limiters: Limiter[] = []
+afterEach(() => { for (const l of limiters.splice(0)) l.close() })
+const limiterOf = (policies = POLICIES): Limiter => {
+  const l = createLimiter({ policies })
+  limiters.push(l)
+  return l
+}
+
+describe.each(Object.keys(frameworks))('%s middleware', name => {
+  const serve = frameworks[name]
+
+  it('sets the headers on admitted responses and refuses with 429, Retry-After and a problem body', async () => {
+    const base = await serve({ limiter: limiterOf() })
+    for (let i = 0; i < 3; i++) {
+      const r = await fetch(`${base}/hello`)
+      expect(r.status).toBe(200)
+      expect(await r.text()).toBe('ok')
+      expect(r.headers.get('x-ratelimit-remaining')).toBe(String(2 - i))
+      expect(parseList(r.headers.get('ratelimit-policy') as string)).toEqual([{ value: 'per-ip', params: [['q', 3], ['w', 3600]] }])
+    }
+    const r = await fetch(`${base}/hello?x=1`)
+    expect(r.status).toBe(429)
+    expect(r.headers.get('content-type')).toBe('application/problem+json')
+    expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect(await r.json()).toMatchObject({ status: 429, violatedPolicies: ['per-ip'], instance: '/hello' })
+  })
+
+  it('applies per-route overrides: skip, cost and descriptor fields', async () => {
+    const base = await serve({
+      limiter: limiterOf(),
+      routes: { '/healthz': { skip: true }, 'POST /upload': { cost: 3 }, '/static/*': { descriptor: { ip: 'shared-static' } } }
+    })
+    for (let i = 0; i < 5; i++) expect((await fetch(`${base}/healthz`)).headers.get('x-ratelimit-limit')).toBeNull()
+    const up = await fetch(`${base}/upload`, { method: 'POST' })
+    expect(up.status).toBe(200)
+    expect(up.headers.get('ratelimit')).toMatch(/^"per-ip";r=0;t=\d+, "uploads";r=7;t=\d+$/)
+    // The static prefix is keyed on one shared value, not on this client's address.
+    expect((await fetch(`${base}/static/a.css`)).headers.get('x-ratelimit-remaining')).toBe('2')
+  })
+
+  it('calls onDenied, which may write its own response', async () => {
+    const seen: string[] = []
+    const base = await serve({
+      limiter: limiterOf(),
+      onDenied: (req, res, r) => {
+        seen.push(`${req.url ?? ''} ${r.decision?.policy ?? ''}`)
+        res.statusCode = 503
+        res.end('go away')
+        return true
+      }
+    })
+    for (let i = 0; i < 3; i++) await fetch(`${base}/x`)
+    const r = await fetch(`${base}/x`)
+    expect(r.status).toBe(503)
+    expect(await r.text()).toBe('go away')
+    expect(seen).toEqual(['/x per-ip'])
+  })
+
+  it('holds concurrency leases until the response finishes', async () => {
+    const base = await serve({
+      limiter: limiterOf(`
+policies:
+  - id: in-flight
+    key: ip
+    limits: [ { algorithm: concurrency, limit: 1 } ]
+`)
+    })
+    const slow = fetch(`${base}/slow`)
+    await new Promise(resolve => setTimeout(resolve, 30))
+    const during = await fetch(`${base}/fast`)
+    expect(during.status).toBe(429)
+    expect((await slow).status).toBe(200)
+    expect(await (await fetch(`${base}/fast`)).text()).toBe('ok')
+  })
+
+  it('refuses blocked clients before the limiter', async () => {
+    const blocklist = createBlocklist()
+    blocklist.block('apiKey:bad', 60_000, 'abuse')
+    const key = apiKeyFrom()
+    const ip = clientIpFrom()
+    const base = await serve({ limiter: limiterOf(), blocklist, descriptor: (req, path) => ({ ip: ip(req), apiKey: key(req), route: path }) })
+    const r = await fetch(`${base}/x`, { headers: { 'x-api-key': 'bad' } })
+    expect(r.status).toBe(429)
+    expect(await r.json()).toMatchObject({ type: 'urn:meshlimit:problem:blocked' })
+    expect((await fetch(`${base}/x`, { headers: { 'x-api-key': 'good' } })).status).toBe(200)
+    blocklist.close()
+  })
+})
