@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Gate } from '../gate.js'
-import { PROBLEM_TYPES, problem, sendProblem } from '../http/problem.js'
 import { MAX_COST } from '../limiter.js'
 import type { Descriptor } from '../policy/types.js'
-import { BodyTooLarge, badRequest, internalError, isJson, methodNotAllowed, notFound, readBody, sendJson, tooLarge } from './http-util.js'
+import { BodyTooLarge, badRequest, internalError, methodNotAllowed, notFound, readBody, sendJson, tooLarge } from './http-util.js'
 import type { SidecarMetrics } from './metrics.js'
 import type { Logger } from '../log.js'
 
@@ -57,11 +56,7 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
   const ready = init.ready ?? (() => true)
 
   const check = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (!isJson(req.headers['content-type'])) {
-      req.resume()
-      sendProblem(res, problem(415, PROBLEM_TYPES.unsupportedMediaType, 'Unsupported Media Type', `Send the decision request as application/json, not ${req.headers['content-type'] ?? ''}.`))
-      return
-    }
+    // Any content type is read as JSON: curl -d sends form-encoded, fetch sends text/plain.
     let raw: Buffer
     try { raw = await readBody(req, maxBodyBytes) } catch (err) {
       if (err instanceof BodyTooLarge) tooLarge(res, maxBodyBytes)

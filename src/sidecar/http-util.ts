@@ -62,10 +62,3 @@ export function methodNotAllowed (res: ServerResponse, method: string, allowed: 
 export function internalError (res: ServerResponse): void {
   sendProblem(res, problem(500, PROBLEM_TYPES.internal, 'Internal Server Error', 'The server failed to answer; see its log.'))
 }
-
-/** Whether a Content-Type is JSON (absent counts as JSON, for curl users). */
-export function isJson (contentType: string | undefined): boolean {
-  if (contentType === undefined) return true
-  const t = contentType.split(';')[0].trim().toLowerCase()
-  return t === 'application/json' || t.endsWith('+json')
-}
