@@ -147,12 +147,23 @@ async function httpRun (url: string, a: Args, rate: number | undefined, duration
   }
 }
 
-interface GrpcRun { reqPerSec: number, p50Ms: number, p99Ms: number, errors: number, offered: number | null }
+interface GrpcRun {
+  reqPerSec: number
+  /** From the moment each call was sent, like autocannon's response times. */
+  p50Ms: number
+  p99Ms: number
+  /** From each call's scheduled time (fixed rate only): also charges lateness of this process. */
+  scheduledP99Ms: number
+  errors: number
+  offered: number | null
+}
 
 /**
- * gRPC load: with `rate`, requests are sent on a schedule (i / rate) and latency counts
- * from the scheduled time, so a stall is charged to every request it delayed
- * (no coordinated omission); without, `connections` calls are kept in flight.
+ * gRPC load: with `rate`, requests are sent on a schedule (i / rate); latency is
+ * reported from the send (as autocannon does) and from the scheduled time, which
+ * charges a stall to every request it delayed (no coordinated omission) but also
+ * charges this process's own timer lateness. Without `rate`, `connections` calls are
+ * kept in flight.
  *
  * The client speaks gRPC over one node:http2 session directly (length-prefixed
  * protobuf, grpc-status from the trailers), with requests encoded up front, because a
@@ -191,6 +202,7 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
     stream.end(reqs[i & 0xffff])
   }
   const lat: number[] = []
+  const late: number[] = []
   let errors = 0
   let n = 0
   const t0 = performance.now()
@@ -198,12 +210,16 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
   await new Promise<void>(resolve => {
     let inFlight = 0
     const one = (scheduled: number, again: boolean): void => {
+      const sentAt = performance.now()
       inFlight++
       call(n++, err => {
         inFlight--
         const now = performance.now()
         if (err !== null) errors++
-        else lat.push(now - scheduled)
+        else {
+          lat.push(now - sentAt)
+          late.push(now - scheduled)
+        }
         if (again && now < end) one(performance.now(), true)
         else if (inFlight === 0 && now >= end) resolve()
       })
@@ -229,7 +245,8 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
   const answer = sample === undefined ? undefined : method.responseDeserialize(sample) as { overall_code: string, statuses: unknown[] }
   if (answer === undefined || answer.statuses.length !== 1) throw new Error(`unexpected ShouldRateLimit answer: ${JSON.stringify(answer)}`)
   const sorted = Float64Array.from(lat).sort()
-  return { reqPerSec: Math.round(lat.length / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), errors, offered: rate ?? null }
+  const sortedLate = Float64Array.from(late).sort()
+  return { reqPerSec: Math.round(lat.length / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), errors, offered: rate ?? null }
 }
 
 function ensureRedis (): string {
@@ -255,7 +272,7 @@ async function main (): Promise<void> {
     const warm = Math.max(1, Math.min(3, a.durationS / 3))
     const want = (phase: string): boolean => a.only === undefined || a.only === phase
     const none: HttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, non2xx: 0, errors: 0, timeouts: 0, offered: null }
-    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, errors: 0, offered: null }
+    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, errors: 0, offered: null }
     let grpcFixed = grpcSat
     // gRPC first: its client loop in this process runs before autocannon has loaded it.
     if (want('grpc')) {
@@ -263,7 +280,7 @@ async function main (): Promise<void> {
       grpcSat = await grpcRun(side.ready.grpc, a, undefined, a.durationS)
       log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
       grpcFixed = await grpcRun(side.ready.grpc, a, a.grpcRate, a.durationS)
-      log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms`)
+      log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
     }
     let httpSat = none
     let httpFixed = none
@@ -311,6 +328,7 @@ async function main (): Promise<void> {
       grpcOfferedRate: a.grpcRate,
       grpcAchievedRate: grpcFixed.reqPerSec,
       grpcP50Ms: grpcFixed.p50Ms,
+      grpcScheduledP99Ms: grpcFixed.scheduledP99Ms,
       grpcSaturationP99Ms: grpcSat.p99Ms,
       errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
       baselines: redis === undefined

@@ -106,7 +106,8 @@ export function createGate (init: GateInit): Gate {
     if (!d.allowed && escalation !== undefined && key !== undefined) {
       escalation.denied(key, `${d.policy ?? ''} ${descriptor.route ?? ''}`)
     }
-    return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, headers: headers.of(d), retryAfterSeconds: headers.retryAfterSeconds(d), clientKey: key }
+    const retry = headers.retryAfterSeconds(d)
+    return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, headers: headers.of(d, retry), retryAfterSeconds: retry, clientKey: key }
   }
 
   return {

@@ -54,8 +54,12 @@ export interface RateLimitHeadersInit {
 export type HeaderMap = Record<string, string>
 
 export interface RateLimitHeaders {
-  /** The headers for a decision (Retry-After included when denied); empty when no limit matched. */
-  of(decision: Decision): HeaderMap
+  /**
+   * The headers for a decision (Retry-After included when denied); empty when no limit
+   * matched. Pass the `retryAfterSeconds` already computed for the same decision so that
+   * header and body agree when jitter is on.
+   */
+  of(decision: Decision, retryAfterSeconds?: number): HeaderMap
   /**
    * Seconds a denied client should wait: the true wait rounded up, plus jitter; never
    * earlier than when the request could pass. Undefined when it never can (cost above the limit).
@@ -128,7 +132,7 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
   return {
     quotaName,
     retryAfterSeconds,
-    of (d) {
+    of (d, retry) {
       const out: HeaderMap = {}
       const info = d.info
       if (info === undefined) return out
@@ -151,7 +155,7 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
         }
       }
       if (!d.allowed) {
-        const r = retryAfterSeconds(d)
+        const r = retry ?? retryAfterSeconds(d)
         if (r !== undefined) out['Retry-After'] = String(r)
       }
       return out

@@ -157,3 +157,17 @@ policies:
     expect(() => createRateLimitHeaders({ retryAfterJitterMs: -1 })).toThrow(expect.objectContaining({ code: 'MESHLIMIT_OPTION_INVALID' }))
   })
 })
+
+describe('jitter consistency', () => {
+  it('the 429 body and the Retry-After header agree when jitter is on', async () => {
+    const { createGate } = await import('../../src/gate.js')
+    const { limiter, headers } = setup(ONE, { retryAfterJitterMs: 30_000, random: seededRandom(3) })
+    const gate = createGate({ limiter, headers })
+    for (let i = 0; i < 3; i++) gate.check({ user: 'u' }, 1, 'test')
+    for (let i = 0; i < 20; i++) {
+      const r = gate.check({ user: 'u' }, 1, 'test')
+      expect(r.headers['Retry-After']).toBe(String(r.retryAfterSeconds))
+      expect(gate.problem(r).retryAfterSeconds).toBe(r.retryAfterSeconds)
+    }
+  })
+})

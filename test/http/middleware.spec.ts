@@ -147,3 +147,17 @@ policies:
     blocklist.close()
   })
 })
+
+describe('run-time dependencies', () => {
+  it('the middleware never imports express or fastify (they are dev dependencies)', async () => {
+    const { readFile, readdir } = await import('node:fs/promises')
+    for (const dir of ['src/http', 'src/sidecar', 'src/cli']) {
+      for (const f of await readdir(dir)) {
+        if (!f.endsWith('.ts')) continue
+        const text = await readFile(`${dir}/${f}`, 'utf8')
+        expect(text, `${dir}/${f}`).not.toMatch(/from '(express|fastify|autocannon|ioredis)'/)
+        expect(text, `${dir}/${f}`).not.toMatch(/import\('(express|fastify)'\)/)
+      }
+    }
+  })
+})
