@@ -22,9 +22,11 @@ ${settingsHelp()}`,
     const args = [...argv]
     let durationMs: number | undefined
     let sidecar
+    let generatedToken = false
     try {
       durationMs = durationFlag(args, '--duration')
       const config = loadConfig({ args, env: io.env })
+      generatedToken = config.admin.enabled && config.admin.token === undefined
       sidecar = await startSidecar({ config, logger: createLogger({ level: config.log.level }) })
     } catch (err) {
       if (err instanceof MeshlimitError) {
@@ -34,7 +36,7 @@ ${settingsHelp()}`,
       io.err(`meshlimit start: ${(err as Error).message}`)
       return 1
     }
-    if (sidecar.adminToken !== undefined && io.env.MESHLIMIT_ADMIN_TOKEN === undefined) {
+    if (generatedToken && sidecar.adminToken !== undefined) {
       io.err(`admin token (generated; set MESHLIMIT_ADMIN_TOKEN to choose one): ${sidecar.adminToken}`)
     }
     io.err(`meshlimit node ${sidecar.node.id} up: decisions ${sidecar.httpUrl}/v1/check, metrics ${sidecar.httpUrl}/metrics${sidecar.grpcAddress === undefined ? '' : `, gRPC ${sidecar.grpcAddress}`}${sidecar.adminUrl === undefined ? '' : `, admin ${sidecar.adminUrl}`}. Ctrl-C stops.`)

@@ -33,7 +33,8 @@ export function parseCheckRequest (body: unknown): { descriptor: Descriptor, cos
   if (typeof d !== 'object' || d === null || Array.isArray(d)) return '"descriptor" must be an object of string fields, e.g. {"user":"u-42","route":"/v1/search"}'
   const names = Object.keys(d)
   if (names.length > MAX_FIELDS) return `"descriptor" has ${names.length} fields; at most ${MAX_FIELDS} are accepted`
-  const descriptor: Descriptor = {}
+  // No prototype: a field named like an Object.prototype member must read as itself, not as inherited.
+  const descriptor = Object.create(null) as Descriptor
   for (const name of names) {
     const v = (d as Record<string, unknown>)[name]
     if (name.length > MAX_FIELD_NAME || !FIELD_NAME.test(name)) return `descriptor field name ${JSON.stringify(name.slice(0, 80))} must be 1-${MAX_FIELD_NAME} letters, digits, "_", "." or "-"`

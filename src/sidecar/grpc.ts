@@ -58,12 +58,13 @@ export function parseRlsRequest (req: WireRequest, aliases: Record<string, strin
     const entries = ds[i].entries
     if (entries.length === 0) return `descriptors[${i}] has no entries`
     if (entries.length > MAX_ENTRIES) return `descriptors[${i}] has ${entries.length} entries; at most ${MAX_ENTRIES} are accepted`
-    const d: Descriptor = { domain: req.domain }
+    const d = Object.create(null) as Descriptor
+    d.domain = req.domain
     for (let j = 0; j < entries.length; j++) {
       const { key, value } = entries[j]
       if (key.length === 0 || key.length > 64) return `descriptors[${i}].entries[${j}].key must be 1-64 characters`
       if (value.length > MAX_VALUE_LENGTH) return `descriptors[${i}].entries[${j}].value is longer than ${MAX_VALUE_LENGTH} characters`
-      d[aliases[key] ?? key] = value
+      d[Object.hasOwn(aliases, key) ? aliases[key] : key] = value
     }
     const own = ds[i].hits_addend
     const cost = own !== null && own !== undefined ? own.value : base

@@ -104,3 +104,10 @@ describe('Envoy rate limit service v3 (ShouldRateLimit)', () => {
     expect(text).toMatch(/meshlimit_decisions_total\{api="grpc",result="denied"\} [1-9]/)
   })
 })
+
+describe('hostile field names', () => {
+  it('entry keys named like Object.prototype members are plain fields', async () => {
+    const r = await should({ domain: 'api', descriptors: [{ entries: entries({ constructor: 'x', __proto__: 'y', toString: 'z' }) }] })
+    expect(r.overall_code).toBe('OK')
+  })
+})

@@ -171,3 +171,13 @@ policies:
     expect(s.node.blocklist.blocked('user:probe')?.reason).toContain('escalation')
   })
 })
+
+describe('hostile field names', () => {
+  it('descriptor fields named like Object.prototype members are accepted as plain fields', async () => {
+    const s = await start(POLICIES, { escalation: { enabled: false } })
+    const body = '{"descriptor":{"user":"h1","constructor":"c1","__proto__":"p","toString":"t"}}'
+    const a = await check(s.httpUrl, body)
+    expect(a.status).toBe(200)
+    expect(a.json.decision).toMatchObject({ policy: 'per-user', remaining: 2 })
+  })
+})
