@@ -32,8 +32,9 @@ describe('meshlimit command line', () => {
 
   it('start runs a node with no arguments but free ports, prints a ready line, stops after --duration', async () => {
     const a = io({ MESHLIMIT_PORT: '0', MESHLIMIT_GRPC_PORT: '0', MESHLIMIT_ADMIN_PORT: '0', MESHLIMIT_LOG_LEVEL: 'silent' })
-    const run = main(['start', '--duration', '1500ms'], a)
-    for (let i = 0; i < 100 && a.outLines.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
+    const run = main(['start', '--duration', '2500ms'], a)
+    // Bounded wait for the ready line (10 s), then the node stays up 2.5 s.
+    for (let i = 0; i < 1000 && a.outLines.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
     const ready = JSON.parse(a.outLines[0])
     expect(ready).toMatchObject({ event: 'ready', node: 'local' })
     // The example policy is in force: per-client, 100 per 10 s.

@@ -36,22 +36,36 @@ async function listen (server: Server): Promise<string> {
 
 type Framework = (init: MiddlewareInit) => Promise<string>
 
+/** The /slow handler tells the test it is running, then waits for the test to let it finish: no sleeps. */
+interface Latch { promise: Promise<void>, resolve: () => void }
+function latch (): Latch {
+  let resolve!: () => void
+  const promise = new Promise<void>(r => { resolve = r })
+  return { promise, resolve }
+}
+let slow = { entered: latch(), release: latch() }
+async function holdSlow (): Promise<string> {
+  slow.entered.resolve()
+  await slow.release.promise
+  return 'slow'
+}
+
 const frameworks: Record<string, Framework> = {
   'node:http': async init => await listen(createServer(meshlimitNode(init)((req, res) => {
-    if (req.url === '/slow') setTimeout(() => res.end('slow'), 100)
+    if (req.url === '/slow') void holdSlow().then(t => res.end(t))
     else res.end('ok')
   }))),
   express: async init => {
     const app = express()
     app.use(meshlimitExpress(init))
-    app.get('/slow', (_req, res) => { setTimeout(() => res.send('slow'), 100) })
+    app.get('/slow', (_req, res) => { void holdSlow().then(t => res.send(t)) })
     app.all('/{*rest}', (_req, res) => { res.send('ok') })
     return await listen(createServer(app))
   },
   fastify: async init => {
     const app = Fastify()
     await app.register(meshlimitFastify as never, init)
-    app.get('/slow', async () => await new Promise(resolve => setTimeout(() => resolve('slow'), 100)))
+    app.get('/slow', async () => await holdSlow())
     app.all('/*', async () => 'ok')
     await app.listen({ port: 0, host: '127.0.0.1' })
     closers.push(async () => { await app.close() })
@@ -126,11 +140,15 @@ policies:
     limits: [ { algorithm: concurrency, limit: 1 } ]
 `)
     })
-    const slow = fetch(`${base}/slow`)
-    await new Promise(resolve => setTimeout(resolve, 30))
+    slow = { entered: latch(), release: latch() }
+    const pending = fetch(`${base}/slow`)
+    await slow.entered.promise
     const during = await fetch(`${base}/fast`)
     expect(during.status).toBe(429)
-    expect((await slow).status).toBe(200)
+    slow.release.resolve()
+    const done = await pending
+    expect(done.status).toBe(200)
+    expect(await done.text()).toBe('slow')
     expect(await (await fetch(`${base}/fast`)).text()).toBe('ok')
   })
 
