@@ -179,3 +179,21 @@ describe('run-time dependencies', () => {
     }
   })
 })
+
+describe('failures inside admission', () => {
+  it('node:http answers 500 and keeps serving when the descriptor function throws', async () => {
+    const errors: unknown[] = []
+    let fail = true
+    const base = await listen(createServer(meshlimitNode({
+      limiter: limiterOf(),
+      descriptor: () => { if (fail) throw new Error('boom'); return { ip: '1.2.3.4' } },
+      onError: err => { errors.push(err) }
+    })((_req, res) => { res.end('ok') })))
+    const r = await fetch(`${base}/x`)
+    expect(r.status).toBe(500)
+    expect(r.headers.get('content-type')).toBe('application/problem+json')
+    expect(errors).toHaveLength(1)
+    fail = false
+    expect((await fetch(`${base}/x`)).status).toBe(200)
+  })
+})
