@@ -149,3 +149,36 @@ describe('escalation', () => {
     expect(esc.stats().tracked).toBe(10)
   })
 })
+
+describe('block-list wire format', () => {
+  it('arbitrary bytes and arbitrary msgpack values never throw and never merge unless valid', () => {
+    const clock = new VirtualClock(T0)
+    const net = createLoopbackNetwork({ clock })
+    const list = createBlocklist({ clock, transport: net.connect('victim'), topic: 't/blocklist' })
+    const evil = net.connect('evil')
+    fc.assert(fc.property(fc.oneof(
+      fc.uint8Array({ maxLength: 64 }),
+      fc.anything().map(v => { try { return encode(v) } catch { return new Uint8Array([0xc1]) } }),
+      fc.array(fc.tuple(fc.string(), fc.integer(), fc.integer(), fc.integer(), fc.anything()), { maxLength: 3 }).map(es => encode([1, es]))
+    ), bytes => {
+      const before = list.stats()
+      expect(() => { evil.publish('t/blocklist', bytes) }).not.toThrow()
+      const after = list.stats()
+      // Either refused, or every entry in it passed validation (then merged or ignored as expired).
+      if (after.messagesRejected === before.messagesRejected) {
+        for (const e of list.list()) expect(e.expiresAt - e.ts).toBeLessThanOrEqual(86_400_000)
+      }
+    }), { numRuns: 500 })
+  })
+
+  it('valid entries round-trip: what one node writes is what the others hold', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.uniqueArray(fc.record({ key: fc.string({ minLength: 1, maxLength: 40 }), ms: fc.integer({ min: 1, max: 86_400_000 }), reason: fc.string({ maxLength: 40 }) }), { selector: e => e.key, maxLength: 10 }),
+      async entries => {
+        const { lists, settle } = mesh(2)
+        for (const e of entries) lists[0].block(e.key, e.ms, e.reason)
+        await settle()
+        expect(lists[1].list()).toEqual(lists[0].list().map(e => ({ ...e, replica: 'p0' })))
+      }), { numRuns: 50 })
+  })
+})
