@@ -42,7 +42,7 @@ interface WireRequest { domain: string, descriptors: WireDescriptor[], hits_adde
 const MAX_DESCRIPTORS = 64
 const MAX_ENTRIES = 32
 const MAX_VALUE_LENGTH = 4096
-const UNITS: ReadonlyArray<readonly [number, string]> = [[1000, 'SECOND'], [60_000, 'MINUTE'], [3_600_000, 'HOUR'], [86_400_000, 'DAY'], [604_800_000, 'WEEK']]
+const UNITS: ReadonlyArray<readonly [number, string]> = [[1000, 'SECOND'], [60_000, 'MINUTE'], [3_600_000, 'HOUR'], [86_400_000, 'DAY']]
 const UINT32_MAX = 0xffffffff
 
 /** The meshlimit descriptors and costs of a request, or why it is refused. */
