@@ -18,7 +18,7 @@ export interface EscalationInit {
   /**
    * Distinct things (policy and route pairs) a client must be denied on within the
    * window to be blocked; hammering one endpoint is the limiter's job, probing many is abuse.
-   * @default 5
+   * @default 10
    */
   threshold?: number
   /**
@@ -64,7 +64,7 @@ function positive (name: string, v: number | undefined, dflt: number): number {
 export function createEscalation (init: EscalationInit): Escalation {
   const clock = init.clock ?? systemClock
   const windowMs = positive('windowMs', init.windowMs, 60_000)
-  const threshold = positive('threshold', init.threshold, 5)
+  const threshold = positive('threshold', init.threshold, 10)
   const blockMs = positive('blockMs', init.blockMs, 600_000)
   const maxClients = positive('maxClients', init.maxClients, 10_000)
   const trackers = new Map<string, Tracker>()

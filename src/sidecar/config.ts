@@ -41,7 +41,7 @@ export const DEFAULT_CONFIG: SidecarConfig = {
   headers: { legacy: true, ietf: true, resetFormat: 'delta-seconds', retryAfterJitterMs: 0 },
   log: { level: 'info', sampleEvery: 1000 },
   limiter: { flushIntervalMs: 50, maxKeys: 1_000_000, hashSeed: 0 },
-  escalation: { enabled: true, windowMs: 60_000, threshold: 5, blockMs: 600_000 },
+  escalation: { enabled: true, windowMs: 60_000, threshold: 10, blockMs: 600_000 },
   blocklist: { maxEntries: 100_000, maxBlockMs: 86_400_000 }
 }
 

@@ -77,7 +77,7 @@ export interface SidecarNodeInit {
   }
   /**
    * Escalation options, or false to never block automatically.
-   * @default { windowMs: 60000, threshold: 5, blockMs: 600000 }
+   * @default { windowMs: 60000, threshold: 10, blockMs: 600000 }
    */
   escalation?: false | { windowMs?: number, threshold?: number, blockMs?: number }
   /** Told about every block-list change (logs, metrics). */
