@@ -1,0 +1,357 @@
+/**
+ * Sidecar benchmark: the decision API over HTTP and the Envoy rate limit service over
+ * gRPC, each at saturation and at a fixed offered rate, against the same decision API
+ * backed by a Redis token bucket (a Lua script per decision, as central-store limiters
+ * do it) on a real redis-server on loopback.
+ *
+ *   npm run bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N]
+ *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
+ *
+ * Saturation phases keep `connections` requests in flight (HTTP connections, gRPC
+ * calls); fixed-rate phases offer `--http-rate` / `--grpc-rate` requests per second
+ * over `rate-connections` connections (calls in flight are then whatever the rate needs).
+ *
+ * The sidecar and the Redis baseline run in child processes; the load generators
+ * (autocannon for HTTP, a gRPC client loop) run in this one. Installs redis-server with
+ * apt-get when it is missing. The last stdout line is one JSON object.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import * as http2 from 'node:http2'
+import * as grpc from '@grpc/grpc-js'
+import autocannon from 'autocannon'
+import { seededRandom } from '../src/index.js'
+import { loadRls } from '../src/sidecar/grpc.js'
+
+interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined }
+
+function parseArgs (argv: string[]): Args {
+  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined }
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i]
+    const num = (): number => {
+      const n = Number(argv[++i])
+      if (!(n > 0)) throw new Error(`${v} needs a positive number`)
+      return n
+    }
+    if (v === '--json') a.json = true
+    else if (v === '--duration') a.durationS = num()
+    else if (v === '--http-rate') a.httpRate = num()
+    else if (v === '--grpc-rate') a.grpcRate = num()
+    else if (v === '--connections') a.connections = num()
+    else if (v === '--rate-connections') a.rateConnections = num()
+    else if (v === '--users') a.users = num()
+    else if (v === '--no-redis') a.redis = false
+    else if (v === '--only') a.only = argv[++i]
+    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis]`)
+  }
+  return a
+}
+
+const log = (s: string): void => { process.stderr.write(s + '\n') }
+const dist = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url))
+
+/** Same limit on both sides: a token bucket of 100 per second, burst 100, per user. */
+const POLICIES = `policies:
+  - id: per-user
+    key: user
+    limits: [ { algorithm: token-bucket, ratePerSecond: 100, burst: 100 } ]
+`
+
+function percentile (sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000
+
+/** Spawns a child and resolves with the first JSON line it prints on stdout. */
+async function startChild (args: string[]): Promise<{ child: ChildProcess, ready: Record<string, string> }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const ready = await new Promise<Record<string, string>>((resolve, reject) => {
+    const t = setTimeout(() => { reject(new Error(`${args.join(' ')} did not start within 20 s`)) }, 20_000)
+    child.once('exit', code => { clearTimeout(t); reject(new Error(`${args.join(' ')} exited with ${String(code)}`)) })
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', line => {
+      clearTimeout(t)
+      resolve(JSON.parse(line) as Record<string, string>)
+    })
+  })
+  return { child, ready }
+}
+
+async function stopChild (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return
+  await new Promise<void>(resolve => {
+    child.once('exit', () => { resolve() })
+    child.kill('SIGTERM')
+    setTimeout(() => { child.kill('SIGKILL') }, 5000).unref()
+  })
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => { resolve(port) })
+    })
+  })
+}
+
+function bodies (users: number): string[] {
+  const rnd = seededRandom(11)
+  return Array.from({ length: 1 << 16 }, () => JSON.stringify({ descriptor: { user: `u${Math.floor(rnd() * users)}` } }))
+}
+
+interface HttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, autocannonP99Ms: number, non2xx: number, errors: number, timeouts: number, offered: number | null }
+
+/** One autocannon run against POST /v1/check; latencies of every response are kept at full resolution. */
+async function httpRun (url: string, a: Args, rate: number | undefined, durationS: number): Promise<HttpRun> {
+  const bs = bodies(a.users)
+  let i = 0
+  const times: number[] = []
+  let finish!: (r: autocannon.Result) => void
+  let fail!: (e: unknown) => void
+  const done = new Promise<autocannon.Result>((resolve, reject) => { finish = resolve; fail = reject })
+  const instance = autocannon({
+    url: `${url}/v1/check`,
+    connections: rate === undefined ? a.connections : a.rateConnections,
+    duration: durationS,
+    overallRate: rate,
+    requests: [{
+      method: 'POST',
+      path: '/v1/check',
+      headers: { 'content-type': 'application/json' },
+      setupRequest: req => ({ ...req, body: bs[i++ & 0xffff] })
+    }]
+  }, (err, result) => { if (err !== null && err !== undefined) fail(err); else finish(result) })
+  instance.on('response', (_client: unknown, _status: number, _bytes: number, responseTime: number) => { times.push(responseTime) })
+  const r = await done
+  const sorted = Float64Array.from(times).sort()
+  return {
+    reqPerSec: Math.round(r.requests.average),
+    p50Ms: round3(percentile(sorted, 0.5)),
+    p99Ms: round3(percentile(sorted, 0.99)),
+    autocannonP99Ms: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    offered: rate ?? null
+  }
+}
+
+interface GrpcRun {
+  reqPerSec: number
+  /** From the moment each call was sent, like autocannon's response times. */
+  p50Ms: number
+  p99Ms: number
+  /** From each call's scheduled time (fixed rate only): also charges lateness of this process. */
+  scheduledP99Ms: number
+  errors: number
+  offered: number | null
+}
+
+/**
+ * gRPC load: with `rate`, requests are sent on a schedule (i / rate); latency is
+ * reported from the send (as autocannon does) and from the scheduled time, which
+ * charges a stall to every request it delayed (no coordinated omission) but also
+ * charges this process's own timer lateness. Without `rate`, `connections` calls are
+ * kept in flight.
+ *
+ * The client speaks gRPC over one node:http2 session directly (length-prefixed
+ * protobuf, grpc-status from the trailers), with requests encoded up front, because a
+ * grpc-js client costs more CPU per call than the server it measures and this machine
+ * has two cores for both. One answer is decoded and checked. (The tests use a grpc-js
+ * client built from the proto.)
+ */
+async function grpcRun (address: string, a: Args, rate: number | undefined, durationS: number): Promise<GrpcRun> {
+  const pkg = loadRls() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } }
+  const method = pkg.envoy.service.ratelimit.v3.RateLimitService.service.ShouldRateLimit
+  const frame = (b: Buffer): Buffer => {
+    const f = Buffer.allocUnsafe(5 + b.length)
+    f[0] = 0
+    f.writeUInt32BE(b.length, 1)
+    b.copy(f, 5)
+    return f
+  }
+  const rnd = seededRandom(13)
+  const reqs = Array.from({ length: 1 << 16 }, () => frame(method.requestSerialize({ domain: 'bench', descriptors: [{ entries: [{ key: 'user', value: `u${Math.floor(rnd() * a.users)}` }] }] })))
+  const session = http2.connect(`http://${address}`)
+  await new Promise<void>((resolve, reject) => { session.once('connect', () => { resolve() }); session.once('error', reject) })
+  const headers = { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' }
+  let sample: Buffer | undefined
+  const call = (i: number, cb: (err: Error | null) => void): void => {
+    const stream = session.request(headers)
+    let status: string | undefined
+    const chunks: Buffer[] | undefined = sample === undefined ? [] : undefined
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => { status = t['grpc-status'] as string | undefined })
+    stream.on('data', (c: Buffer) => { chunks?.push(c) })
+    stream.on('error', () => {})
+    stream.on('close', () => {
+      if (status !== '0') { cb(new Error(`grpc-status ${String(status)}`)); return }
+      if (chunks !== undefined && sample === undefined) sample = Buffer.concat(chunks).subarray(5)
+      cb(null)
+    })
+    stream.end(reqs[i & 0xffff])
+  }
+  const lat: number[] = []
+  const late: number[] = []
+  let errors = 0
+  let n = 0
+  const t0 = performance.now()
+  const end = t0 + durationS * 1000
+  await new Promise<void>(resolve => {
+    let inFlight = 0
+    const one = (scheduled: number, again: boolean): void => {
+      const sentAt = performance.now()
+      inFlight++
+      call(n++, err => {
+        inFlight--
+        const now = performance.now()
+        if (err !== null) errors++
+        else {
+          lat.push(now - sentAt)
+          late.push(now - scheduled)
+        }
+        if (again && now < end) one(performance.now(), true)
+        else if (inFlight === 0 && now >= end) resolve()
+      })
+    }
+    if (rate === undefined) {
+      for (let c = 0; c < a.connections; c++) one(performance.now(), true)
+      return
+    }
+    let sent = 0
+    const tick = (): void => {
+      const now = performance.now()
+      const due = Math.min(Math.floor((Math.min(now, end) - t0) * rate / 1000), Math.floor(durationS * rate))
+      // Late requests wait here, not in the client library, and still count from their scheduled time.
+      while (sent < due && inFlight < 4 * a.connections) one(t0 + (sent++ * 1000) / rate, false)
+      // A 1 ms timer, not a spin: the loop must leave the CPU to the server.
+      if (now < end) setTimeout(tick, 1)
+      else if (inFlight === 0) resolve()
+    }
+    tick()
+  })
+  const elapsed = (performance.now() - t0) / 1000
+  session.close()
+  const answer = sample === undefined ? undefined : method.responseDeserialize(sample) as { overall_code: string, statuses: unknown[] }
+  if (answer === undefined || answer.statuses.length !== 1) throw new Error(`unexpected ShouldRateLimit answer: ${JSON.stringify(answer)}`)
+  const sorted = Float64Array.from(lat).sort()
+  const sortedLate = Float64Array.from(late).sort()
+  return { reqPerSec: Math.round(lat.length / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), errors, offered: rate ?? null }
+}
+
+function ensureRedis (): string {
+  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim()
+  if (found !== '') return found
+  log('redis-server is missing: apt-get install -y redis-server')
+  const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'], { stdio: 'inherit' })
+  if (r.status !== 0) throw new Error('could not install redis-server; install it or pass --no-redis')
+  return spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim()
+}
+
+async function main (): Promise<void> {
+  const a = parseArgs(process.argv.slice(2))
+  const dir = mkdtempSync(join(tmpdir(), 'meshlimit-bench-'))
+  const policyFile = join(dir, 'policies.yaml')
+  writeFileSync(policyFile, POLICIES)
+  const children: ChildProcess[] = []
+  const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }
+  try {
+    log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${a.users} users; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
+    const side = await startChild([dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile])
+    children.push(side.child)
+    const warm = Math.max(1, Math.min(3, a.durationS / 3))
+    const want = (phase: string): boolean => a.only === undefined || a.only === phase
+    const none: HttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, non2xx: 0, errors: 0, timeouts: 0, offered: null }
+    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, errors: 0, offered: null }
+    let grpcFixed = grpcSat
+    // gRPC first: its client loop in this process runs before autocannon has loaded it.
+    if (want('grpc')) {
+      await grpcRun(side.ready.grpc, a, undefined, warm)
+      grpcSat = await grpcRun(side.ready.grpc, a, undefined, a.durationS)
+      log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
+      grpcFixed = await grpcRun(side.ready.grpc, a, a.grpcRate, a.durationS)
+      log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
+    }
+    let httpSat = none
+    let httpFixed = none
+    if (want('http')) {
+      await httpRun(side.ready.http, a, undefined, warm)
+      httpSat = await httpRun(side.ready.http, a, undefined, a.durationS)
+      log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
+      httpFixed = await httpRun(side.ready.http, a, a.httpRate, a.durationS)
+      log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms} ms)`)
+    }
+    await stopChild(side.child)
+
+    let redis: { sat: HttpRun, fixed: HttpRun } | undefined
+    if (a.redis && want('redis')) {
+      const bin = ensureRedis()
+      const port = await freePort()
+      const server = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: 'ignore' })
+      children.push(server)
+      await new Promise(resolve => setTimeout(resolve, 500))
+      const base = await startChild([dist('./redis-baseline.js'), String(port)])
+      children.push(base.child)
+      await httpRun(base.ready.http, a, undefined, warm)
+      const sat = await httpRun(base.ready.http, a, undefined, a.durationS)
+      log(`Redis baseline saturation: ${sat.reqPerSec} req/s, p99 ${sat.p99Ms} ms`)
+      const fixed = await httpRun(base.ready.http, a, a.httpRate, a.durationS)
+      log(`Redis baseline at ${a.httpRate}/s offered: ${fixed.reqPerSec} req/s, p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms (autocannon: ${fixed.autocannonP99Ms} ms)`)
+      redis = { sat, fixed }
+    }
+    const result = {
+      bench: 'sidecar',
+      node: process.version,
+      durationS: a.durationS,
+      connections: a.connections,
+      rateConnections: a.rateConnections,
+      users: a.users,
+      httpReqPerSec: httpSat.reqPerSec,
+      httpP99Ms: httpFixed.p99Ms,
+      httpOfferedRate: a.httpRate,
+      httpAchievedRate: httpFixed.reqPerSec,
+      httpP50Ms: httpFixed.p50Ms,
+      httpAutocannonP99Ms: httpFixed.autocannonP99Ms,
+      httpSaturationP99Ms: httpSat.p99Ms,
+      grpcReqPerSec: grpcSat.reqPerSec,
+      grpcP99Ms: grpcFixed.p99Ms,
+      grpcOfferedRate: a.grpcRate,
+      grpcAchievedRate: grpcFixed.reqPerSec,
+      grpcP50Ms: grpcFixed.p50Ms,
+      grpcScheduledP99Ms: grpcFixed.scheduledP99Ms,
+      grpcSaturationP99Ms: grpcSat.p99Ms,
+      errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
+      baselines: redis === undefined
+        ? null
+        : {
+            redisReqPerSec: redis.sat.reqPerSec,
+            redisP99Ms: redis.fixed.p99Ms,
+            redisAchievedRate: redis.fixed.reqPerSec,
+            redisAutocannonP99Ms: redis.fixed.autocannonP99Ms,
+            redisSaturationP99Ms: redis.sat.p99Ms
+          },
+      ratios: redis === undefined
+        ? null
+        : { httpReqPerSecVsRedis: round3(httpSat.reqPerSec / redis.sat.reqPerSec), httpP99VsRedis: round3(httpFixed.p99Ms / redis.fixed.p99Ms) }
+    }
+    if (!a.json) log(JSON.stringify(result, null, 2))
+    process.stdout.write(JSON.stringify(result) + '\n')
+  } finally {
+    await cleanup()
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:sidecar failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  process.exit(1)
+})

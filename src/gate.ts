@@ -1,0 +1,181 @@
+import { performance } from 'node:perf_hooks'
+import type { BlockEntry, Blocklist } from './abuse/blocklist.js'
+import type { Escalation } from './abuse/escalation.js'
+import type { Decision, Lease } from './decision.js'
+import { createRateLimitHeaders, type HeaderMap, type RateLimitHeaders } from './http/headers.js'
+import { PROBLEM_TYPES, rateLimitedProblem, type Problem } from './http/problem.js'
+import type { Limiter } from './limiter.js'
+import type { Descriptor } from './policy/types.js'
+import { systemClock, type Clock } from '../membership/clock.js'
+
+/** Who watches decisions: metrics and logs. Called after the decision, off check() itself. */
+export interface GateObserver {
+  decision(api: string, clientKey: string | undefined, d: Decision, latencyMs: number): void
+  blocked(api: string, clientKey: string, entry: BlockEntry): void
+}
+
+/** The client identity blocks and escalations apply to. */
+export type ClientKeyOf = (d: Descriptor) => string | undefined
+
+/** "field:value" of the first of apiKey, user, ip present: the most specific identity a request carries. */
+export const defaultClientKey: ClientKeyOf = d => {
+  if (d.apiKey !== undefined) return 'apiKey:' + d.apiKey
+  if (d.user !== undefined) return 'user:' + d.user
+  if (d.ip !== undefined) return 'ip:' + d.ip
+  return undefined
+}
+
+export interface GateInit {
+  limiter: Limiter
+  /** Checked before the limiter: a blocked client is refused without counting. */
+  blocklist?: Blocklist
+  /** Told about every denial, to block clients denied on many policies or endpoints. */
+  escalation?: Escalation
+  /**
+   * Header builder.
+   * @default createRateLimitHeaders({ policies: limiter })
+   */
+  headers?: RateLimitHeaders
+  /**
+   * The client identity of a descriptor, for blocks and escalation.
+   * @default defaultClientKey (apiKey, then user, then ip)
+   */
+  clientKey?: ClientKeyOf
+  /** Metrics and logs. */
+  observers?: GateObserver[]
+  /**
+   * Time source of block expiry.
+   * @default systemClock
+   */
+  clock?: Clock
+}
+
+/** The outcome of one admission through the gate. */
+export interface GateResult {
+  allowed: boolean
+  /** The HTTP status the gateway should answer with when not allowed (429), else 200. */
+  status: 200 | 429
+  /** The limiter's decision (undefined when the block list refused the request). */
+  decision: Decision | undefined
+  /** The block that refused the request. */
+  block: BlockEntry | undefined
+  /** Response headers to set. */
+  headers: HeaderMap
+  /** Seconds to wait, when refused and a wait can help. */
+  retryAfterSeconds: number | undefined
+  clientKey: string | undefined
+}
+
+export interface Gate {
+  /** Block list, then limiter.check(); counts the request when allowed. */
+  check(descriptor: Descriptor, cost: number, api: string): GateResult
+  /** Block list, then limiter.acquire(); release the lease when the work ends. */
+  acquire(descriptor: Descriptor, cost: number, api: string): GateResult & { lease: Lease | undefined }
+  /**
+   * Several descriptors of one request (Envoy sends several): all are counted or, when
+   * any is refused, none is (peeked first). Atomic unless two descriptors share a counter.
+   * A cost of 0 only reports, counting nothing.
+   */
+  checkAll(descriptors: Descriptor[], costs: number[], api: string): GateResult[]
+  /** The problem+json body of a refused result. */
+  problem(r: GateResult, instance?: string): Problem
+  readonly headers: RateLimitHeaders
+  readonly limiter: Limiter
+}
+
+/**
+ * Admission as the HTTP API, the gRPC service and the middleware share it: the block
+ * list first, then the limiter, then headers, escalation, metrics and logs.
+ */
+export function createGate (init: GateInit): Gate {
+  const { limiter, blocklist, escalation } = init
+  const headers = init.headers ?? createRateLimitHeaders({ policies: limiter })
+  const clientKey = init.clientKey ?? defaultClientKey
+  const observers = init.observers ?? []
+  const clock = init.clock ?? systemClock
+
+  const refused = (key: string, entry: BlockEntry, api: string): GateResult => {
+    for (const o of observers) o.blocked(api, key, entry)
+    const wait = Math.max(1, Math.ceil((entry.expiresAt - clock.now()) / 1000))
+    return { allowed: false, status: 429, decision: undefined, block: entry, headers: { 'Retry-After': String(wait) }, retryAfterSeconds: wait, clientKey: key }
+  }
+
+  const after = (d: Decision, key: string | undefined, descriptor: Descriptor, api: string, t0: number): GateResult => {
+    const latencyMs = performance.now() - t0
+    for (let i = 0; i < observers.length; i++) observers[i].decision(api, key, d, latencyMs)
+    if (!d.allowed && escalation !== undefined && key !== undefined) {
+      escalation.denied(key, `${d.policy ?? ''} ${descriptor.route ?? ''}`)
+    }
+    const retry = headers.retryAfterSeconds(d)
+    return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, headers: headers.of(d, retry), retryAfterSeconds: retry, clientKey: key }
+  }
+
+  return {
+    headers,
+    limiter,
+    check (descriptor, cost, api) {
+      const key = clientKey(descriptor)
+      if (blocklist !== undefined && key !== undefined) {
+        const b = blocklist.blocked(key)
+        if (b !== undefined) return refused(key, b, api)
+      }
+      const t0 = performance.now()
+      return after(limiter.check(descriptor, cost), key, descriptor, api, t0)
+    },
+    acquire (descriptor, cost, api) {
+      const key = clientKey(descriptor)
+      if (blocklist !== undefined && key !== undefined) {
+        const b = blocklist.blocked(key)
+        if (b !== undefined) return { ...refused(key, b, api), lease: undefined }
+      }
+      const t0 = performance.now()
+      const lease = limiter.acquire(descriptor, cost)
+      return { ...after(lease, key, descriptor, api, t0), lease }
+    },
+    checkAll (descriptors, costs, api) {
+      const n = descriptors.length
+      const out = new Array<GateResult>(n)
+      const keys = descriptors.map(clientKey)
+      let refusedAny = false
+      if (blocklist !== undefined) {
+        for (let i = 0; i < n; i++) {
+          const k = keys[i]
+          const b = k === undefined ? undefined : blocklist.blocked(k)
+          if (b !== undefined) { out[i] = refused(k as string, b, api); refusedAny = true }
+        }
+      }
+      const t0 = performance.now()
+      if (!refusedAny && n === 1 && costs[0] > 0) {
+        out[0] = after(limiter.check(descriptors[0], costs[0]), keys[0], descriptors[0], api, t0)
+        return out
+      }
+      const peeked = new Array<Decision>(n)
+      for (let i = 0; i < n; i++) {
+        if (out[i] !== undefined) continue
+        peeked[i] = limiter.peek(descriptors[i], costs[i] > 0 ? costs[i] : 1)
+        if (!peeked[i].allowed) refusedAny = true
+      }
+      for (let i = 0; i < n; i++) {
+        if (out[i] !== undefined) continue
+        // Counted only when every descriptor passes; a cost of 0 never counts.
+        const d = !refusedAny && costs[i] > 0 ? limiter.check(descriptors[i], costs[i]) : peeked[i]
+        out[i] = after(d, keys[i], descriptors[i], api, t0)
+      }
+      return out
+    },
+    problem (r, instance) {
+      if (r.decision !== undefined) return rateLimitedProblem(r.decision, headers.quotaName, r.retryAfterSeconds, instance)
+      const b = r.block as BlockEntry
+      const p: Problem = {
+        type: PROBLEM_TYPES.blocked,
+        title: 'Too Many Requests',
+        status: 429,
+        detail: `The client is blocked until ${new Date(b.expiresAt).toISOString()}: ${b.reason || 'no reason given'}.`,
+        blockedUntil: new Date(b.expiresAt).toISOString(),
+        retryAfterSeconds: r.retryAfterSeconds
+      }
+      if (instance !== undefined) p.instance = instance
+      return p
+    }
+  }
+}

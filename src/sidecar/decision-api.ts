@@ -1,0 +1,120 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Gate } from '../gate.js'
+import { MAX_COST } from '../limiter.js'
+import type { Descriptor } from '../policy/types.js'
+import { BodyTooLarge, badRequest, internalError, methodNotAllowed, notFound, readBody, sendJson, tooLarge } from './http-util.js'
+import type { SidecarMetrics } from './metrics.js'
+import type { Logger } from '../log.js'
+
+export interface DecisionApiInit {
+  gate: Gate
+  metrics?: SidecarMetrics
+  logger?: Logger
+  /**
+   * Largest request body, in bytes.
+   * @default 65536
+   */
+  maxBodyBytes?: number
+  /** Whether the node is ready to serve (for /readyz). @default always */
+  ready?: () => boolean
+}
+
+const MAX_FIELDS = 64
+const MAX_FIELD_NAME = 64
+const MAX_VALUE_LENGTH = 4096
+const FIELD_NAME = /^[A-Za-z0-9_.-]+$/
+
+/** A checked /v1/check request, or the reason it is refused. */
+export function parseCheckRequest (body: unknown): { descriptor: Descriptor, cost: number } | string {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'the body must be a JSON object such as {"descriptor":{"user":"u-42"},"cost":1}'
+  const b = body as Record<string, unknown>
+  for (const k of Object.keys(b)) if (k !== 'descriptor' && k !== 'cost') return `unknown field ${JSON.stringify(k)}; the fields are "descriptor" and "cost"`
+  const d = b.descriptor
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) return '"descriptor" must be an object of string fields, e.g. {"user":"u-42","route":"/v1/search"}'
+  const names = Object.keys(d)
+  if (names.length > MAX_FIELDS) return `"descriptor" has ${names.length} fields; at most ${MAX_FIELDS} are accepted`
+  // No prototype: a field named like an Object.prototype member must read as itself, not as inherited.
+  const descriptor = Object.create(null) as Descriptor
+  for (const name of names) {
+    const v = (d as Record<string, unknown>)[name]
+    if (name.length > MAX_FIELD_NAME || !FIELD_NAME.test(name)) return `descriptor field name ${JSON.stringify(name.slice(0, 80))} must be 1-${MAX_FIELD_NAME} letters, digits, "_", "." or "-"`
+    if (typeof v !== 'string') return `descriptor.${name} must be a string, got ${v === null ? 'null' : typeof v}`
+    if (v.length > MAX_VALUE_LENGTH) return `descriptor.${name} is ${v.length} characters long; at most ${MAX_VALUE_LENGTH} are accepted`
+    descriptor[name] = v
+  }
+  const cost = b.cost ?? 1
+  if (typeof cost !== 'number' || !Number.isInteger(cost) || cost < 1 || cost > MAX_COST) return `"cost" must be an integer from 1 to ${MAX_COST}, got ${JSON.stringify(cost)}`
+  return { descriptor, cost }
+}
+
+/**
+ * The decision API's request listener: POST /v1/check, GET /metrics, /healthz, /readyz.
+ * A decision is always answered 200; its `status` field says what the gateway should answer.
+ */
+export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage, res: ServerResponse) => void {
+  const { gate, metrics } = init
+  const maxBodyBytes = init.maxBodyBytes ?? 65536
+  const ready = init.ready ?? (() => true)
+
+  const check = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Any content type is read as JSON: curl -d sends form-encoded, fetch sends text/plain.
+    let raw: Buffer
+    try { raw = await readBody(req, maxBodyBytes) } catch (err) {
+      if (err instanceof BodyTooLarge) tooLarge(res, maxBodyBytes)
+      else badRequest(res, 'The request body could not be read.')
+      return
+    }
+    let body: unknown
+    try { body = JSON.parse(raw.toString('utf8')) } catch (err) {
+      badRequest(res, `The body is not valid JSON: ${(err as Error).message}.`)
+      return
+    }
+    const parsed = parseCheckRequest(body)
+    if (typeof parsed === 'string') {
+      badRequest(res, parsed)
+      return
+    }
+    const r = gate.check(parsed.descriptor, parsed.cost, 'http')
+    sendJson(res, 200, {
+      allowed: r.allowed,
+      status: r.status,
+      decision: r.decision,
+      headers: r.headers,
+      ...(r.allowed ? {} : { problem: gate.problem(r) })
+    })
+  }
+
+  return (req, res) => {
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const path = q < 0 ? url : url.slice(0, q)
+    const method = req.method ?? 'GET'
+    if (path === '/v1/check') {
+      if (method !== 'POST') { req.resume(); methodNotAllowed(res, method, ['POST']); return }
+      check(req, res).catch(err => {
+        init.logger?.error({ err }, 'decision request failed')
+        internalError(res)
+      })
+      return
+    }
+    req.resume()
+    if (method !== 'GET' && method !== 'HEAD') {
+      if (path === '/metrics' || path === '/healthz' || path === '/readyz') methodNotAllowed(res, method, ['GET', 'HEAD'])
+      else notFound(res, path)
+      return
+    }
+    if (path === '/healthz') sendJson(res, 200, { status: 'ok' })
+    else if (path === '/readyz') {
+      if (ready()) sendJson(res, 200, { status: 'ready', policyVersion: gate.limiter.policies.version })
+      else sendJson(res, 503, { status: 'not ready' })
+    } else if (path === '/metrics' && metrics !== undefined) {
+      metrics.text().then(text => {
+        res.setHeader('Content-Type', metrics.registry.contentType)
+        res.end(text)
+      }, err => {
+        init.logger?.error({ err }, 'metrics failed')
+        internalError(res)
+      })
+    } else notFound(res, path)
+  }
+}

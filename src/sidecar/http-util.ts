@@ -1,0 +1,64 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { PROBLEM_TYPES, problem, sendProblem } from '../http/problem.js'
+
+/** A request body over the size limit. */
+export class BodyTooLarge extends Error {}
+
+/** Reads a request body up to `maxBytes`; rejects with BodyTooLarge past it (without buffering the rest). */
+export async function readBody (req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const declared = req.headers['content-length']
+  if (declared !== undefined && Number(declared) > maxBytes) {
+    req.resume()
+    throw new BodyTooLarge()
+  }
+  return await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    let done = false
+    req.on('data', (c: Buffer) => {
+      if (done) return
+      size += c.length
+      if (size > maxBytes) {
+        done = true
+        req.resume()
+        reject(new BodyTooLarge())
+        return
+      }
+      chunks.push(c)
+    })
+    req.on('end', () => { if (!done) { done = true; resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)) } })
+    req.on('error', err => { if (!done) { done = true; reject(err) } })
+  })
+}
+
+export function sendJson (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+  const text = JSON.stringify(body)
+  res.statusCode = status
+  if (headers !== undefined) for (const k in headers) res.setHeader(k, headers[k])
+  res.setHeader('Content-Type', 'application/json')
+  res.setHeader('Content-Length', Buffer.byteLength(text))
+  res.end(text)
+}
+
+export function badRequest (res: ServerResponse, detail: string, extra?: Record<string, unknown>): void {
+  sendProblem(res, problem(400, PROBLEM_TYPES.badRequest, 'Bad Request', detail, extra))
+}
+
+export function tooLarge (res: ServerResponse, maxBytes: number): void {
+  // The rest of the body is not read: close the connection rather than parse it as the next request.
+  res.setHeader('Connection', 'close')
+  sendProblem(res, problem(413, PROBLEM_TYPES.tooLarge, 'Content Too Large', `The request body is larger than ${maxBytes} bytes.`))
+}
+
+export function notFound (res: ServerResponse, path: string): void {
+  sendProblem(res, problem(404, PROBLEM_TYPES.notFound, 'Not Found', `No resource at ${JSON.stringify(path)}.`))
+}
+
+export function methodNotAllowed (res: ServerResponse, method: string, allowed: string[]): void {
+  res.setHeader('Allow', allowed.join(', '))
+  sendProblem(res, problem(405, PROBLEM_TYPES.methodNotAllowed, 'Method Not Allowed', `${method} is not allowed here; use ${allowed.join(' or ')}.`))
+}
+
+export function internalError (res: ServerResponse): void {
+  sendProblem(res, problem(500, PROBLEM_TYPES.internal, 'Internal Server Error', 'The server failed to answer; see its log.'))
+}

@@ -1,0 +1,113 @@
+import * as grpc from '@grpc/grpc-js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadRls } from '../../src/sidecar/grpc.js'
+import type { Sidecar } from '../../src/sidecar/index.js'
+import { parseList } from '../http/sf-parser.js'
+import { sidecar } from './helpers.js'
+
+const POLICIES = `
+policies:
+  - id: per-ip
+    key: ip
+    match: { domain: edge }
+    limits: [ { limit: 2, window: 1m, algorithm: fixed-window } ]
+  - id: per-user
+    key: user
+    limits: [ { limit: 5, window: 1s, algorithm: fixed-window } ]
+  - id: per-tenant
+    key: tenant
+    limits: [ { limit: 10, window: 10s, algorithm: fixed-window } ]
+`
+
+type Call = (req: unknown) => Promise<any>
+
+let s: Sidecar
+let client: grpc.Client
+let should: Call
+
+beforeAll(async () => {
+  s = await sidecar(POLICIES, { escalation: { enabled: false } })
+  // A client built from the proto, as Envoy's would be: nothing shared with the server but the wire.
+  const pkg = loadRls() as any
+  const Ctor = pkg.envoy.service.ratelimit.v3.RateLimitService as grpc.ServiceClientConstructor
+  client = new Ctor(s.grpcAddress as string, grpc.credentials.createInsecure())
+  should = async req => await new Promise((resolve, reject) => {
+    (client as any).ShouldRateLimit(req, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, res: unknown) => { if (err !== null) reject(err); else resolve(res) })
+  })
+})
+afterAll(async () => {
+  client?.close()
+  await s?.close()
+})
+
+const entries = (o: Record<string, string>): Array<{ key: string, value: string }> => Object.entries(o).map(([key, value]) => ({ key, value }))
+
+describe('Envoy rate limit service v3 (ShouldRateLimit)', () => {
+  it('answers OK with the current limit, remaining and time until reset, then OVER_LIMIT', async () => {
+    const req = { domain: 'edge', descriptors: [{ entries: entries({ remote_address: '198.51.100.7' }) }] }
+    const a = await should(req)
+    expect(a.overall_code).toBe('OK')
+    expect(a.statuses).toHaveLength(1)
+    expect(a.statuses[0]).toMatchObject({ code: 'OK', current_limit: { name: 'per-ip', requests_per_unit: 2, unit: 'MINUTE' }, limit_remaining: 1 })
+    const reset = a.statuses[0].duration_until_reset
+    expect(reset.seconds * 1000 + reset.nanos / 1e6).toBeGreaterThan(0)
+    expect(reset.seconds).toBeLessThanOrEqual(60)
+    await should(req)
+    const over = await should(req)
+    expect(over.overall_code).toBe('OVER_LIMIT')
+    expect(over.statuses[0]).toMatchObject({ code: 'OVER_LIMIT', limit_remaining: 0 })
+    const headers = Object.fromEntries(over.response_headers_to_add.map((h: any) => [h.key, h.value]))
+    expect(headers['X-RateLimit-Limit']).toBe('2')
+    expect(Number(headers['Retry-After'])).toBeGreaterThan(0)
+    expect(parseList(headers['RateLimit-Policy'])).toEqual([{ value: 'per-ip', params: [['q', 2], ['w', 60]] }])
+  })
+
+  it('limits every descriptor and counts none of them when one is over', async () => {
+    const user = { entries: entries({ user: 'alice' }) }
+    const tenant = { entries: entries({ tenant: 't1' }) }
+    const big = await should({ domain: 'api', descriptors: [user, tenant], hits_addend: 5 })
+    expect(big.overall_code).toBe('OK')
+    expect(big.statuses.map((x: any) => x.limit_remaining)).toEqual([0, 5])
+    // alice is spent: the request is over, and tenant t1 is not charged for it.
+    const over = await should({ domain: 'api', descriptors: [user, tenant] })
+    expect(over.overall_code).toBe('OVER_LIMIT')
+    expect(over.statuses.map((x: any) => x.code)).toEqual(['OVER_LIMIT', 'OK'])
+    const peek = await should({ domain: 'api', descriptors: [{ entries: entries({ tenant: 't1' }), hits_addend: { value: 0 } }] })
+    expect(peek.statuses[0].limit_remaining).toBe(5)
+  })
+
+  it('honours per-descriptor hits_addend, answers OK without a limit for unmatched descriptors', async () => {
+    const r = await should({ domain: 'api', descriptors: [{ entries: entries({ tenant: 't2' }), hits_addend: { value: 4 } }, { entries: entries({ nothing: 'x' }) }] })
+    expect(r.overall_code).toBe('OK')
+    expect(r.statuses[0]).toMatchObject({ code: 'OK', limit_remaining: 6, current_limit: { unit: 'UNKNOWN', requests_per_unit: 10 } })
+    expect(r.statuses[1].code).toBe('OK')
+    expect(r.statuses[1].current_limit).toBeNull()
+  })
+
+  it('refuses malformed requests with INVALID_ARGUMENT and a reason', async () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{ domain: '', descriptors: [{ entries: entries({ user: 'x' }) }] }, /domain/],
+      [{ domain: 'api', descriptors: [] }, /at least one descriptor/],
+      [{ domain: 'api', descriptors: [{ entries: [] }] }, /no entries/],
+      [{ domain: 'api', descriptors: [{ entries: [{ key: '', value: 'v' }] }] }, /key must be/],
+      [{ domain: 'api', descriptors: [{ entries: entries({ user: 'x' }), hits_addend: { value: 2 ** 40 } }] }, /hits_addend/]
+    ]
+    for (const [req, reason] of bad) {
+      const err = await should(req).then(() => undefined, (e: grpc.ServiceError) => e)
+      expect(err?.code, JSON.stringify(req)).toBe(grpc.status.INVALID_ARGUMENT)
+      expect(err?.details).toMatch(reason)
+    }
+  })
+
+  it('counts gRPC decisions in the metrics', async () => {
+    const text = await (await fetch(`${s.httpUrl}/metrics`)).text()
+    expect(text).toMatch(/meshlimit_decisions_total\{api="grpc",result="denied"\} [1-9]/)
+  })
+})
+
+describe('hostile field names', () => {
+  it('entry keys named like Object.prototype members are plain fields', async () => {
+    const r = await should({ domain: 'api', descriptors: [{ entries: entries({ constructor: 'x', __proto__: 'y', toString: 'z' }) }] })
+    expect(r.overall_code).toBe('OK')
+  })
+})

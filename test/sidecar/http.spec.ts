@@ -1,0 +1,183 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { Sidecar } from '../../src/sidecar/index.js'
+import { parseList } from '../http/sf-parser.js'
+import { TOKEN, check, memoryLogger, sidecar } from './helpers.js'
+
+const POLICIES = `
+version: 7
+policies:
+  - id: per-user
+    key: user
+    limits: [ { limit: 3, window: 1h, algorithm: fixed-window } ]
+  - id: per-route
+    key: route
+    limits: [ { limit: 1000, window: 1h, algorithm: fixed-window } ]
+`
+
+let running: Sidecar[] = []
+afterEach(async () => {
+  await Promise.all(running.map(async s => { await s.close() }))
+  running = []
+})
+const start = async (...a: Parameters<typeof sidecar>): Promise<Sidecar> => {
+  const s = await sidecar(...a)
+  running.push(s)
+  return s
+}
+
+describe('decision API (POST /v1/check)', () => {
+  it('answers decisions with the headers to set, then 429 with a problem naming the policy', async () => {
+    const s = await start(POLICIES, { escalation: { enabled: false } })
+    const a = await check(s.httpUrl, { descriptor: { user: 'u1', route: '/v1/search' } })
+    expect(a.status).toBe(200)
+    expect(a.json.allowed).toBe(true)
+    expect(a.json.status).toBe(200)
+    expect(a.json.decision).toMatchObject({ allowed: true, policy: 'per-user', limit: 3, remaining: 2 })
+    expect(a.json.headers).toMatchObject({ 'X-RateLimit-Limit': '3', 'X-RateLimit-Remaining': '2' })
+    expect(parseList(a.json.headers['RateLimit-Policy'])).toEqual([
+      { value: 'per-user', params: [['q', 3], ['w', 3600]] },
+      { value: 'per-route', params: [['q', 1000], ['w', 3600]] }
+    ])
+    expect(a.json.headers.RateLimit).toMatch(/^"per-user";r=2;t=\d+, "per-route";r=999;t=\d+$/)
+    await check(s.httpUrl, { descriptor: { user: 'u1', route: '/v1/search' }, cost: 2 })
+    const d = await check(s.httpUrl, { descriptor: { user: 'u1', route: '/v1/search' } })
+    expect(d.json.allowed).toBe(false)
+    expect(d.json.status).toBe(429)
+    expect(Number(d.json.headers['Retry-After'])).toBeGreaterThan(0)
+    expect(d.json.problem).toMatchObject({ type: 'urn:meshlimit:problem:rate-limited', status: 429, violatedPolicies: ['per-user'] })
+    // A denied request consumed nothing from the per-route limit.
+    const other = await check(s.httpUrl, { descriptor: { user: 'u2', route: '/v1/search' } })
+    expect(other.json.decision.limits.find((l: any) => l.policy === 'per-route').remaining).toBe(996)
+  })
+
+  it('refuses malformed requests with 400 and a reason, in problem+json', async () => {
+    const s = await start(POLICIES)
+    const cases: Array<[unknown, RegExp]> = [
+      ['{not json', /not valid JSON/],
+      [[1, 2], /must be a JSON object/],
+      [{ descriptor: 'u1' }, /"descriptor" must be an object/],
+      [{ descriptor: { user: 42 } }, /descriptor.user must be a string/],
+      [{ descriptor: { user: 'u' }, cost: 0 }, /"cost" must be an integer/],
+      [{ descriptor: { user: 'u' }, cost: 1.5 }, /"cost" must be an integer/],
+      [{ descriptor: { user: 'u' }, extra: true }, /unknown field "extra"/],
+      [{ descriptor: { 'bad name!': 'x' } }, /field name/],
+      [{ descriptor: { user: 'x'.repeat(5000) } }, /at most 4096/]
+    ]
+    for (const [body, reason] of cases) {
+      const r = await check(s.httpUrl, body)
+      expect(r.status, JSON.stringify(body)).toBe(400)
+      expect(r.headers.get('content-type')).toBe('application/problem+json')
+      expect(r.json.title).toBe('Bad Request')
+      expect(r.json.detail).toMatch(reason)
+    }
+    expect((await check(s.httpUrl, '{"descriptor":{}}', { 'content-type': 'text/plain' })).status).toBe(200)
+    expect((await check(s.httpUrl, JSON.stringify({ descriptor: { user: 'x'.repeat(70_000) } }))).status).toBe(413)
+    const get = await fetch(`${s.httpUrl}/v1/check`)
+    expect(get.status).toBe(405)
+    expect(get.headers.get('allow')).toBe('POST')
+    expect((await fetch(`${s.httpUrl}/nope`)).status).toBe(404)
+    // Nothing bad was counted.
+    const ok = await check(s.httpUrl, { descriptor: { user: 'u' } })
+    expect(ok.json.decision.remaining).toBe(2)
+  })
+
+  it('serves /healthz, /readyz and Prometheus /metrics with decisions, denies by policy and latency', async () => {
+    const s = await start(POLICIES, { escalation: { enabled: false } })
+    for (let i = 0; i < 5; i++) await check(s.httpUrl, { descriptor: { user: 'm' } })
+    expect(await (await fetch(`${s.httpUrl}/healthz`)).json()).toEqual({ status: 'ok' })
+    expect(await (await fetch(`${s.httpUrl}/readyz`)).json()).toEqual({ status: 'ready', policyVersion: 7 })
+    const res = await fetch(`${s.httpUrl}/metrics`)
+    expect(res.headers.get('content-type')).toContain('text/plain')
+    const text = await res.text()
+    expect(text).toContain('meshlimit_decisions_total{api="http",result="allowed"} 3')
+    expect(text).toContain('meshlimit_decisions_total{api="http",result="denied"} 2')
+    expect(text).toContain('meshlimit_denied_total{policy="per-user"} 2')
+    expect(text).toContain('meshlimit_check_duration_seconds_count 5')
+    expect(text).toContain('meshlimit_policy_version 7')
+    expect(text).toContain('meshlimit_peers 0')
+    expect(text).toMatch(/meshlimit_keys\{limit="per-user\/0"\} 1/)
+  })
+
+  it('logs every throttle with a hashed key, policy, latency, node and region; samples allowed decisions', async () => {
+    const { logger, lines } = memoryLogger()
+    const s = await start(POLICIES, { escalation: { enabled: false }, log: { sampleEvery: 2 }, region: 'eu' }, { logger })
+    for (let i = 0; i < 5; i++) await check(s.httpUrl, { descriptor: { user: 'secret-user' } })
+    await s.close()
+    const throttles = lines.filter(l => l.event === 'throttle')
+    expect(throttles).toHaveLength(2)
+    expect(throttles[0]).toMatchObject({ decision: 'denied', policy: 'per-user', node: 'local', region: 'eu', api: 'http' })
+    expect(typeof throttles[0].latencyMs).toBe('number')
+    expect(throttles[0].key).toMatch(/^[0-9a-f]{14}$/)
+    expect(JSON.stringify(lines)).not.toContain('secret-user')
+    expect(lines.filter(l => l.event === 'decision')).toHaveLength(1)
+  })
+})
+
+describe('admin API and block list', () => {
+  it('needs the bearer token; blocks and unblocks clients, refusing them before the limiter', async () => {
+    const s = await start(POLICIES)
+    const admin = async (method: string, path: string, body?: unknown, token = TOKEN): Promise<Response> =>
+      await fetch(`${s.adminUrl as string}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+    const denied = await admin('GET', '/admin/v1/blocklist', undefined, 'wrong-token')
+    expect(denied.status).toBe(401)
+    expect(denied.headers.get('www-authenticate')).toContain('Bearer')
+    expect((await fetch(`${s.adminUrl as string}/admin/v1/blocklist`)).status).toBe(401)
+
+    const b = await admin('POST', '/admin/v1/blocklist', { key: 'user:evil', duration: '10m', reason: 'scraping' })
+    expect(b.status).toBe(201)
+    expect(await b.json()).toMatchObject({ key: 'user:evil', present: true, reason: 'scraping' })
+    const r = await check(s.httpUrl, { descriptor: { user: 'evil' } })
+    expect(r.json).toMatchObject({ allowed: false, status: 429, problem: { type: 'urn:meshlimit:problem:blocked' } })
+    expect(Number(r.json.headers['Retry-After'])).toBeGreaterThan(590)
+    expect(((await (await admin('GET', '/admin/v1/blocklist')).json()) as { blocked: unknown[] }).blocked).toHaveLength(1)
+
+    expect((await admin('DELETE', '/admin/v1/blocklist?key=user%3Aevil')).status).toBe(200)
+    expect((await check(s.httpUrl, { descriptor: { user: 'evil' } })).json.allowed).toBe(true)
+    expect((await admin('DELETE', '/admin/v1/blocklist?key=user%3Aevil')).status).toBe(404)
+
+    const bad = await admin('POST', '/admin/v1/blocklist', { key: 'k', duration: 'forever' })
+    expect(bad.status).toBe(400)
+    expect(await bad.json()).toMatchObject({ code: 'MESHLIMIT_OPTION_INVALID', field: 'duration' })
+    expect((await admin('POST', '/admin/v1/blocklist', 'x'.repeat(2 << 20))).status).toBe(413)
+    expect((await admin('GET', '/admin/v1/status')).status).toBe(200)
+    const text = await (await fetch(`${s.httpUrl}/metrics`)).text()
+    expect(text).toContain('meshlimit_blocks_total{source="manual"} 1')
+    expect(text).toContain('meshlimit_decisions_total{api="http",result="blocked"} 1')
+  })
+
+  it('mounts extra admin routes behind the same authentication', async () => {
+    const s = await start(POLICIES, {}, {
+      adminRoutes: [{ method: 'POST', path: '/admin/v1/echo', handler: (_req, res, body) => { res.end(body) } }]
+    })
+    const r = await fetch(`${s.adminUrl as string}/admin/v1/echo`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: 'hello' })
+    expect(await r.text()).toBe('hello')
+    expect((await fetch(`${s.adminUrl as string}/admin/v1/echo`, { method: 'POST', body: 'x' })).status).toBe(401)
+  })
+
+  it('escalates a client denied on many policies and endpoints to a block', async () => {
+    const s = await start(`
+policies:
+  - id: per-user-route
+    key: [user, route]
+    limits: [ { limit: 1, window: 1h, algorithm: fixed-window } ]
+`, { escalation: { threshold: 3 } })
+    for (const route of ['/a', '/b', '/c']) {
+      await check(s.httpUrl, { descriptor: { user: 'probe', route } })
+      const d = await check(s.httpUrl, { descriptor: { user: 'probe', route } })
+      expect(d.json.allowed).toBe(false)
+    }
+    const r = await check(s.httpUrl, { descriptor: { user: 'probe', route: '/fresh' } })
+    expect(r.json.problem.type).toBe('urn:meshlimit:problem:blocked')
+    expect(s.node.blocklist.blocked('user:probe')?.reason).toContain('escalation')
+  })
+})
+
+describe('hostile field names', () => {
+  it('descriptor fields named like Object.prototype members are accepted as plain fields', async () => {
+    const s = await start(POLICIES, { escalation: { enabled: false } })
+    const body = '{"descriptor":{"user":"h1","constructor":"c1","__proto__":"p","toString":"t"}}'
+    const a = await check(s.httpUrl, body)
+    expect(a.status).toBe(200)
+    expect(a.json.decision).toMatchObject({ policy: 'per-user', remaining: 2 })
+  })
+})
