@@ -55,6 +55,12 @@ export interface MeshNodeInit extends Omit<LimiterInit, 'transport' | 'clock' | 
    * @default 5000
    */
   syncTimeoutMs?: number
+  /**
+   * Whether start-up should wait (up to syncTimeoutMs) for a first peer. A node that
+   * cannot find peers (the first of a mesh) has nothing to wait for.
+   * @default true with a given transport; with libp2p, whether bootstrap addresses or mDNS were given
+   */
+  expectPeers?: boolean
   /** Membership tuning (heartbeat interval, suspect and dead timings, skew warning). */
   membership?: Pick<MembershipInit, 'heartbeatIntervalMs' | 'suspectAfterMs' | 'deadAfterMs' | 'forgetAfterMs' | 'skewProbeIntervalMs' | 'skewWarnMs'>
   /** Anti-entropy tuning. */
@@ -136,10 +142,12 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     })
   }
   const transport = init.transport ?? libp2p as Libp2pTransport
-  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, trustedKeys, initialBundle, policyDistribution, ...limiterInit } = init
+  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, expectPeers: _e, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, trustedKeys, initialBundle, policyDistribution, ...limiterInit } = init
   const limiter = createLimiter({ ...limiterInit, clock, transport, incarnation, topic: topics.counters(region) })
+  // A node with no way to find peers (the first of a mesh) has nothing to wait for at start.
+  const findsPeers = init.expectPeers ?? (init.transport !== undefined || (init.network?.bootstrap?.length ?? 0) > 0 || init.network?.mdns === true)
   const manager = trustedKeys === undefined ? undefined : createPolicyManager({ trustedKeys, limiter, clock, initialBundle })
-  const distributor = manager === undefined ? undefined : createPolicyDistributor({ ...policyDistribution, transport, clock, manager, topic: topics.policies })
+  const distributor = manager === undefined ? undefined : createPolicyDistributor({ ...policyDistribution, startupTimeoutMs: findsPeers ? policyDistribution?.startupTimeoutMs : 0, transport, clock, manager, topic: topics.policies })
   const membership = createMembership({
     ...membershipInit,
     transport,
@@ -198,8 +206,6 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
   if (syncOnStart !== false) {
     const timeoutMs = syncTimeoutMs ?? 5000
     const started = clock.now()
-    // A node with no way to find peers (the first of a mesh) has nothing to wait for.
-    const findsPeers = init.transport !== undefined || (init.network?.bootstrap?.length ?? 0) > 0 || init.network?.mdns === true
     if (findsPeers) await waitForPeers(transport, clock, timeoutMs)
     const peers = transport.peers().slice(0, STARTUP_PULL_PEERS)
     if (peers.length > 0) {

@@ -1,12 +1,13 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createLoopbackNetwork } from '../../gossip/loopback.js'
+import { generateSwarmKey } from '../../gossip/psk.js'
 import { seededRandom } from '../../membership/random.js'
 import { MeshlimitError } from '../errors.js'
 import { createHttpLimiter } from '../http/middleware.js'
 import { headerValue, pathOf } from '../http/keys.js'
 import { createLogger } from '../log.js'
-import { configWith, loopbackTransport, startSidecar, type Sidecar } from '../sidecar/index.js'
+import { configWith, libp2pTransport, loopbackTransport, startSidecar, type Sidecar, type TransportFactory } from '../sidecar/index.js'
 import { durationFlag, intFlag, runUntilStopped, takeSwitch } from './args.js'
 import type { CliCommand, CliIO } from './types.js'
 
@@ -52,6 +53,10 @@ interface DemoSummary {
   /** What each node believes each user has left at the end: equal values across nodes mean they converged. */
   remainingByNode: Record<string, number[]>
   converged: boolean
+  /** How long the nodes took to agree after traffic stopped, in ms (3000: they did not). */
+  settleMs: number
+  /** How the nodes talked: libp2p over TCP on 127.0.0.1, or the in-process loopback. */
+  transport: 'libp2p-tcp' | 'in-process'
 }
 
 function table (views: NodeView[], elapsedS: number, live: boolean): string[] {
@@ -70,8 +75,13 @@ function table (views: NodeView[], elapsedS: number, live: boolean): string[] {
   return lines
 }
 
-async function startDemo (io: CliIO, n: number, rate: number, durationMs: number | undefined, quiet: boolean): Promise<DemoSummary> {
+async function startDemo (io: CliIO, n: number, rate: number, durationMs: number | undefined, quiet: boolean, inProcess: boolean): Promise<DemoSummary> {
   const net = createLoopbackNetwork()
+  // A private network of the demo's own: a fresh key no other mesh has.
+  const psk = generateSwarmKey()
+  const transportOf = (name: string, first: Sidecar | undefined): TransportFactory => inProcess
+    ? loopbackTransport(net, name)
+    : libp2pTransport({ listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: first === undefined ? [] : first.node.multiaddrs(), psk })
   const logger = createLogger({ level: io.env.MESHLIMIT_LOG_LEVEL ?? 'silent' })
   const views: NodeView[] = []
   const t0 = Date.now()
@@ -80,7 +90,7 @@ async function startDemo (io: CliIO, n: number, rate: number, durationMs: number
       const name = `node-${String.fromCharCode(97 + i)}`
       const sidecar = await startSidecar({
         config: configWith({ policies: DEMO_POLICIES, http: { port: 0 }, grpc: { enabled: false }, admin: { enabled: false }, limiter: { flushIntervalMs: 50 }, escalation: { enabled: false } }),
-        transport: loopbackTransport(net, name),
+        transport: transportOf(name, views[0]?.sidecar),
         logger
       })
       // The demo API: a tiny JSON service behind the node's middleware, keyed on the X-User header.
@@ -100,7 +110,13 @@ async function startDemo (io: CliIO, n: number, rate: number, durationMs: number
     await Promise.all(views.map(async v => { v.api.close(); await v.sidecar.close() }))
     throw err
   }
-  io.err(`demo up in ${Date.now() - t0} ms: ${views.map(v => `${v.name} API ${v.url} (metrics ${v.sidecar.httpUrl}/metrics)`).join(', ')}`)
+  // Traffic starts once every node hears every other (heartbeats relay through the
+  // gossipsub mesh, so this also means the mesh has formed), bounded at 10 s.
+  const formedBy = Date.now() + 10_000
+  const alive = (v: NodeView): number => v.sidecar.node.meshNode?.membership.members().filter(m => m.state === 'alive').length ?? 0
+  while (views.some(v => alive(v) < n - 1) && Date.now() < formedBy) await new Promise(resolve => setTimeout(resolve, 20))
+  if (views.some(v => alive(v) < n - 1)) io.err('warning: the mesh has not fully formed after 10 s; starting traffic anyway')
+  io.err(`demo up in ${Date.now() - t0} ms (${inProcess ? 'in-process gossip' : 'libp2p over TCP on 127.0.0.1'}): ${views.map(v => `${v.name} API ${v.url} (metrics ${v.sidecar.httpUrl}/metrics)`).join(', ')}`)
 
   // Traffic: every 20 ms, rate/50 requests spread over users by share and over nodes at random.
   const random = seededRandom(42)
@@ -145,9 +161,15 @@ async function startDemo (io: CliIO, n: number, rate: number, durationMs: number
   // Let requests in flight finish (bounded), then one more gossip round so the nodes agree.
   const deadline = Date.now() + 2000
   while (inFlight > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
-  await new Promise(resolve => setTimeout(resolve, 150))
+  // Then wait (bounded, 3 s) for the nodes to agree: the last flushes, or the once-a-second republish of anything lost.
   const remainingByNode: Record<string, number[]> = {}
-  for (const [u] of USERS) remainingByNode[u] = views.map(v => v.sidecar.node.limiter.peek({ user: u }).remaining)
+  const agreed = (): boolean => {
+    for (const [u] of USERS) remainingByNode[u] = views.map(v => v.sidecar.node.limiter.peek({ user: u }).remaining)
+    return Object.values(remainingByNode).every(r => new Set(r).size === 1)
+  }
+  const settleBy = Date.now() + 3000
+  while (!agreed() && Date.now() < settleBy) await new Promise(resolve => setTimeout(resolve, 50))
+  const settleMs = Date.now() - (settleBy - 3000)
   const summary: DemoSummary = {
     event: 'demo-summary',
     nodes: n,
@@ -161,7 +183,9 @@ async function startDemo (io: CliIO, n: number, rate: number, durationMs: number
     failed: views.reduce((s, v) => s + v.failed, 0),
     perNode: views.map(v => ({ node: v.name, sent: v.sent, allowed: v.allowed, denied: v.denied })),
     remainingByNode,
-    converged: Object.values(remainingByNode).every(r => new Set(r).size === 1)
+    converged: agreed(),
+    settleMs,
+    transport: inProcess ? 'in-process' : 'libp2p-tcp'
   }
   await Promise.all(views.map(async v => {
     v.api.closeAllConnections()
@@ -173,10 +197,12 @@ async function startDemo (io: CliIO, n: number, rate: number, durationMs: number
 
 export const demo: CliCommand = {
   summary: 'run a 3-node mesh on localhost with demo APIs, generated traffic and a live view',
-  usage: `meshlimit demo [--duration TIME] [--nodes N] [--rate N] [--quiet]
+  usage: `meshlimit demo [--duration TIME] [--nodes N] [--rate N] [--quiet] [--in-process]
 
 Starts N nodes (default 3) in one process, each in front of a small demo API on a free
-127.0.0.1 port, connects them into one mesh, and sends generated traffic (default 40
+127.0.0.1 port, connects them into one libp2p mesh over TCP on 127.0.0.1 (a private
+network with a fresh key; --in-process skips the sockets and gossips through memory),
+and sends generated traffic (default 40
 requests/s: alice 70%, bob 20%, carol 10%) to random nodes. The per-user limit is ${DEMO_LIMIT}
 per 10 s across the mesh: watch alice get denied on every node, and every node show
 the same remaining quota. Stops on Ctrl-C or after --duration; prints a JSON summary
@@ -187,11 +213,13 @@ as the last line of standard output.`,
     let nodes: number
     let rate: number
     let quiet: boolean
+    let inProcess: boolean
     try {
       durationMs = durationFlag(args, '--duration')
       nodes = intFlag(args, '--nodes', 1, 9) ?? 3
       rate = intFlag(args, '--rate', 1, 5000) ?? 40
       quiet = takeSwitch(args, '--quiet')
+      inProcess = takeSwitch(args, '--in-process')
       if (args.length > 0) {
         io.err(`meshlimit demo: unknown argument ${JSON.stringify(args[0])}; see meshlimit demo --help`)
         return 2
@@ -200,7 +228,7 @@ as the last line of standard output.`,
       io.err(`meshlimit demo: ${(err as Error).message}`)
       return err instanceof MeshlimitError ? 2 : 1
     }
-    const summary = await startDemo(io, nodes, rate, durationMs, quiet)
+    const summary = await startDemo(io, nodes, rate, durationMs, quiet, inProcess)
     io.out(JSON.stringify(summary))
     return 0
   }

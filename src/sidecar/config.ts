@@ -16,6 +16,15 @@ export interface SidecarConfig {
   limiter: { flushIntervalMs: number, maxKeys: number, hashSeed: number }
   escalation: { enabled: boolean, windowMs: number, threshold: number, blockMs: number }
   blocklist: { maxEntries: number, maxBlockMs: number }
+  /** The libp2p mesh: the node joins one when it listens, has bootstrap peers, or uses mDNS. */
+  network: { listen: string[], bootstrap: string[], pskFile: string | undefined, allowNoPsk: boolean, identityFile: string | undefined, mdns: boolean }
+  /** Signed policy bundles: with trusted keys the node runs bundles gossiped on the mesh; `policies` is the fallback. */
+  policy: { trustedKeys: string[] }
+}
+
+/** Whether these settings put the node on a libp2p mesh. */
+export function joinsMesh (config: SidecarConfig): boolean {
+  return config.network.listen.length > 0 || config.network.bootstrap.length > 0 || config.network.mdns
 }
 
 /** The policies `meshlimit start` runs with when none are given: one per-client and one per-API-key limit. */
@@ -42,10 +51,12 @@ export const DEFAULT_CONFIG: SidecarConfig = {
   log: { level: 'info', sampleEvery: 1000 },
   limiter: { flushIntervalMs: 50, maxKeys: 1_000_000, hashSeed: 0 },
   escalation: { enabled: true, windowMs: 60_000, threshold: 10, blockMs: 600_000 },
-  blocklist: { maxEntries: 100_000, maxBlockMs: 86_400_000 }
+  blocklist: { maxEntries: 100_000, maxBlockMs: 86_400_000 },
+  network: { listen: [], bootstrap: [], pskFile: undefined, allowNoPsk: false, identityFile: undefined, mdns: false },
+  policy: { trustedKeys: [] }
 }
 
-type Kind = 'string' | 'port' | 'int' | 'bool' | 'level' | 'reset' | 'name'
+type Kind = 'string' | 'port' | 'int' | 'bool' | 'level' | 'reset' | 'name' | 'list'
 
 interface Setting {
   /** Dotted path in the config (and the config file). */
@@ -86,7 +97,14 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'escalation.threshold', kind: 'int', help: 'distinct denials that escalate' },
   { path: 'escalation.blockMs', kind: 'int', help: 'how long an escalated client is blocked' },
   { path: 'blocklist.maxEntries', kind: 'int', help: 'most block-list entries' },
-  { path: 'blocklist.maxBlockMs', kind: 'int', help: 'longest block' }
+  { path: 'blocklist.maxBlockMs', kind: 'int', help: 'longest block' },
+  { path: 'network.listen', kind: 'list', flag: '--listen', env: 'MESHLIMIT_LISTEN', help: 'libp2p addresses to listen on, comma-separated (e.g. /ip4/0.0.0.0/tcp/4001): joins a mesh' },
+  { path: 'network.bootstrap', kind: 'list', flag: '--bootstrap', env: 'MESHLIMIT_BOOTSTRAP', help: 'multiaddrs (with /p2p/<id>) of peers to join, comma-separated' },
+  { path: 'network.pskFile', kind: 'string', flag: '--psk', env: 'MESHLIMIT_PSK_FILE', help: 'private-network key file (meshlimit psk); required on a mesh' },
+  { path: 'network.allowNoPsk', kind: 'bool', flag: '--allow-no-psk', env: 'MESHLIMIT_ALLOW_NO_PSK', help: 'run a mesh without a private-network key (local development only)' },
+  { path: 'network.identityFile', kind: 'string', flag: '--identity', env: 'MESHLIMIT_IDENTITY_FILE', help: 'peer identity file, created on first start (keeps the peer id)' },
+  { path: 'network.mdns', kind: 'bool', flag: '--mdns', env: 'MESHLIMIT_MDNS', help: 'find peers on the local network by mDNS (development)' },
+  { path: 'policy.trustedKeys', kind: 'list', flag: '--trusted-keys', env: 'MESHLIMIT_TRUSTED_KEYS', help: 'operator public keys (meshlimit keygen), comma-separated: run signed bundles' }
 ]
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
@@ -107,6 +125,11 @@ function coerce (s: Setting, raw: unknown, where: string): unknown {
     case 'reset':
       if (raw !== 'delta-seconds' && raw !== 'epoch-seconds') throw bad('must be "delta-seconds" or "epoch-seconds"', 'pick one of the two')
       return raw
+    case 'list': {
+      const items = typeof raw === 'string' ? raw.split(',').map(x => x.trim()).filter(x => x.length > 0) : raw
+      if (!Array.isArray(items) || !items.every(x => typeof x === 'string' && x.length > 0)) throw bad('must be a list of non-empty strings', 'write a YAML list, or comma-separated values')
+      return items
+    }
     case 'bool': {
       if (typeof raw === 'boolean') return raw
       if (raw === 'true' || raw === '1' || raw === 'yes') return true
@@ -214,6 +237,12 @@ export function loadConfig (init: LoadConfigInit): SidecarConfig {
     if (v !== undefined) setPath(cfg, s.path, coerce(s, v, s.flag as string))
   }
   const out = cfg as unknown as SidecarConfig
+  if (joinsMesh(out) && out.network.pskFile === undefined && !out.network.allowNoPsk) {
+    throw invalid(ErrorCode.OPTION_INVALID, 'network.pskFile', undefined, 'is required to join a mesh: without a private-network key any host that can reach the port could join and gossip counts', 'make one with `meshlimit psk mesh.key`, give every node --psk mesh.key (or --allow-no-psk for local development)')
+  }
+  if (out.policy.trustedKeys.length > 0 && !joinsMesh(out)) {
+    throw invalid(ErrorCode.OPTION_INVALID, 'policy.trustedKeys', out.policy.trustedKeys.join(','), 'need a mesh: signed bundles arrive by gossip', 'add --listen or --bootstrap, or drop the trusted keys and give --policies')
+  }
   // A policies value that is not a document is a path.
   if (out.policies !== EXAMPLE_POLICIES && !/[\n:{]/.test(out.policies)) {
     try { out.policies = readFile(out.policies) } catch (err) {

@@ -7,11 +7,12 @@ import { createRateLimitHeaders } from '../http/headers.js'
 import type { AdminRoute } from '../http/route.js'
 import { createDecisionLog, createLogger, type Logger } from '../log.js'
 import { createAdminApi } from './admin.js'
-import { DEFAULT_CONFIG, type SidecarConfig } from './config.js'
+import { policyAdminRoutes } from '../policy/admin.js'
+import { DEFAULT_CONFIG, joinsMesh, type SidecarConfig } from './config.js'
 import { createDecisionApi } from './decision-api.js'
 import { startGrpcServer, type GrpcServerHandle } from './grpc.js'
 import { createMetrics, type SidecarMetrics } from './metrics.js'
-import { createSidecarNode, type SidecarNode, type TransportFactory } from './node.js'
+import { createSidecarNode, libp2pTransport, type SidecarNode, type TransportFactory } from './node.js'
 
 export interface SidecarInit {
   /**
@@ -19,7 +20,10 @@ export interface SidecarInit {
    * @default DEFAULT_CONFIG
    */
   config?: SidecarConfig
-  /** Connects the node to its mesh; without one the node runs alone. */
+  /**
+   * Connects the node to its mesh.
+   * @default libp2p when config.network listens, bootstraps or uses mDNS; else the node runs alone
+   */
   transport?: TransportFactory
   /**
    * Logger.
@@ -76,9 +80,21 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
   const logger = init.logger ?? createLogger({ level: config.log.level })
   let decisionLog: ReturnType<typeof createDecisionLog> | undefined
   let metrics: SidecarMetrics | undefined
+  const transport = init.transport ?? (joinsMesh(config)
+    ? libp2pTransport({
+        listen: config.network.listen.length > 0 ? config.network.listen : undefined,
+        bootstrap: config.network.bootstrap,
+        pskFile: config.network.pskFile,
+        allowNoPsk: config.network.allowNoPsk,
+        identityFile: config.network.identityFile,
+        mdns: config.network.mdns
+      })
+    : undefined)
   const node = await createSidecarNode({
     policies: config.policies,
-    transport: init.transport,
+    transport,
+    trustedKeys: config.policy.trustedKeys.length > 0 ? config.policy.trustedKeys : undefined,
+    logger: logger.child({ component: 'mesh' }),
     mesh: config.mesh,
     region: config.region,
     clock: init.clock,
@@ -121,13 +137,15 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
       const admin = createServer(createAdminApi({
         token: adminToken,
         blocklist: node.blocklist,
-        routes: init.adminRoutes,
+        routes: [...(node.meshNode?.policy === undefined ? [] : policyAdminRoutes(node.meshNode.policy.manager)), ...(init.adminRoutes ?? [])],
         logger: log,
         maxBodyBytes: config.admin.maxBodyBytes,
         status: () => ({
           node: node.id,
           region: node.region,
           peers: node.mesh.peers(),
+          multiaddrs: node.multiaddrs(),
+          members: node.meshNode?.membership.members().map(m => ({ peer: m.peerId, region: m.region, state: m.state, policyVersion: m.policyVersion })) ?? [],
           gossipLagMs: node.mesh.lagMs() ?? null,
           policyVersion: node.limiter.policies.version,
           policies: node.limiter.policies.policies.map(p => p.id),
@@ -140,7 +158,7 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
       const adminPort = await listen(admin, config.admin.host, config.admin.port)
       adminUrl = `http://${urlHost(config.admin.host)}:${adminPort}`
     }
-    log.info({ event: 'start', http: httpUrl, grpc: grpcAddress, admin: adminUrl, policyVersion: node.limiter.policies.version }, 'meshlimit sidecar started')
+    log.info({ event: 'start', http: httpUrl, grpc: grpcAddress, admin: adminUrl, multiaddrs: node.multiaddrs(), policyVersion: node.limiter.policies.version }, 'meshlimit sidecar started')
 
     return {
       node,
@@ -179,5 +197,6 @@ export function configWith (over: { [K in keyof SidecarConfig]?: SidecarConfig[K
 }
 
 export { loadConfig, DEFAULT_CONFIG, EXAMPLE_POLICIES, type SidecarConfig } from './config.js'
-export { createSidecarNode, loopbackTransport, measureLag, type SidecarNode, type SidecarNodeInit, type TransportFactory, type MeshHandle, type TransportContext } from './node.js'
+export { joinsMesh } from './config.js'
+export { createSidecarNode, libp2pTransport, loopbackTransport, type Libp2pFactoryInit, measureLag, type SidecarNode, type SidecarNodeInit, type TransportFactory, type MeshHandle, type TransportContext } from './node.js'
 export type { MeshInfo, SidecarMetrics } from './metrics.js'

@@ -1,11 +1,15 @@
 import { decodeDelta } from '../../gossip/codec.js'
+import { loadOrCreateIdentity } from '../../gossip/identity.js'
+import type { Libp2pTransportInit } from '../../gossip/libp2p.js'
 import type { LoopbackNetwork } from '../../gossip/loopback.js'
+import { readSwarmKey } from '../../gossip/psk.js'
 import { topicsOf } from '../../gossip/topics.js'
 import type { Transport } from '../../gossip/transport.js'
 import { coarseClock, type Clock, type CoarseClock } from '../../membership/clock.js'
 import { createBlocklist, type BlockEvent, type Blocklist } from '../abuse/blocklist.js'
 import { createEscalation, type Escalation } from '../abuse/escalation.js'
 import { createLimiter, type Limiter } from '../limiter.js'
+import { createMeshNode, type MeshLogger, type MeshNode } from '../mesh.js'
 import type { PolicyDocument, PolicySet } from '../policy/types.js'
 import type { MeshInfo } from './metrics.js'
 
@@ -16,6 +20,13 @@ export interface MeshHandle {
   mesh?: MeshInfo
   /** Leaves the mesh (stops libp2p, disconnects from the loopback network). */
   close?: () => void | Promise<void>
+  /**
+   * Whether start-up should wait (bounded) for a first peer before its first anti-entropy pull.
+   * @default true
+   */
+  expectPeers?: boolean
+  /** Addresses peers can dial (libp2p). */
+  multiaddrs?: () => string[]
 }
 
 /** What a transport factory is told about the node it connects. */
@@ -26,9 +37,11 @@ export interface TransportContext {
   region: string
   /** Topic of this node's region counters: the one whose lag is measured. */
   countersTopic: string
+  /** Every topic the node uses (libp2p scores peers on them). */
+  topics: string[]
 }
 
-/** Connects a node to its mesh. The one place that decides how nodes talk (loopback today, libp2p next). */
+/** Connects a node to its mesh: the one place that decides how nodes talk (libp2p, or the in-process loopback). */
 export type TransportFactory = (ctx: TransportContext) => MeshHandle | Promise<MeshHandle>
 
 export interface SidecarNodeInit {
@@ -82,6 +95,18 @@ export interface SidecarNodeInit {
   escalation?: false | { windowMs?: number, threshold?: number, blockMs?: number }
   /** Told about every block-list change (logs, metrics). */
   onBlockChange?: (e: BlockEvent) => void
+  /**
+   * Operator public keys: with them (and a mesh) the node runs signed policy bundles
+   * gossiped on the mesh, and `policies` is the fallback until the first bundle.
+   */
+  trustedKeys?: string[]
+  /**
+   * Bound on the start-up wait for peers and the first anti-entropy pull, in ms.
+   * @default 5000
+   */
+  syncTimeoutMs?: number
+  /** Mesh events (members, clock skew, policy installs). */
+  logger?: MeshLogger
 }
 
 export interface SidecarNode {
@@ -93,12 +118,20 @@ export interface SidecarNode {
   readonly escalation: Escalation | undefined
   readonly mesh: MeshInfo
   readonly clock: Clock
+  /** The mesh node (membership, anti-entropy, policy distribution), when connected to a mesh. */
+  readonly meshNode: MeshNode | undefined
+  /** Addresses peers can dial (empty unless on libp2p). */
+  multiaddrs(): string[]
   close(): Promise<void>
 }
 
 const ALONE: MeshInfo = { peers: () => 0, lagMs: () => undefined }
 
-/** Creates a limiter, a block list and escalation, connected to a mesh through `transport`. */
+/**
+ * Creates a limiter, a block list and escalation. Connected to a mesh through
+ * `transport`, the limiter is a full mesh node: membership, anti-entropy at start and
+ * after partitions, region aggregates, and signed policies when trustedKeys are given.
+ */
 export async function createSidecarNode (init: SidecarNodeInit): Promise<SidecarNode> {
   const own: CoarseClock | undefined = init.clock === undefined ? coarseClock() : undefined
   const clock = init.clock ?? (own as CoarseClock)
@@ -107,22 +140,33 @@ export async function createSidecarNode (init: SidecarNodeInit): Promise<Sidecar
   const topics = topicsOf(meshName)
   const countersTopic = topics.counters(region)
   let handle: MeshHandle | undefined
+  let meshNode: MeshNode | undefined
   try {
-    handle = init.transport === undefined ? undefined : await init.transport({ clock, mesh: meshName, region, countersTopic })
+    handle = init.transport === undefined
+      ? undefined
+      : await init.transport({ clock, mesh: meshName, region, countersTopic, topics: [countersTopic, topics.aggregates, topics.policies, topics.blocklist, topics.membership] })
     const transport = handle?.transport
-    const limiter = createLimiter({
-      policies: init.policies,
-      clock,
-      transport,
-      topic: countersTopic,
-      flushIntervalMs: init.flushIntervalMs,
-      maxKeys: init.maxKeys,
-      hashSeed: init.hashSeed
-    })
+    const limiterInit = { policies: init.policies, clock, flushIntervalMs: init.flushIntervalMs, maxKeys: init.maxKeys, hashSeed: init.hashSeed }
+    if (transport !== undefined) {
+      meshNode = await createMeshNode({
+        ...limiterInit,
+        transport,
+        mesh: meshName,
+        region,
+        trustedKeys: init.trustedKeys,
+        expectPeers: handle?.expectPeers,
+        syncTimeoutMs: init.syncTimeoutMs,
+        logger: init.logger
+      })
+    } else if (init.trustedKeys !== undefined) {
+      throw new Error('trustedKeys need a mesh: signed policy bundles arrive by gossip (give a transport)')
+    }
+    const limiter: Limiter = meshNode?.limiter ?? createLimiter(limiterInit)
     const blocklist = createBlocklist({ clock, transport, topic: topics.blocklist, ...init.blocklist, onChange: init.onBlockChange })
     const escalation = init.escalation === false ? undefined : createEscalation({ blocklist, clock, ...init.escalation })
     const mesh: MeshInfo = handle?.mesh ?? (transport === undefined ? ALONE : { peers: () => transport.peers().length, lagMs: () => undefined })
     let closed = false
+    const node = meshNode
     return {
       id: transport?.peerId ?? 'local',
       region,
@@ -131,16 +175,21 @@ export async function createSidecarNode (init: SidecarNodeInit): Promise<Sidecar
       escalation,
       mesh,
       clock,
+      meshNode,
+      multiaddrs: () => handle?.multiaddrs?.() ?? [],
       async close () {
         if (closed) return
         closed = true
-        limiter.close()
         blocklist.close()
+        // The mesh node flushes the last counts before the transport goes.
+        if (node !== undefined) await node.stop()
+        else limiter.close()
         await handle?.close?.()
         own?.stop()
       }
     }
   } catch (err) {
+    await meshNode?.stop()
     await handle?.close?.()
     own?.stop()
     throw err
@@ -194,7 +243,46 @@ export function loopbackTransport (network: LoopbackNetwork, peerId: string): Tr
     return {
       transport,
       mesh: { peers: () => raw.peers().length, lagMs },
+      // Loopback peers are there at once: nobody to wait for when this is the first.
+      expectPeers: raw.peers().length > 0,
       close: () => { network.disconnect(peerId) }
+    }
+  }
+}
+
+export interface Libp2pFactoryInit extends Omit<Libp2pTransportInit, 'topics' | 'psk' | 'privateKey'> {
+  /** Private-network key file (`meshlimit psk`); required unless allowNoPsk. */
+  pskFile?: string
+  /** The swarm key itself (instead of pskFile). */
+  psk?: Uint8Array
+  /** Identity file: created on first start, so the peer id survives restarts. */
+  identityFile?: string
+}
+
+/**
+ * A transport factory starting a libp2p node (TCP, noise, yamux, gossipsub, private
+ * network): nodes in separate processes or machines form a mesh. Libp2p is loaded
+ * only when a node uses it.
+ */
+export function libp2pTransport (init: Libp2pFactoryInit): TransportFactory {
+  return async ctx => {
+    const { pskFile, psk: givenPsk, identityFile, ...network } = init
+    let psk = givenPsk
+    if (psk === undefined && pskFile !== undefined) {
+      try { psk = await readSwarmKey(pskFile) } catch (err) {
+        throw new Error(`cannot use psk file ${pskFile}: ${(err as Error).message}`)
+      }
+    }
+    const privateKey = identityFile === undefined ? undefined : (await loadOrCreateIdentity(identityFile)).privateKey
+    const { createLibp2pTransport } = await import('../../gossip/libp2p.js')
+    const node = await createLibp2pTransport({ ...network, psk, privateKey, topics: ctx.topics })
+    const { transport, lagMs } = measureLag(node, ctx.clock, ctx.countersTopic)
+    return {
+      transport,
+      mesh: { peers: () => node.peers().length, lagMs },
+      expectPeers: (init.bootstrap?.length ?? 0) > 0 || init.mdns === true,
+      multiaddrs: () => node.multiaddrs(),
+      close: async () => { await node.stop() }
     }
   }
 }

@@ -54,7 +54,7 @@ describe('meshlimit command line', () => {
     const a = io()
     expect(await main(['demo', '--duration', '2s', '--rate', '200', '--quiet'], a)).toBe(0)
     const summary = JSON.parse(a.outLines[a.outLines.length - 1])
-    expect(summary).toMatchObject({ event: 'demo-summary', nodes: 3, failed: 0, converged: true })
+    expect(summary).toMatchObject({ event: 'demo-summary', nodes: 3, failed: 0, converged: true, transport: 'libp2p-tcp' })
     expect(summary.requests).toBeGreaterThan(100)
     // alice wants 140/s against 100 per 10 s: she is denied, on every node.
     expect(summary.denied).toBeGreaterThan(0)
@@ -89,6 +89,18 @@ describe('sidecar configuration', () => {
     expect(c.headers.resetFormat).toBe('epoch-seconds')
     expect(c.policies).toBe(files['p.yaml'])
     expect(loadConfig({ args: [], env: { MESHLIMIT_CONFIG: 'c.yaml' }, readFile }).http.port).toBe(9000)
+  })
+
+  it('joins a libp2p mesh with listen and bootstrap lists from flags, environment or the file, and requires a key', () => {
+    const c = loadConfig({ args: ['--listen', '/ip4/0.0.0.0/tcp/4001', '--psk', 'mesh.key'], env: { MESHLIMIT_BOOTSTRAP: '/ip4/10.0.0.1/tcp/4001/p2p/a, /ip4/10.0.0.2/tcp/4001/p2p/b' }, readFile })
+    expect(c.network).toMatchObject({ listen: ['/ip4/0.0.0.0/tcp/4001'], bootstrap: ['/ip4/10.0.0.1/tcp/4001/p2p/a', '/ip4/10.0.0.2/tcp/4001/p2p/b'], pskFile: 'mesh.key' })
+    files['net.yaml'] = 'network:\n  bootstrap: [/ip4/10.0.0.3/tcp/4001/p2p/c]\n  pskFile: k\npolicy:\n  trustedKeys: [ "ed25519:x" ]\n'
+    expect(loadConfig({ args: ['--config', 'net.yaml'], env: {}, readFile })).toMatchObject({ network: { bootstrap: ['/ip4/10.0.0.3/tcp/4001/p2p/c'] }, policy: { trustedKeys: ['ed25519:x'] } })
+    expect(() => loadConfig({ args: ['--listen', '/ip4/0.0.0.0/tcp/4001'], env: {}, readFile })).toThrow(expect.objectContaining({ field: 'network.pskFile', message: expect.stringMatching(/meshlimit psk/) }))
+    expect(loadConfig({ args: ['--listen', '/ip4/127.0.0.1/tcp/0', '--allow-no-psk'], env: {}, readFile }).network.allowNoPsk).toBe(true)
+    expect(() => loadConfig({ args: ['--trusted-keys', 'ed25519:x'], env: {}, readFile })).toThrow(expect.objectContaining({ field: 'policy.trustedKeys' }))
+    files['badlist.yaml'] = 'network: { listen: [ 4001 ] }'
+    expect(() => loadConfig({ args: ['--config', 'badlist.yaml'], env: {}, readFile })).toThrow(expect.objectContaining({ field: 'network.listen' }))
   })
 
   it('names the bad field, the value and the fix', () => {
