@@ -1,3 +1,4 @@
+import type { EscrowTable } from './escrow.js'
 import { WindowStore } from '../crdt/window-store.js'
 import type { Algorithm, Limit, PartitionMode, Scope } from './policy/types.js'
 
@@ -57,6 +58,8 @@ export abstract class LimitRuntime {
   shareHorizonMs = 0
   /** What to do while part of the limit's scope is unreachable (set from the policy). */
   onPartition: PartitionMode = 'share'
+  /** Strict mode: the escrow of this limit's rights (set by the limiter for gossiped strict limits). */
+  escrow: EscrowTable | undefined = undefined
   /** Whether members of the limit's scope are unreachable now (set by the limiter). */
   degraded = false
   /** This node's weight share of the scope's last known members, while degraded. */

@@ -9,6 +9,7 @@ import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.j
 import { Concurrency, createRuntime, layoutOf, type LeaseHold, type LimitRuntime, type StoreOptions } from './algorithms.js'
 import { Decision, LimitStatus, type Lease } from './decision.js'
 import { ErrorCode, MeshlimitError, invalid } from './errors.js'
+import { Escrow, type EscrowEntry, type EscrowStats } from './escrow.js'
 import { migrateUsage } from './migrate.js'
 import { compilePolicies, type CompiledGroup, type CompiledPolicies, type CompiledPolicy } from './policy/compile.js'
 import type { Descriptor, PolicyDocument, PolicySet } from './policy/types.js'
@@ -153,6 +154,8 @@ export interface LimiterStats {
   /** Messages refused because their peer already used MAX_INCARNATIONS_PER_PEER incarnations. */
   refusedReplicas: number
   replicator: ReplicatorStats | undefined
+  /** Strict limits' rights transfers (undefined without a transport). */
+  escrow: EscrowStats | undefined
 }
 
 /** A synchronous, in-memory rate limiter whose usage converges across a mesh. */
@@ -286,6 +289,9 @@ class LimiterImpl implements Limiter {
   private sKey: string[] = []
   /** Denied by the local share rule (retry when the next sync refreshes the allowance). */
   private sShare: boolean[] = []
+  /** Strict limits' escrow entries of the check (undefined for other limits). */
+  private sEsc: Array<EscrowEntry | undefined> = []
+  private readonly escrow: Escrow | undefined
   private sNow = 0
   private merged = 0
   private stale = 0
@@ -323,6 +329,10 @@ class LimiterImpl implements Limiter {
     }
     this.replicas = new ReplicaTable(this.replica)
     this.ownKey = replicaKey(this.replica)
+    if (init.transport !== undefined) {
+      this.escrow = new Escrow({ transport: init.transport, clock: this.clock, incarnation: this.replica.incarnation, maxKeys: Math.min(this.storeOptions.maxKeys, 100_000) })
+      this.escrow.start()
+    }
     this.install(toPolicySet(init.policies))
     if (init.transport !== undefined) {
       this.replicator = createReplicator({
@@ -375,8 +385,11 @@ class LimiterImpl implements Limiter {
           runtimes.set(name, rt)
           return rt
         })
+        const strict = replicated && cp.policy.strict && this.escrow !== undefined && set.escrow !== undefined
         for (const rt of cp.runtimes) {
-          rt.shares = replicated && this.localShares
+          // Strict limits spend escrowed rights: the hard bound makes local shares moot.
+          rt.escrow = strict ? (this.escrow as Escrow).table(rt.name, { limit: rt.max, windowMs: rt.windowMs, holders: (set.escrow as { holders: readonly string[] }).holders }) : undefined
+          rt.shares = replicated && this.localShares && rt.escrow === undefined
           rt.onPartition = cp.policy.onPartition
           rt.shareHorizonMs = this.shareHorizonMs
           rt.coinSalt = hashString(replicaKey(this.replica), 0x5a17) | 0
@@ -391,7 +404,8 @@ class LimiterImpl implements Limiter {
     }
     this.compiled = compiled
     const only = compiled.groups.length === 1 ? compiled.groups[0] : undefined
-    this.lean = only !== undefined && only.policies.every(p => p.rateRuntimes.length === 1 && p.runtimes.length === 1 && !p.shadow) ? only : undefined
+    this.lean = only !== undefined && only.policies.every(p => p.rateRuntimes.length === 1 && p.runtimes.length === 1 && !p.shadow && p.runtimes[0].escrow === undefined) ? only : undefined
+    this.escrow?.retain(new Set([...runtimes.values()].filter(rt => rt.escrow !== undefined).map(rt => rt.name)))
     this.runtimes = runtimes
     this.wire = wire
     if (this.reachability !== undefined) this.setReachability(this.reachability)
@@ -528,6 +542,16 @@ class LimiterImpl implements Limiter {
             shareDenied = true
           }
         }
+        let esc: EscrowEntry | undefined
+        if (rt.escrow !== undefined) {
+          esc = rt.escrow.entry(key, now)
+          // Strict: only rights this node owns admit (retry once a transfer lands).
+          if (ok && esc.available < cost) {
+            ok = false
+            shareDenied = true
+          }
+        }
+        this.sEsc[n] = esc
         this.sRt[n] = rt
         this.sPol[n] = p
         this.sIdx[n] = i
@@ -545,6 +569,12 @@ class LimiterImpl implements Limiter {
     }
     if (!denied && commit) {
       for (let j = 0; j < n; j++) if (this.sOk[j]) this.sRt[j].commit(this.sIdx[j], now, cost)
+    }
+    if (commit && this.escrow !== undefined) {
+      for (let j = 0; j < n; j++) {
+        const e = this.sEsc[j]
+        if (e !== undefined) this.escrow.after(e, cost, !denied && this.sOk[j], now)
+      }
     }
     this.sNow = now
     return denied ? -n - 1 : n
@@ -792,6 +822,7 @@ class LimiterImpl implements Limiter {
         store.sweep(store.epochOf(now), Math.max(1024, Math.ceil(store.size / 8)))
       }
     }
+    this.escrow?.sweep()
   }
 
   private scheduleSweep (): void {
@@ -824,13 +855,15 @@ class LimiterImpl implements Limiter {
       aheadDropped: this.ahead,
       unknownLimitGroups: this.unknownGroups,
       refusedReplicas: this.refusedReplicas,
-      replicator: this.replicator?.stats
+      replicator: this.replicator?.stats,
+      escrow: this.escrow === undefined ? undefined : { ...this.escrow.stats }
     }
   }
 
   close (): void {
     if (this.closed) return
     this.replicator?.stop()
+    this.escrow?.stop()
     this.closed = true
     this.cancelSweep?.()
     this.ownClock?.stop()

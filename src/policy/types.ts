@@ -81,6 +81,14 @@ export interface PolicySpec {
    */
   onPartition?: PartitionMode
   /**
+   * Strict mode: the mesh never admits more than the limit in a window, even under
+   * partition, at the cost of denials while rights travel. Rights start with the
+   * document's `escrow.holders` and move between nodes on demand (src/escrow.ts).
+   * Only fixed-window limits can be strict; onPartition does not apply.
+   * @default false
+   */
+  strict?: boolean
+  /**
    * Ids of policies this one replaces: when this policy wins its group for a request,
    * the listed policies do not apply to that request, and their groups contribute no
    * limit to it (Envoy's `replaces`). @default []
@@ -97,6 +105,8 @@ export interface PolicySpec {
 export interface PolicyDocument {
   /** Monotonic version of the document (used by signed bundles). @default 0 */
   version?: number
+  /** Strict policies' escrow: the peer ids that own each window's rights at its start (1-64). */
+  escrow?: { holders: string[] }
   policies: PolicySpec[]
 }
 
@@ -129,6 +139,7 @@ export interface Policy {
   readonly scope: Scope
   readonly shadow: boolean
   readonly onPartition: PartitionMode
+  readonly strict: boolean
   /** Ids of the policies this one replaces when it applies. */
   readonly replaces: readonly string[]
   readonly ipv4Prefix: number
@@ -141,5 +152,7 @@ export interface Policy {
 /** A validated policy document. */
 export interface PolicySet {
   readonly version: number
+  /** Holders of strict policies' rights (sorted), when the document names them. */
+  readonly escrow: { readonly holders: readonly string[] } | undefined
   readonly policies: readonly Policy[]
 }

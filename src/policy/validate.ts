@@ -6,8 +6,8 @@ import type { Algorithm, Condition, Limit, PartitionMode, Policy, PolicySet, Sco
 
 const ALGORITHMS: readonly Algorithm[] = ['sliding-window', 'fixed-window', 'token-bucket', 'concurrency']
 const SCOPES: readonly Scope[] = ['node', 'region', 'global']
-const DOC_FIELDS = ['version', 'policies']
-const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority', 'scope', 'shadow', 'onPartition', 'replaces', 'ipv4Prefix', 'ipv6Prefix', 'limits']
+const DOC_FIELDS = ['version', 'escrow', 'policies']
+const POLICY_FIELDS = ['id', 'description', 'match', 'key', 'group', 'priority', 'scope', 'shadow', 'onPartition', 'strict', 'replaces', 'ipv4Prefix', 'ipv6Prefix', 'limits']
 const PARTITION_MODES: readonly PartitionMode[] = ['share', 'closed', 'open']
 const LIMIT_FIELDS = ['id', 'algorithm', 'limit', 'windowMs', 'window', 'slots', 'ratePerSecond', 'burst', 'leaseTtlMs']
 /** What a policy or limit id may be. */
@@ -26,6 +26,9 @@ export const MAX_POLICIES = 10_000
 export const MAX_LIMITS_PER_POLICY = 16
 /** Most patterns in one match condition. */
 export const MAX_PATTERNS = 1_000
+/** Most escrow holders. */
+export const MAX_HOLDERS = 64
+const PEER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
 
 const validated = new WeakSet<object>()
 
@@ -226,6 +229,7 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
   if (typeof onPartition !== 'string' || !(PARTITION_MODES as readonly string[]).includes(onPartition)) {
     fail(`${path}.onPartition`, raw.onPartition, 'is not a known partition mode', `use one of ${PARTITION_MODES.join(', ')}`)
   }
+  if (raw.strict !== undefined && typeof raw.strict !== 'boolean') fail(`${path}.strict`, raw.strict, 'must be true or false', 'write strict: true to never admit past the limit, even under partition')
   let replaces: string[]
   if (raw.replaces === undefined) replaces = []
   else if (typeof raw.replaces === 'string') replaces = [raw.replaces]
@@ -248,6 +252,9 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
   limits.forEach((l, j) => {
     if (seen.has(l.id)) fail(`${path}.limits[${j}].id`, l.id, 'repeats the id of an earlier limit in this policy', 'give each limit of a policy its own id')
     seen.add(l.id)
+    if (raw.strict === true && l.algorithm !== 'fixed-window') {
+      fail(`${path}.limits[${j}].algorithm`, l.algorithm, 'cannot be strict: strict mode escrows the rights of fixed windows', 'use algorithm: fixed-window, or remove strict')
+    }
   })
   return {
     id,
@@ -259,6 +266,7 @@ function validatePolicy (raw: unknown, path: string, order: number): Policy {
     scope: scope as Scope,
     shadow: raw.shadow === true,
     onPartition: onPartition as PartitionMode,
+    strict: raw.strict === true,
     replaces,
     ipv4Prefix,
     ipv6Prefix,
@@ -281,6 +289,10 @@ export function validatePolicies (doc: unknown): PolicySet {
   if (doc.policies.length > MAX_POLICIES) fail('policies', `${doc.policies.length} policies`, `has more than ${MAX_POLICIES} policies`, 'key policies on descriptor fields instead of listing values')
   // Array.from, not map(): a hole in a sparse list must be rejected, not kept.
   const policies = Array.from(doc.policies as unknown[], (p, i) => validatePolicy(p, `policies[${i}]`, i))
+  const escrow = validateEscrow(doc.escrow)
+  policies.forEach((p, i) => {
+    if (p.strict && escrow === undefined) fail(`policies[${i}].strict`, true, 'needs escrow holders', 'add escrow: { holders: [<peer id>, ...] } at the top of the document: the nodes that own each window\'s rights')
+  })
   const ids = new Map<string, number>()
   policies.forEach((p, i) => {
     const prev = ids.get(p.id)
@@ -292,9 +304,24 @@ export function validatePolicies (doc: unknown): PolicySet {
       if (!ids.has(r)) fail(`policies[${i}].replaces[${j}]`, r, 'is not the id of a policy in this document', 'name an existing policy, or remove the entry')
     })
   })
-  const set: PolicySet = deepFreeze({ version, policies })
+  const set: PolicySet = deepFreeze({ version, escrow, policies })
   validated.add(set)
   return set
+}
+
+function validateEscrow (raw: unknown): { holders: string[] } | undefined {
+  if (raw === undefined) return undefined
+  if (!isRecord(raw)) fail('escrow', raw, 'must be an object', 'write escrow: { holders: [<peer id>, ...] }')
+  rejectUnknown(raw, ['holders'], 'escrow')
+  if (!Array.isArray(raw.holders) || raw.holders.length === 0 || raw.holders.length > MAX_HOLDERS) {
+    fail('escrow.holders', raw.holders, `must be a list of 1 to ${MAX_HOLDERS} peer ids`, 'list the peer ids (meshlimit start prints its own) of a few stable nodes every node can reach')
+  }
+  const holders = Array.from(raw.holders as unknown[], (h, j) => {
+    if (typeof h !== 'string' || !PEER_PATTERN.test(h)) fail(`escrow.holders[${j}]`, h, 'is not a peer id', 'write the peer id a node prints at start, e.g. 12D3KooW...')
+    return h
+  })
+  if (new Set(holders).size !== holders.length) fail('escrow.holders', holders, 'lists a peer twice', 'list each holder once')
+  return { holders: holders.sort() }
 }
 
 function deepFreeze<T> (v: T): T {

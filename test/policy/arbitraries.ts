@@ -126,6 +126,7 @@ export function expectedPolicy (p: Obj, order: number): Policy {
     scope: (p.scope as Policy['scope'] | undefined) ?? 'global',
     shadow: (p.shadow as boolean | undefined) ?? false,
     onPartition: (p.onPartition as Policy['onPartition'] | undefined) ?? 'share',
+    strict: false,
     replaces: [],
     ipv4Prefix: (p.ipv4Prefix as number | undefined) ?? 32,
     ipv6Prefix: (p.ipv6Prefix as number | undefined) ?? 64,

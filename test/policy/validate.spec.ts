@@ -25,6 +25,7 @@ describe('validatePolicies: defaults', () => {
     const set = validatePolicies(doc())
     expect(set).toEqual({
       version: 0,
+      escrow: undefined,
       policies: [{
         id: 'p',
         description: undefined,
@@ -35,6 +36,7 @@ describe('validatePolicies: defaults', () => {
         scope: 'global',
         shadow: false,
         onPartition: 'share',
+        strict: false,
         replaces: [],
         ipv4Prefix: 32,
         ipv6Prefix: 64,
