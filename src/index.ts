@@ -7,7 +7,7 @@
 import './polyfill.js'
 
 export { createLimiter, MAX_COST } from './limiter.js'
-export type { Limiter, LimiterInit, LimiterStats, LimitStats } from './limiter.js'
+export type { Limiter, LimiterInit, LimiterStats, LimitStats, KeyCounters } from './limiter.js'
 export { Decision, LimitStatus } from './decision.js'
 export type { Lease } from './decision.js'
 export { MeshlimitError, ErrorCode } from './errors.js'

@@ -103,6 +103,20 @@ export interface LimiterStats {
   replicator: ReplicatorStats | undefined
 }
 
+/** One key's counters as a node holds them (see Limiter.inspect). */
+export interface KeyCounters {
+  /** Slot width of the limit, in ms. */
+  slotMs: number
+  /** Epoch the key's ring is aligned to (where it was last touched locally or by a peer). */
+  head: number
+  /** Oldest epoch held: head - pastSlots + 1. */
+  firstEpoch: number
+  /** Total over every replica of each epoch from firstEpoch to head + futureSlots. */
+  totals: number[]
+  /** Per replica ("peerId@incarnation"), flat (epoch, count) pairs; only when asked for. */
+  replicas?: Map<string, number[]>
+}
+
 /** A synchronous, in-memory rate limiter whose usage converges across a mesh. */
 export interface Limiter {
   /**
@@ -140,6 +154,13 @@ export interface Limiter {
   /** Frees keys whose usage left every window; runs on a timer, callable directly. */
   sweep(): void
   stats(): LimiterStats
+  /**
+   * The counters this node holds for `key` of limit `limit` ("policy/limit", the
+   * acquisitions of a concurrency limit), read without changing anything; undefined when
+   * the limit or the key is unknown. For debugging, admin tools, tests and the chaos
+   * simulator's audits: it allocates, never call it on the request path.
+   */
+  inspect(limit: string, key: string, withReplicas?: boolean): KeyCounters | undefined
   /** Flushes the last changes and stops timers. */
   close(): void
 }
@@ -520,6 +541,32 @@ class LimiterImpl implements Limiter {
       unknownLimitGroups: this.unknownGroups,
       replicator: this.replicator?.stats
     }
+  }
+
+  inspect (limit: string, key: string, withReplicas = false): KeyCounters | undefined {
+    const store = this.runtimes.get(limit)?.stores[0][1]
+    if (store === undefined) return undefined
+    // Keys merged from peers before any local check are known by wire hash only.
+    const i = store.replicated ? store.findHash(store.hashKey(key)) : store.find(key)
+    if (i < 0) return undefined
+    const head = store.headOf(i)
+    const firstEpoch = head - store.pastSlots + 1
+    const totals: number[] = []
+    for (let e = firstEpoch; e <= head + store.futureSlots; e++) totals.push(store.slotTotal(i, e))
+    const out: KeyCounters = { slotMs: store.slotMs, head, firstEpoch, totals }
+    if (withReplicas) {
+      const replicas = new Map<string, number[]>()
+      for (const [epoch, row] of Object.entries(store.entriesOf(i))) {
+        for (const [rep, count] of Object.entries(row)) {
+          const name = this.replicas.keyOf(Number(rep))
+          const list = replicas.get(name)
+          if (list === undefined) replicas.set(name, [Number(epoch), count])
+          else list.push(Number(epoch), count)
+        }
+      }
+      out.replicas = replicas
+    }
+    return out
   }
 
   close (): void {

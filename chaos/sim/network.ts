@@ -1,0 +1,288 @@
+import type { MessageHandler, RequestHandler, Transport, Verdict } from '../../gossip/transport.js'
+import type { Random } from '../../membership/random.js'
+import type { NetworkSpec } from '../scenario.js'
+import { sampler } from './random.js'
+import type { EventOwner, Scheduler } from './scheduler.js'
+
+/**
+ * The simulated network. Model (see docs/chaos.md):
+ *
+ * - Direct fan-out: a publish sends one copy to every other live subscriber of the topic,
+ *   over the link between the two nodes. Each copy takes the sender's uplink for
+ *   (payload + overhead) / bandwidth, then a latency drawn from the link's distribution
+ *   (intra- or inter-region).
+ * - Each copy is independently lost, duplicated, or held back (reordered) with the
+ *   scenario's probabilities. Partitions cut links between groups; a copy sent across a
+ *   cut is never sent. A copy in flight to a node that crashes is lost with the process.
+ * - Requests travel the same links both ways (each leg lost or cut like a message) and
+ *   fail after their timeout when a leg is lost; an unknown protocol or a throwing
+ *   handler answers with an error one round trip later.
+ */
+
+/** Why a copy of a message did not arrive. */
+export type DropReason = 'loss' | 'partition'
+
+/** What the measurement side learns about traffic; everything is optional. */
+export interface NetworkObserver {
+  /** A node published; the return value comes back in delivered() for each copy. */
+  published?(from: number, topic: string, data: Uint8Array): unknown
+  /** A copy reached `to`, whose handler answered `verdict`. */
+  delivered?(tag: unknown, from: number, to: number, verdict: Verdict): void
+  /** A copy from `from` to `to` was not delivered. */
+  dropped?(from: number, to: number, reason: DropReason): void
+}
+
+export interface NetworkStats {
+  published: number
+  copiesSent: number
+  delivered: number
+  duplicated: number
+  reordered: number
+  droppedLoss: number
+  droppedPartition: number
+  rejected: number
+  requests: number
+  requestFailures: number
+  /** Uplink bytes per node (payload + overhead of every copy sent). */
+  bytesSent: Float64Array
+  payloadBytesSent: Float64Array
+}
+
+interface Member {
+  owner: EventOwner
+  topics: Map<string, MessageHandler>
+  protocols: Map<string, RequestHandler>
+}
+
+export interface SimNetwork {
+  /** Transport of node `index`'s incarnation `owner` (events it schedules die with the owner). */
+  attach(index: number, peerId: string, owner: EventOwner): Transport
+  /** Takes node `index` off the network (crash or leave): it neither sends nor receives. */
+  detach(index: number): void
+  /** Splits nodes into groups (group id per node index); messages cross no group boundary. */
+  partition(groupOf: Int32Array): void
+  heal(): void
+  /** Whether two nodes can currently talk. */
+  connected(a: number, b: number): boolean
+  /** Requests whose promise is not settled yet. */
+  readonly requestsInFlight: number
+  /** Longest time from send to arrival of any copy so far (uplink queue + latency + delays). */
+  readonly maxTransitMs: number
+  readonly stats: NetworkStats
+}
+
+export interface SimNetworkInit {
+  scheduler: Scheduler
+  spec: NetworkSpec
+  /** Region index of every node index that can ever exist (initial and joining nodes). */
+  regionOf: Int32Array
+  rnd: Random
+  observer?: NetworkObserver
+}
+
+export function createSimNetwork (init: SimNetworkInit): SimNetwork {
+  const { scheduler: sched, spec, regionOf, rnd } = init
+  const obs = init.observer ?? {}
+  const size = regionOf.length
+  const members: Array<Member | undefined> = new Array(size).fill(undefined)
+  const peerIds: string[] = new Array(size).fill('')
+  const byPeer = new Map<string, number>()
+  /** Live subscribers per topic, in node order (deterministic delivery order). */
+  const subscribers = new Map<string, number[]>()
+  let groupOf: Int32Array | undefined
+  const uplinkFree = new Float64Array(size)
+  const intra = sampler(spec.intraRegion, rnd)
+  const inter = sampler(spec.interRegion, rnd)
+  const msPerByte = 1000 / spec.uplinkBytesPerSec
+  let inFlight = 0
+  let maxTransit = 0
+  const stats: NetworkStats = {
+    published: 0, copiesSent: 0, delivered: 0, duplicated: 0, reordered: 0, droppedLoss: 0, droppedPartition: 0, rejected: 0,
+    requests: 0, requestFailures: 0, bytesSent: new Float64Array(size), payloadBytesSent: new Float64Array(size)
+  }
+
+  const connected = (a: number, b: number): boolean => groupOf === undefined || groupOf[a] === groupOf[b]
+  const latency = (a: number, b: number): number => regionOf[a] === regionOf[b] ? intra() : inter()
+
+  /** Time at which a copy of `bytes` sent now from `from` to `to` arrives (uplink queue + latency). */
+  const arrival = (from: number, to: number, bytes: number): number => {
+    const wire = bytes + spec.overheadBytesPerMessage
+    const start = uplinkFree[from] > sched.now ? uplinkFree[from] : sched.now
+    const done = start + wire * msPerByte
+    uplinkFree[from] = done
+    stats.bytesSent[from] += wire
+    stats.payloadBytesSent[from] += bytes
+    let at = done + latency(from, to)
+    if (spec.reorder > 0 && rnd() < spec.reorder) {
+      stats.reordered++
+      at += rnd() * spec.reorderDelayMs
+    }
+    if (at - sched.now > maxTransit) maxTransit = at - sched.now
+    return at
+  }
+
+  const subscribe = (topic: string, index: number): void => {
+    const list = subscribers.get(topic) ?? []
+    if (!list.includes(index)) {
+      list.push(index)
+      list.sort((a, b) => a - b)
+    }
+    subscribers.set(topic, list)
+  }
+
+  const unsubscribe = (topic: string, index: number): void => {
+    const list = subscribers.get(topic)
+    if (list === undefined) return
+    const at = list.indexOf(index)
+    if (at >= 0) list.splice(at, 1)
+  }
+
+  const deliver = (to: number, topic: string, data: Uint8Array, from: number, tag: unknown): void => {
+    const h = members[to]?.topics.get(topic)
+    if (h === undefined) return
+    stats.delivered++
+    const verdict = h(data, peerIds[from])
+    if (verdict === 'reject') stats.rejected++
+    obs.delivered?.(tag, from, to, verdict)
+  }
+
+  const publish = (from: number, me: Member, topic: string, data: Uint8Array): void => {
+    if (members[from] !== me) return
+    stats.published++
+    const tag = obs.published?.(from, topic, data)
+    const list = subscribers.get(topic)
+    if (list === undefined) return
+    for (let k = 0; k < list.length; k++) {
+      const to = list[k]
+      if (to === from) continue
+      if (!connected(from, to)) {
+        stats.droppedPartition++
+        obs.dropped?.(from, to, 'partition')
+        continue
+      }
+      stats.copiesSent++
+      const at = arrival(from, to, data.byteLength)
+      if (spec.loss > 0 && rnd() < spec.loss) {
+        stats.droppedLoss++
+        obs.dropped?.(from, to, 'loss')
+        continue
+      }
+      const owner = (members[to] as Member).owner
+      sched.at(at, () => { deliver(to, topic, data, from, tag) }, owner)
+      if (spec.duplicate > 0 && rnd() < spec.duplicate) {
+        stats.duplicated++
+        const again = at + rnd() * spec.reorderDelayMs
+        if (again - sched.now > maxTransit) maxTransit = again - sched.now
+        sched.at(again, () => { deliver(to, topic, data, from, tag) }, owner)
+      }
+    }
+  }
+
+  /** One leg of a request or answer: the arrival time, or undefined when it is lost or cut. */
+  const leg = (from: number, to: number, bytes: number): number | undefined => {
+    if (!connected(from, to) || members[to] === undefined) return undefined
+    const at = arrival(from, to, bytes)
+    if (spec.loss > 0 && rnd() < spec.loss) return undefined
+    return at
+  }
+
+  const request = async (from: number, me: Member, peerId: string, protocol: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> => {
+    stats.requests++
+    if (members[from] !== me) throw new Error(`sim: ${peerIds[from]} is not running`)
+    const to = byPeer.get(peerId)
+    inFlight++
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      let done = false
+      const settle = (err: Error | undefined, answer?: Uint8Array): void => {
+        if (done) return
+        done = true
+        inFlight--
+        cancelTimeout()
+        if (err !== undefined) {
+          stats.requestFailures++
+          reject(err)
+        } else resolve(answer as Uint8Array)
+        // Let the continuation run at this simulated instant, before later events.
+        sched.requestYield()
+      }
+      const cancelTimeout = sched.after(timeoutMs, () => {
+        settle(new Error(`sim: ${protocol} request to ${peerId} timed out after ${timeoutMs} ms`))
+      }, me.owner)
+      const at = to === undefined ? undefined : leg(from, to, data.byteLength)
+      if (to === undefined || at === undefined) return
+      const target = members[to] as Member
+      sched.at(at, () => {
+        const handler = target.protocols.get(protocol)
+        const answer = (err: Error | undefined, bytes: Uint8Array): void => {
+          if (members[to] !== target) return
+          const back = leg(to, from, bytes.byteLength)
+          if (back !== undefined) sched.at(back, () => { settle(err, bytes) }, me.owner)
+        }
+        if (handler === undefined) {
+          answer(new Error(`sim: ${peerId} does not handle ${protocol}`), new Uint8Array(0))
+          return
+        }
+        let result: Uint8Array | Promise<Uint8Array>
+        try {
+          result = handler(data, peerIds[from])
+        } catch (err) {
+          answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0))
+          return
+        }
+        if (result instanceof Uint8Array) answer(undefined, result)
+        else {
+          result.then(bytes => { answer(undefined, bytes) }, (err: unknown) => { answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0)) })
+          sched.requestYield()
+        }
+      }, target.owner)
+    })
+  }
+
+  return {
+    stats,
+    get requestsInFlight () { return inFlight },
+    get maxTransitMs () { return maxTransit },
+    connected,
+    partition (groups) {
+      if (groups.length !== size) throw new RangeError(`partition: expected ${size} group ids, got ${groups.length}`)
+      groupOf = groups
+    },
+    heal () {
+      groupOf = undefined
+    },
+    detach (index) {
+      const m = members[index]
+      if (m === undefined) return
+      for (const topic of m.topics.keys()) unsubscribe(topic, index)
+      members[index] = undefined
+    },
+    attach (index, peerId, owner) {
+      if (members[index] !== undefined) throw new RangeError(`sim: node ${index} is already attached`)
+      const me: Member = { owner, topics: new Map(), protocols: new Map() }
+      members[index] = me
+      peerIds[index] = peerId
+      byPeer.set(peerId, index)
+      return {
+        peerId,
+        publish (topic, data) { publish(index, me, topic, data) },
+        subscribe (topic, handler) {
+          if (members[index] !== me) return
+          me.topics.set(topic, handler)
+          subscribe(topic, index)
+        },
+        unsubscribe (topic) {
+          if (!me.topics.delete(topic)) return
+          if (members[index] === me) unsubscribe(topic, index)
+        },
+        request: async (to, protocol, data, timeoutMs) => await request(index, me, to, protocol, data, timeoutMs),
+        handle (protocol, handler) { me.protocols.set(protocol, handler) },
+        unhandle (protocol) { me.protocols.delete(protocol) },
+        peers () {
+          const out: string[] = []
+          for (let j = 0; j < size; j++) if (j !== index && members[j] !== undefined && connected(index, j)) out.push(peerIds[j])
+          return out
+        }
+      }
+    }
+  }
+}
