@@ -1,6 +1,6 @@
 import { ReplicaTable, replicaKey, type ReplicaId } from '../crdt/replica.js'
 import { MergeResult, type WindowStore } from '../crdt/window-store.js'
-import type { CounterGroup, DeltaMessage } from '../gossip/codec.js'
+import type { CodecLimits, CounterGroup, DecodeResult, DeltaMessage } from '../gossip/codec.js'
 import { createReplicator, type Replicator, type ReplicatorStats } from '../gossip/replicator.js'
 import type { Transport, Verdict } from '../gossip/transport.js'
 import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
@@ -82,6 +82,12 @@ export interface LimiterInit {
    * @default 1000
    */
   sweepIntervalMs?: number
+  /**
+   * Decoder of received gossip; must behave as gossip/codec's decodeDelta. The chaos
+   * simulator passes a memoized one so every receiver of a message shares one decoding.
+   * @default decodeDelta
+   */
+  decodeDelta?: (data: Uint8Array, limits: CodecLimits) => DecodeResult
 }
 
 /** Per-limit counter statistics. */
@@ -235,6 +241,8 @@ class LimiterImpl implements Limiter {
   private stale = 0
   private ahead = 0
   private unknownGroups = 0
+  /** Last replica index seen per peer, so a message does not build its replica key string. */
+  private lastReplica = new Map<string, { incarnation: number, index: number }>()
 
   constructor (init: LimiterInit) {
     if (init.clock === undefined) {
@@ -265,7 +273,8 @@ class LimiterImpl implements Limiter {
         topic: init.topic,
         flushIntervalMs: checkInteger('flushIntervalMs', init.flushIntervalMs, 1, 50),
         maxMessageBytes: checkInteger('maxMessageBytes', init.maxMessageBytes, 1024, 65536),
-        maxClockSkewMs
+        maxClockSkewMs,
+        decode: init.decodeDelta
       })
       this.replicator.start()
     }
@@ -480,7 +489,12 @@ class LimiterImpl implements Limiter {
   }
 
   applyDelta (from: string, msg: DeltaMessage): Verdict {
-    const rep = this.replicas.intern(replicaKey({ peerId: from, incarnation: msg.incarnation }))
+    let last = this.lastReplica.get(from)
+    if (last === undefined || last.incarnation !== msg.incarnation) {
+      last = { incarnation: msg.incarnation, index: this.replicas.intern(replicaKey({ peerId: from, incarnation: msg.incarnation })) }
+      this.lastReplica.set(from, last)
+    }
+    const rep = last.index
     const now = this.clock.now()
     for (const g of msg.groups) {
       const store = this.wire.get(g.limit)

@@ -1,3 +1,4 @@
+import type { CodecLimits, DecodeResult } from '../../gossip/codec.js'
 import type { Transport } from '../../gossip/transport.js'
 import type { Clock } from '../../membership/clock.js'
 import { createLimiter, type Limiter } from '../../src/limiter.js'
@@ -39,6 +40,8 @@ export interface SimNodeInit {
   topic: string
   flushIntervalMs: number
   limiter: LimiterOptions
+  /** Decoder of received gossip (a shared one: every receiver of a message gets the same bytes). */
+  decodeDelta?: (data: Uint8Array, limits: CodecLimits) => DecodeResult
 }
 
 /** One running incarnation of a simulated node. */
@@ -77,6 +80,7 @@ export function createSimNode (init: SimNodeInit): SimNode {
     flushIntervalMs: init.flushIntervalMs,
     // Like a real start, the incarnation is the node clock's time; the limiter's own default.
     samplerSeed: init.index + 1,
+    decodeDelta: init.decodeDelta,
     ...init.limiter
   })
   const end = (): void => {

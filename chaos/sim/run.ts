@@ -1,11 +1,12 @@
 import { hashString } from '../../crdt/hash.js'
-import { decodeDelta } from '../../gossip/codec.js'
+import { DEFAULT_CODEC_LIMITS } from '../../gossip/codec.js'
 import { topicsOf } from '../../gossip/topics.js'
 import { createRuntime, type LimitRuntime } from '../../src/algorithms.js'
 import type { LimitInfo } from '../../src/algorithms.js'
 import type { Scenario } from '../scenario.js'
 import type { Marker, Summary } from '../summary.js'
 import { auditKey, breach, expectedTotal, newTally, viewTotal, type AuditContext, type ReplicaInfo } from './audit.js'
+import { sharedDecoder } from './decode.js'
 import { createSimNetwork } from './network.js'
 import { createSimNode, SIM_EPOCH_MS, type SimNode } from './node.js'
 import { sampler, stream } from './random.js'
@@ -127,6 +128,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     liveSince = sched.now
   }
 
+  const decode = sharedDecoder()
+  const codecLimits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes: s.limiter.maxMessageBytes ?? 65536 }
   const network = createSimNetwork({
     scheduler: sched,
     spec: s.network,
@@ -134,7 +137,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     rnd: rNet,
     observer: {
       published (from, _topic, data) {
-        const r = decodeDelta(data)
+        const r = decode(data, codecLimits)
         if (!r.ok) return undefined
         const rep = curRep[from]
         for (const g of r.msg.groups) {
@@ -172,7 +175,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       policies: s.policies,
       topic: topicOf(i),
       flushIntervalMs: F,
-      limiter: s.limiter
+      limiter: s.limiter,
+      decodeDelta: decode
     })
     nodes[i] = node
     curRep[i] = replicas.length
@@ -478,10 +482,16 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   tickLive()
 
   // --- final audit: after the quiet period every view equals the truth ------------
+  if (process.env.CHAOS_DEBUG_TIMING === '1') console.error(`sim done ${performance.now().toFixed(0)} ms, deliveries ${network.stats.delivered}`)
   const ctx = auditCtx()
   let countsLost = 0
+  let oldestInRange = Infinity
+  for (const b of nodes) if (b !== undefined) oldestInRange = Math.min(oldestInRange, b.clock.now())
   metas.forEach((meta, k) => {
+    // Keys whose newest cell left every node's range cannot differ anywhere.
+    const floor = Math.floor(oldestInRange / meta.slotMs) - pastSlots(k)
     for (const cells of truths[k].byKey.values()) {
+      if (cells.newest <= floor) continue
       const worst = new Float64Array(cells.epoch.length)
       for (const b of nodes) {
         if (b === undefined) continue
