@@ -145,6 +145,9 @@ export interface MeasureSpec {
   chartBucketMs: number
 }
 
+/** Most nodes a scenario may have, joins included (the audits keep per-link fields, N x N). */
+export const MAX_NODES = 2000
+
 const TOP_FIELDS = ['name', 'description', 'seed', 'duration', 'quiet', 'regions', 'network', 'gossip', 'limiter', 'clocks', 'policies', 'workload', 'events', 'measure']
 
 type Raw = Record<string, unknown>
@@ -339,8 +342,13 @@ export function validateScenario (input: unknown, fallbackName = 'scenario'): Sc
     })
   }
   if (workload.hotKeys.reduce((s, h) => s + h.share, 0) > 1) fail('workload.hotKeys', w.hotKeys, 'shares add up to more than 1', 'lower the shares')
+  workload.hotKeys.forEach((h, i) => {
+    if (/^k\d+$/.test(h.key)) fail(`workload.hotKeys[${i}].key`, h.key, 'is a name of the key population (k0, k1, ...)', 'name hot keys otherwise, e.g. "hot"')
+  })
 
   const events = eventsOf(r.events, regions)
+  const fleet = regions.reduce((n, g) => n + g.nodes, 0) + events.reduce((n, e) => n + (e.kind === 'join' ? e.nodes : 0), 0)
+  if (fleet > MAX_NODES) fail('regions', fleet, `makes ${fleet} nodes with joins, more than the simulator's ${MAX_NODES}`, 'use fewer nodes')
   if (!events.every(e => e.kind === 'join' || e.atMs < durationMs)) fail('events', r.events, 'has an event after the end of the traffic', 'keep every event before duration')
 
   const m = record(r.measure, 'measure', ['auditEvery', 'auditKeys', 'samplesPerSec', 'chartBucket'])

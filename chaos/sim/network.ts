@@ -2,7 +2,7 @@ import type { MessageHandler, RequestHandler, Transport, Verdict } from '../../g
 import type { Random } from '../../membership/random.js'
 import type { NetworkSpec } from '../scenario.js'
 import { sampler } from './random.js'
-import type { EventOwner, Scheduler } from './scheduler.js'
+import { ALWAYS, type EventOwner, type Scheduler, type Task } from './scheduler.js'
 
 /**
  * The simulated network. Model (see docs/chaos.md):
@@ -152,6 +152,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     const tag = obs.published?.(from, topic, data)
     const list = subscribers.get(topic)
     if (list === undefined) return
+    const fan = new Fanout(topic, data, from, tag)
     for (let k = 0; k < list.length; k++) {
       const to = list[k]
       if (to === from) continue
@@ -168,12 +169,56 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
         continue
       }
       const owner = (members[to] as Member).owner
-      sched.at(at, () => { deliver(to, topic, data, from, tag) }, owner)
+      fan.add(to, at, owner)
       if (spec.duplicate > 0 && rnd() < spec.duplicate) {
         stats.duplicated++
         const again = at + rnd() * spec.reorderDelayMs
         if (again - sched.now > maxTransit) maxTransit = again - sched.now
-        sched.at(again, () => { deliver(to, topic, data, from, tag) }, owner)
+        fan.add(to, again, owner)
+      }
+    }
+    fan.start()
+  }
+
+  /**
+   * The copies of one message, delivered in arrival order by one task that reschedules
+   * itself: one heap entry per message in flight rather than one per copy.
+   */
+  class Fanout implements Task {
+    at = 0
+    seq = 0
+    owner = ALWAYS
+    cancelled = false
+    private readonly to: number[] = []
+    private readonly times: number[] = []
+    private readonly owners: EventOwner[] = []
+    private order: number[] = []
+    private next = 0
+
+    constructor (readonly topic: string, readonly data: Uint8Array, readonly from: number, readonly tag: unknown) {}
+
+    add (to: number, at: number, owner: EventOwner): void {
+      this.to.push(to)
+      this.times.push(at)
+      this.owners.push(owner)
+    }
+
+    start (): void {
+      if (this.to.length === 0) return
+      const t = this.times
+      // Arrival order; equal times keep the order of sending.
+      this.order = this.to.map((_, k) => k).sort((a, b) => t[a] - t[b] || a - b)
+      this.at = t[this.order[0]]
+      sched.push(this)
+    }
+
+    run (): void {
+      const k = this.order[this.next++]
+      // A copy in flight to a node that crashed (or restarted) dies with the connection.
+      if (!this.owners[k].dead) deliver(this.to[k], this.topic, this.data, this.from, this.tag)
+      if (this.next < this.order.length) {
+        this.at = this.times[this.order[this.next]]
+        sched.push(this)
       }
     }
   }

@@ -40,6 +40,8 @@ export interface SimNodeInit {
   topic: string
   flushIntervalMs: number
   limiter: LimiterOptions
+  /** Wraps the transport the limiter gets (tests inject faults the network does not model). */
+  wrapTransport?: (transport: Transport) => Transport
   /** Decoder of received gossip (a shared one: every receiver of a message gets the same bytes). */
   decodeDelta?: (data: Uint8Array, limits: CodecLimits) => DecodeResult
 }
@@ -71,7 +73,8 @@ export interface SimNode {
 export function createSimNode (init: SimNodeInit): SimNode {
   const owner: EventOwner = { dead: false }
   const clock = new SimClock(init.scheduler, init.clockOffsetMs, owner)
-  const transport = init.network.attach(init.index, init.peerId, owner)
+  const attached = init.network.attach(init.index, init.peerId, owner)
+  const transport = init.wrapTransport === undefined ? attached : init.wrapTransport(attached)
   const limiter = createLimiter({
     policies: init.policies,
     clock,

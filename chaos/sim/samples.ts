@@ -19,6 +19,8 @@ export interface Sample {
   left: number
   /** Limit index, for the receiver's accepted range. */
   meta: number
+  /** Whether a message carrying it left its node (else a crash can take it along). */
+  published: boolean
 }
 
 export class Samples {
@@ -27,6 +29,7 @@ export class Samples {
   readonly times: number[] = []
   unconverged = 0
   taken = 0
+  diedWithCrash = 0
 
   constructor (private readonly size: number, private readonly everyMs: number, private readonly maxAgeMs: number) {}
 
@@ -35,12 +38,12 @@ export class Samples {
     return this.everyMs > 0 && now >= this.next
   }
 
-  take (s: Omit<Sample, 'pending' | 'left'>, receivers: number[]): void {
+  take (s: Omit<Sample, 'pending' | 'left' | 'published'>, receivers: number[]): void {
     this.next = s.at + this.everyMs
     if (receivers.length === 0) return
     const pending = new Uint8Array(this.size)
     for (const r of receivers) pending[r] = 1
-    const sample: Sample = { ...s, pending, left: receivers.length }
+    const sample: Sample = { ...s, pending, left: receivers.length, published: false }
     this.taken++
     const list = this.open.get(s.rep)
     if (list === undefined) this.open.set(s.rep, [sample])
@@ -58,7 +61,8 @@ export class Samples {
         const e = g.entries
         for (let j = 0; j < e.length; j += 3) {
           if (e[j] === s.hash && e[j + 1] === s.epoch && e[j + 2] >= s.count) {
-            (out ??= []).push(s)
+            s.published = true
+            ;(out ??= []).push(s)
             break
           }
         }
@@ -85,6 +89,21 @@ export class Samples {
         if (--s.left === 0) this.close(s, now - s.at)
       }
     }
+  }
+
+  /**
+   * Replica `rep` crashed: its samples never published died with it (counted as lost at
+   * crash, not as unconverged); published ones are still in flight.
+   */
+  crashed (rep: number): void {
+    const list = this.open.get(rep)
+    if (list === undefined) return
+    for (const s of list.slice()) {
+      if (s.published) continue
+      list.splice(list.indexOf(s), 1)
+      this.diedWithCrash++
+    }
+    if (list.length === 0) this.open.delete(rep)
   }
 
   /** Closes samples older than the max age as unconverged (their cell left every window). */

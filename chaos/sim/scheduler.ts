@@ -12,12 +12,24 @@ export interface EventOwner {
 /** The owner of events that always run (network plumbing, workload, faults). */
 export const ALWAYS: EventOwner = Object.freeze({ dead: false }) as EventOwner
 
-interface Event {
+/**
+ * Something the scheduler runs. A task may reschedule itself from run() (see
+ * Scheduler.push), so a long series of events (the copies of one message) costs one
+ * object instead of one per event.
+ */
+export interface Task {
   at: number
   seq: number
-  fn: () => void
   owner: EventOwner
   cancelled: boolean
+  run(): void
+}
+
+class Event implements Task {
+  seq = 0
+  cancelled = false
+  constructor (public at: number, readonly fn: () => void, readonly owner: EventOwner) {}
+  run (): void { this.fn() }
 }
 
 export interface Scheduler {
@@ -27,6 +39,8 @@ export interface Scheduler {
   at(at: number, fn: () => void, owner?: EventOwner): () => void
   /** Runs `fn` after `ms` (clamped to >= 0). */
   after(ms: number, fn: () => void, owner?: EventOwner): () => void
+  /** Schedules `task` at `task.at` (clamped to now), giving it a new place in the order. */
+  push(task: Task): void
   /**
    * Runs every event due up to `until` in order and leaves the time at `until`; stops
    * early (returning false) when `budget` events ran, so a caller can yield in between.
@@ -48,15 +62,17 @@ export interface Scheduler {
  * dropped when it reaches the top, which keeps cancel O(1).
  */
 export function createScheduler (): Scheduler {
-  const heap: Event[] = []
+  const heap: Task[] = []
   let now = 0
   let seq = 0
   let executed = 0
   let yieldRequested = false
 
-  const less = (a: Event, b: Event): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
+  const less = (a: Task, b: Task): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
 
-  const push = (e: Event): void => {
+  const push = (e: Task): void => {
+    if (e.at < now) e.at = now
+    e.seq = seq++
     let i = heap.length
     heap.push(e)
     while (i > 0) {
@@ -69,9 +85,9 @@ export function createScheduler (): Scheduler {
     heap[i] = e
   }
 
-  const pop = (): Event => {
+  const pop = (): Task => {
     const top = heap[0]
-    const last = heap.pop() as Event
+    const last = heap.pop() as Task
     const n = heap.length
     if (n > 0) {
       let i = 0
@@ -90,7 +106,7 @@ export function createScheduler (): Scheduler {
   }
 
   const schedule = (at: number, fn: () => void, owner: EventOwner): () => void => {
-    const e: Event = { at: at > now ? at : now, seq: seq++, fn, owner, cancelled: false }
+    const e = new Event(at, fn, owner)
     push(e)
     return () => { e.cancelled = true }
   }
@@ -102,6 +118,7 @@ export function createScheduler (): Scheduler {
     requestYield () { yieldRequested = true },
     at: (at, fn, owner = ALWAYS) => schedule(at, fn, owner),
     after: (ms, fn, owner = ALWAYS) => schedule(now + (ms > 0 ? ms : 0), fn, owner),
+    push,
     runUntil (until, budget = Infinity) {
       let ran = 0
       while (heap.length > 0 && heap[0].at <= until) {
@@ -111,7 +128,7 @@ export function createScheduler (): Scheduler {
         now = e.at
         executed++
         ran++
-        e.fn()
+        e.run()
         if (yieldRequested) {
           yieldRequested = false
           return false
