@@ -6,7 +6,8 @@ import { createRuntime, type LimitRuntime } from '../../src/algorithms.js'
 import type { LimitInfo } from '../../src/algorithms.js'
 import { MAX_NODES, type Scenario } from '../scenario.js'
 import type { Marker, Summary } from '../summary.js'
-import { auditKey, breach, expectedTotal, newTally, viewTotal, type AuditContext, type ReplicaInfo } from './audit.js'
+import { auditKey, finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
+import { scheduleFaults } from './faults.js'
 import { sharedDecoder } from './decode.js'
 import { createSimNetwork } from './network.js'
 import { createSimNode, SIM_EPOCH_MS, type SimNode } from './node.js'
@@ -323,31 +324,6 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     arrive(trafficStart)
   })
 
-  // --- faults ---------------------------------------------------------------------
-  const select = (sel: string): number[] => {
-    const alive = nodes.flatMap((n, i) => n === undefined ? [] : [i])
-    if (sel === 'all') return alive
-    const [kind, arg] = [sel.slice(0, sel.indexOf(':')), sel.slice(sel.indexOf(':') + 1)]
-    switch (kind) {
-      case 'region': return alive.filter(i => regionNames[regionOf[i]] === arg)
-      case 'nodes': {
-        const [a, b] = arg.split('-').map(Number)
-        return alive.filter(i => i >= a && i <= b)
-      }
-      case 'fraction': {
-        const [a, b] = arg.split('-').map(Number)
-        return alive.filter(i => i < initial && i >= Math.floor(a * initial) && i < Math.floor(b * initial))
-      }
-      default: {
-        const n = arg.endsWith('%') ? Math.round(alive.length * Number(arg.slice(0, -1)) / 100) : Number(arg)
-        const pool = alive.slice()
-        const out: number[] = []
-        while (out.length < n && pool.length > 0) out.push(pool.splice(Math.floor(rFault() * pool.length), 1)[0])
-        return out.sort((a, b) => a - b)
-      }
-    }
-  }
-
   const settleMs = (): number => network.maxTransitMs + 1
   const auditCtx = (): AuditContext => ({
     now: sched.now,
@@ -401,70 +377,9 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     return Object.values(probe.lag).every(v => v === 0)
   }
 
-  const phaseOfPartition = (groups: Int32Array): void => { phases.push(groups.slice()) }
-
-  s.events.forEach((e, idx) => {
-    const at = trafficStart + e.atMs
-    switch (e.kind) {
-      case 'partition':
-        sched.at(at, () => {
-          const g = new Int32Array(size).fill(e.groups.length)
-          e.groups.forEach((sels, gi) => { for (const sel of sels) for (const i of select(sel)) g[i] = gi })
-          network.partition(g)
-          phaseOfPartition(g)
-          markers.push({ atMs: e.atMs, kind: 'partition', label: `split into ${new Set(g).size} groups` })
-        })
-        break
-      case 'heal':
-        sched.at(at, () => {
-          network.heal()
-          markers.push({ atMs: e.atMs, kind: 'heal', label: 'heal' })
-          const slot = healTimes.length
-          healTimes.push(null)
-          const poll = (): void => {
-            if (healed(at)) healTimes[slot] = sched.now - at
-            else if (sched.now + 50 < endAt) sched.after(50, poll)
-          }
-          sched.after(0, poll)
-        })
-        break
-      case 'crash': {
-        const fire = (t: number): void => {
-          sched.at(trafficStart + t, () => {
-            const victims = select(e.nodes)
-            for (const i of victims) endNode(i, true)
-            markers.push({ atMs: t, kind: 'crash', label: `crash ${victims.length}` })
-            if (e.restartAfterMs !== undefined) {
-              const back = e.restartAfterMs
-              sched.after(back, () => {
-                for (const i of victims) if (nodes[i] === undefined) { startNode(i); starts.push(sched.now) }
-                markers.push({ atMs: t + back, kind: 'restart', label: `restart ${victims.length}` })
-              })
-            }
-          })
-          if (e.everyMs !== undefined) {
-            const next = t + e.everyMs
-            if (next <= (e.untilMs ?? durationMs) && next < durationMs) fire(next)
-          }
-        }
-        fire(e.atMs)
-        break
-      }
-      case 'join':
-        sched.at(at, () => {
-          const list = joinNodes.get(idx) as number[]
-          for (const i of list) { startNode(i); starts.push(sched.now) }
-          markers.push({ atMs: e.atMs, kind: 'join', label: `join ${list.length} in ${e.region}` })
-        })
-        break
-      case 'leave':
-        sched.at(at, () => {
-          const gone = select(e.nodes)
-          for (const i of gone) endNode(i, false)
-          markers.push({ atMs: e.atMs, kind: 'leave', label: `leave ${gone.length}` })
-        })
-        break
-    }
+  scheduleFaults({
+    scenario: s, sched, network, size, initial, regionNames, regionOf, nodes, trafficStart, durationMs, endAt,
+    rnd: rFault, joinNodes, markers, phases, starts, healTimes, startNode, endNode, healed
   })
 
   // --- boot, audits, run ------------------------------------------------------------
@@ -490,29 +405,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   tickLive()
 
   // --- final audit: after the quiet period every view equals the truth ------------
-  const ctx = auditCtx()
-  let countsLost = 0
-  let oldestInRange = Infinity
-  for (const b of nodes) if (b !== undefined) oldestInRange = Math.min(oldestInRange, b.clock.now())
-  metas.forEach((meta, k) => {
-    // Keys whose newest cell left every node's range cannot differ anywhere.
-    const floor = Math.floor(oldestInRange / meta.slotMs) - pastSlots(k)
-    for (const cells of truths[k].byKey.values()) {
-      if (cells.newest <= floor) continue
-      const worst = new Float64Array(cells.epoch.length)
-      for (const b of nodes) {
-        if (b === undefined) continue
-        const view = b.limiter.inspect(meta.name, cells.key, false)
-        if (viewTotal(ctx, b, meta, view) === expectedTotal(ctx, b, meta, cells)) continue
-        auditKey(ctx, finalTally, b, meta, cells, true, (j, units) => { if (units > worst[j]) worst[j] = units })
-      }
-      for (const w of worst) countsLost += w
-    }
-  })
+  const countsLost = finalAudit(auditCtx(), finalTally, metas, truths, pastSlots)
   samples.finish()
-  if (finalTally.missingUnits.unexplained > 0) {
-    breach(finalTally, 'no-count-lost', `${finalTally.missingUnits.unexplained} units missing from views with no lost, cut or rejected copy to explain them`)
-  }
 
   return summarize({
     scenario: s,
