@@ -33,6 +33,20 @@ export interface Marker {
   label: string
 }
 
+/** The report chart's data: one key's traffic and the fleet's, per bucket. */
+export interface Series {
+  bucketMs: number
+  key: string
+  domain: string
+  limitName: string
+  limit: number
+  windowMs: number
+  admitted: number[]
+  offered: number[]
+  admittedAll: number[]
+  offeredAll: number[]
+}
+
 export interface Summary {
   scenario: string
   seed: number

@@ -3,8 +3,7 @@ import { join } from 'node:path'
 import * as vega from 'vega'
 import { compile, type TopLevelSpec } from 'vega-lite'
 import type { Scenario } from '../scenario.js'
-import type { Marker, Summary } from '../summary.js'
-import type { Series } from '../sim/summarize.js'
+import type { Marker, Series, Summary } from '../summary.js'
 
 /**
  * The per-run report: Markdown with the summary beside the bounds, and an SVG chart of

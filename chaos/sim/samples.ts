@@ -4,12 +4,14 @@ import type { DeltaMessage } from '../../gossip/codec.js'
  * Convergence after traffic: a sample is one admission (replica r counted `count` in
  * cell (limit, hash, epoch) at time `at`); it converges when every peer of r's gossip
  * group that could hear r at that moment has accepted a message of r carrying that
- * cell with at least `count`. Samples are taken at a fixed rate (the first admission
+ * cell with at least `count` (or, checked at each running audit, holds it however it
+ * arrived: a pull or a relay). Samples are taken at a fixed rate (the first admission
  * after each sampling instant), so no randomness is drawn for them.
  */
 export interface Sample {
   rep: number
   limit: string
+  key: string
   hash: number
   epoch: number
   count: number
@@ -104,6 +106,13 @@ export class Samples {
       this.diedWithCrash++
     }
     if (list.length === 0) this.open.delete(rep)
+  }
+
+  /** Open samples taken before `at`, oldest first. */
+  takenBefore (at: number): Sample[] {
+    const out: Sample[] = []
+    for (const list of this.open.values()) for (const s of list) if (s.at < at) out.push(s)
+    return out.sort((a, b) => a.at - b.at || a.rep - b.rep)
   }
 
   /** Closes samples older than the max age as unconverged (their cell left every window). */

@@ -1,25 +1,11 @@
 import type { LimitMeta, Scenario } from '../scenario.js'
-import type { Invariant, Marker, Summary, Violation } from '../summary.js'
+import type { Invariant, Marker, Series, Summary, Violation } from '../summary.js'
 import type { AuditTally } from './audit.js'
 import { keyBound, skewSpreadMs, stalenessMs, type BoundContext, type BoundTerms, type Phase, type Side } from './bounds.js'
 import type { NetworkStats } from './network.js'
 import type { KeyState } from './run.js'
 import { quantileOf, type Samples } from './samples.js'
 import type { Workload } from './workload.js'
-
-/** The report chart's data: one key's traffic and the fleet's, per bucket. */
-export interface Series {
-  bucketMs: number
-  key: string
-  domain: string
-  limitName: string
-  limit: number
-  windowMs: number
-  admitted: number[]
-  offered: number[]
-  admittedAll: number[]
-  offeredAll: number[]
-}
 
 export interface RunFacts {
   scenario: Scenario
