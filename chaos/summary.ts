@@ -58,6 +58,8 @@ export interface Summary {
   requests: number
   admitted: number
   denied: number
+  /** Requests that found no live node in their region (not sent to any limiter). */
+  unserved: number
   /** Largest excess over the limit in any window of any key, in % of the limit. */
   overAdmissionMaxPct: number
   /** Mean excess over contended windows (offered >= limit), in % of the limit. */

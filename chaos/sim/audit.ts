@@ -109,7 +109,8 @@ export function auditKey (ctx: AuditContext, tally: AuditTally, b: SimNode, meta
       if (has !== cells.count[j]) breach(tally, 'own-count-exact', `node ${b.peerId} holds ${has} of its own cell (${cells.key}, epoch ${e}) but admitted ${cells.count[j]}`)
       continue
     }
-    if (ctx.groupOf(rep.node) !== group) {
+    // A node-scoped limit is never gossiped: only the node's own counts belong in its view.
+    if (meta.scope === 'node' || ctx.groupOf(rep.node) !== group) {
       // Counters of another gossip group never reach B (the region topology).
       if (has > 0) breach(tally, 'view-not-above-truth', `node ${b.peerId} holds ${has} from ${rep.key}, a replica outside its gossip group`)
       continue
@@ -156,7 +157,7 @@ export function expectedTotal (ctx: AuditContext, b: SimNode, meta: LimitMeta, c
   let sum = 0
   for (let j = 0; j < cells.epoch.length; j++) {
     const r = cells.rep[j]
-    if (r !== own && ctx.groupOf(ctx.replicas[r].node) !== group) continue
+    if (r !== own && (meta.scope === 'node' || ctx.groupOf(ctx.replicas[r].node) !== group)) continue
     if (!inRange(ctx, b, meta, cells.epoch[j])) continue
     sum += cells.count[j]
   }

@@ -299,7 +299,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     const epoch = Math.floor(node.clock.now() / meta.slotMs)
     const rep = curRep[node.index]
     const count = truths[k].admit(key, epoch, rep, 1)
-    if (samples.due(sched.now)) {
+    if (meta.scope !== 'node' && samples.due(sched.now)) {
       const receivers: number[] = []
       for (let j = 0; j < size; j++) {
         if (j !== node.index && nodes[j] !== undefined && groupOf(j) === groupOf(node.index) && network.connected(node.index, j)) receivers.push(j)

@@ -184,6 +184,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
     requests: f.requests,
     admitted: f.admitted,
     denied: f.denied,
+    unserved: f.unserved,
     overAdmissionMaxPct: round(maxPct),
     overAdmissionMeanPct: round(contended === 0 ? 0 : (ratioSum / contended) * 100),
     boundPct: round(boundPct),

@@ -29,6 +29,25 @@ function tampering (tamper: (node: number, h: MessageHandler) => MessageHandler)
 const kinds = (s: Summary): string[] => s.violations.map(v => `${v.invariant}${v.needs !== undefined ? `:${v.needs}` : ''}`)
 
 describe('audits catch faults the model does not explain', () => {
+  it('odd shapes hold too: fixed window, a node-scoped policy, sticky routing, an empty region, restarts', async () => {
+    const { summary } = await runScenario(validateScenario({
+      duration: '3s',
+      regions: [{ name: 'a', nodes: 5, share: 1 }, { name: 'b', nodes: 0, share: 1 }],
+      gossip: { topology: 'mesh', flushInterval: '50ms' },
+      policies: {
+        policies: [
+          { id: 'fw', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window', limit: 20, window: '500ms' }] },
+          { id: 'vip', key: 'user', match: { user: 'hot' }, scope: 'node', limits: [{ id: 'w', limit: 5, window: '1s' }] }
+        ]
+      },
+      workload: { keys: 30, hotKeys: [{ key: 'hot', share: 0.2 }], spread: 'sticky', clients: [{ name: 'c', ratePerSec: 400 }] },
+      events: [{ at: '1s', crash: { nodes: 'random:2', restartAfter: '300ms' } }]
+    }))
+    expect(summary.violations).toEqual([])
+    expect(summary.unserved).toBeGreaterThan(200)
+    expect(summary.requests).toBeGreaterThan(200)
+  })
+
   it('the clean run holds every invariant', async () => {
     const { summary } = await runScenario(SMALL)
     expect(summary.violations).toEqual([])
