@@ -78,7 +78,8 @@ export function humanSummary (s: Summary): string[] {
     `${s.scenario} seed ${s.seed}: ${s.nodes} nodes in ${s.regions} regions, ${s.simulatedSeconds} simulated s, ${s.requests} requests (${s.admitted} admitted)`,
     `over-admission max ${s.overAdmissionMaxPct}% (bound ${s.boundPct}%), mean ${s.overAdmissionMeanPct}% over contended windows; false denials ${s.falseDenialPct}%`,
     `convergence p50 ${s.convergenceP50Ms ?? 'never'} ms, p99 ${s.convergenceP99Ms ?? 'never'} ms (${s.unconvergedPct}% never)` +
-      (s.convergenceAfterHealMs.length > 0 ? `; after heal ${s.convergenceAfterHealMs.map(x => x === null ? 'never' : `${x} ms`).join(', ')}` : ''),
+      (s.convergenceAfterHealMs.length > 0 ? `; after heal ${s.convergenceAfterHealMs.map(x => x === null ? 'never' : `${x} ms`).join(', ')}` : '') +
+      `; after traffic ${s.convergenceAfterTrafficMs === null ? 'not within the quiet period' : `${s.convergenceAfterTrafficMs} ms`}`,
     `upload ${s.bytesPerNodePerSec} B/s per node; counts lost ${s.countsLost} (and ${s.countsLostAtCrash} with crashed processes)`
   ]
   if (s.violations.length === 0) lines.push('invariants: all hold')

@@ -77,6 +77,8 @@ export interface Summary {
   unconvergedPct: number
   /** Per heal: ms until every audited view held every count published before it; null when it never did. */
   convergenceAfterHealMs: Array<number | null>
+  /** After the last request: ms until every audited view held every published count (10 ms steps); null when not within the quiet period. */
+  convergenceAfterTrafficMs: number | null
   /** Upload bytes per live node per second, payload plus per-message overhead. */
   bytesPerNodePerSec: number
   payloadBytesPerNodePerSec: number

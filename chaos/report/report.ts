@@ -120,6 +120,7 @@ Reproduce: \`${command}\`
 | bound terms of the worst key (units) | ${terms} |
 | false denials (of requests under the limit) | ${pct(sum.falseDenialPct)} |
 | gossip convergence p50 / p99 | ${ms(sum.convergenceP50Ms)} / ${ms(sum.convergenceP99Ms)} (${sum.unconvergedPct}% never) |
+| convergence after the last request | ${ms(sum.convergenceAfterTrafficMs)} |
 | convergence after each heal | ${sum.convergenceAfterHealMs.length === 0 ? 'no heal' : sum.convergenceAfterHealMs.map(ms).join(', ')} |
 | upload per node | ${sum.bytesPerNodePerSec} B/s (payload ${sum.payloadBytesPerNodePerSec} B/s) |
 | messages published / copies / delivered | ${sum.messages.published} / ${sum.messages.copies} / ${sum.messages.delivered} |

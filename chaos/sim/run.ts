@@ -376,17 +376,28 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   }
 
   /** Whether every audited view holds every count published before `healAt` (or it left the window). */
-  const healed = (healAt: number): boolean => {
+  /**
+   * Whether every audited view holds every count published before `before` (or that
+   * left its window). With `before` = Infinity: every count at all, which must also
+   * have been published by its live replica (after the last request).
+   */
+  const healed = (before: number): boolean => {
     const ctx = auditCtx()
     const probe = newTally()
+    const all = before === Infinity
+    let unpublished = false
     metas.forEach((meta, k) => {
       for (const key of auditKeysOf(k)) {
         const cells = truths[k].byKey.get(key)
         if (cells === undefined) continue
-        for (const b of nodes) if (b !== undefined) auditKey({ ...ctx, settleMs: Math.max(0, ctx.now - healAt) }, probe, b, meta, cells, false)
+        for (const b of nodes) if (b !== undefined) auditKey({ ...ctx, settleMs: all ? -Infinity : Math.max(0, ctx.now - before) }, probe, b, meta, cells, false)
+        if (!all || meta.scope === 'node') continue
+        for (let j = 0; j < cells.epoch.length; j++) {
+          if (cells.published[j] < cells.count[j] && replicas[cells.rep[j]].crashedAt === undefined) unpublished = true
+        }
       }
     })
-    return Object.values(probe.lag).every(v => v === 0)
+    return !unpublished && Object.values(probe.lag).every(v => v === 0)
   }
 
   scheduleFaults({
@@ -405,6 +416,13 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     })
   }
   if (s.measure.auditKeys > 0) scheduleAudit(trafficStart + auditEvery)
+  // After the last request: how long until the audited views hold everything published.
+  let afterTraffic: number | null = null
+  const pollQuiet = (): void => {
+    if (healed(Infinity)) afterTraffic = sched.now - trafficEnd
+    else if (sched.now + 10 <= endAt) sched.after(10, pollQuiet)
+  }
+  sched.at(trafficEnd, pollQuiet)
 
   const step = 100
   let done = 0
@@ -443,6 +461,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     unserved,
     samples,
     healTimes,
+    afterTraffic,
     tally,
     finalTally,
     countsLost,

@@ -31,6 +31,7 @@ export interface RunFacts {
   unserved: number
   samples: Samples
   healTimes: Array<number | null>
+  afterTraffic: number | null
   tally: AuditTally
   finalTally: AuditTally
   countsLost: number
@@ -194,6 +195,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
     convergenceP99Ms: nullableRound(quantileOf(f.samples.times, unconverged, 0.99)),
     unconvergedPct: round(unconvergedPct),
     convergenceAfterHealMs: f.healTimes.map(nullableRound),
+    convergenceAfterTrafficMs: nullableRound(f.afterTraffic),
     bytesPerNodePerSec: Math.round(bytes * perNodeSecond),
     payloadBytesPerNodePerSec: Math.round(payload * perNodeSecond),
     messages: {

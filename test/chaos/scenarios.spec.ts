@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { stalenessMs } from '../../chaos/sim/bounds.js'
 import { runScenario } from '../../chaos/sim/run.js'
 import type { Summary, Violation } from '../../chaos/summary.js'
 import { scenario } from './helpers.js'
@@ -66,6 +67,9 @@ describe('chaos scenarios (seeded CI subset)', () => {
       if (run.name === 'steady-3x30') {
         expect(summary.convergenceP99Ms).not.toBeNull()
         expect(summary.unconvergedPct).toBe(0)
+        // Once traffic stops, views hold everything within one staleness horizon (10 ms polls).
+        expect(summary.convergenceAfterTrafficMs).not.toBeNull()
+        expect(summary.convergenceAfterTrafficMs ?? Infinity).toBeLessThanOrEqual(stalenessMs(scenario(run.name), true) + 10)
       }
     })
   }
