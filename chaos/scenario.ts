@@ -75,6 +75,9 @@ export interface GossipSpec {
    */
   topology: 'region' | 'mesh'
   flushIntervalMs: number
+  /** `direct`: one copy to every subscriber; `relay`: gossipsub-like mesh relay of degree meshDegree. */
+  delivery: 'direct' | 'relay'
+  meshDegree: number
 }
 
 /** Limiter options every node gets. */
@@ -217,10 +220,12 @@ export function validateScenario (input: unknown, fallbackName = 'scenario'): Sc
     overheadBytesPerMessage: int(n.overheadBytesPerMessage, 'network.overheadBytesPerMessage', 0, 65536, 180)
   }
 
-  const g = record(r.gossip, 'gossip', ['topology', 'flushInterval'])
+  const g = record(r.gossip, 'gossip', ['topology', 'flushInterval', 'delivery', 'meshDegree'])
   const gossip: GossipSpec = {
     topology: oneOf(g.topology, 'gossip.topology', ['region', 'mesh'] as const, 'region'),
-    flushIntervalMs: duration(g.flushInterval, 'gossip.flushInterval', 1, 100)
+    flushIntervalMs: duration(g.flushInterval, 'gossip.flushInterval', 1, 100),
+    delivery: oneOf(g.delivery, 'gossip.delivery', ['direct', 'relay'] as const, 'direct'),
+    meshDegree: int(g.meshDegree, 'gossip.meshDegree', 1, 64, 6)
   }
 
   const l = record(r.limiter, 'limiter', ['maxClockSkewMs', 'maxKeys', 'maxMessageBytes'])

@@ -37,8 +37,11 @@ export interface AuditContext {
   lastDrop: Float64Array
   lastReject: Float64Array
   size: number
-  /** A cell is settled when its last publish is older than this (every copy has landed). */
-  settleMs: number
+  /**
+   * Cells of node n's replicas last published before settledBefore(n) are settled: every
+   * copy of those messages has landed (or was lost).
+   */
+  settledBefore(node: number): number
   /** Epochs a node accepts: (nowEpoch - pastSlots, nowEpoch + futureSlots]. */
   pastSlots(meta: LimitMeta): number
   futureSlots(meta: LimitMeta): number
@@ -119,7 +122,7 @@ export function auditKey (ctx: AuditContext, tally: AuditTally, b: SimNode, meta
       breach(tally, 'view-not-above-truth', `node ${b.peerId} holds ${has} for (${rep.key}, ${cells.key}, epoch ${e}) but only ${cells.count[j]} were admitted`)
       continue
     }
-    const settled = final || cells.lastPub[j] + ctx.settleMs < ctx.now
+    const settled = final || cells.lastPub[j] < ctx.settledBefore(rep.node)
     if (!settled) continue
     if (has < cells.published[j]) {
       const cause = causeOf(ctx, b, r, cells, j)

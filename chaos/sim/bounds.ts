@@ -15,7 +15,8 @@ import { quantile, TRUNCATE_AT } from './random.js'
  * capped by what was offered: max(0, R W + z sqrt(R W) - L). A side is a set of nodes
  * that exchange counters (a gossip group cut by the partition in force); R_s the peak
  * rate of the key's requests entering side s, n_s the nodes serving them, S_s = flush
- * interval + a high latency quantile of the side's links (+ reorder delay), r = R / n
+ * interval + the largest latency of the side's links (x the hops of a relay mesh)
+ * (+ reorder delay), r = R / n
  * the rate one node sees. z = 4 covers the Poisson spread of arrivals.
  */
 
@@ -66,12 +67,22 @@ export interface BoundContext {
   crashesPerWindow: number
 }
 
-/** Staleness horizon of a side: flush interval + high-quantile latency + reorder delay. */
-export function stalenessMs (s: Scenario, spansRegions: boolean): number {
+/**
+ * Hops a relayed message may need to reach every one of `nodes` over a mesh of degree D:
+ * about the diameter of a random D-regular graph, log(n) / log(D - 1), plus one.
+ */
+export function relayHops (s: Scenario, nodes: number): number {
+  if (s.gossip.delivery !== 'relay' || nodes <= 2) return 1
+  return Math.ceil(Math.log(nodes) / Math.log(Math.max(2, s.gossip.meshDegree - 1))) + 1
+}
+
+/** Staleness horizon of a side of `nodes`: flush interval + largest latency per hop + reorder delay. */
+export function stalenessMs (s: Scenario, spansRegions: boolean, nodes = 2): number {
   const lat = spansRegions
     ? Math.max(quantile(s.network.interRegion, STALENESS_QUANTILE), quantile(s.network.intraRegion, STALENESS_QUANTILE))
     : quantile(s.network.intraRegion, STALENESS_QUANTILE)
-  return s.gossip.flushIntervalMs + lat + (s.network.reorder > 0 || s.network.duplicate > 0 ? s.network.reorderDelayMs : 0)
+  const hops = relayHops(s, nodes)
+  return s.gossip.flushIntervalMs + hops * lat + (s.network.reorder > 0 || s.network.duplicate > 0 ? hops * s.network.reorderDelayMs : 0)
 }
 
 /** Widest pairwise clock difference the skew distribution produces (0 without skew). */
@@ -107,7 +118,7 @@ export function keyBound (ctx: BoundContext, L: number, windowMs: number, slotMs
       sides++
       serving += n
       partition += Math.min(L, R * W)
-      const S = stalenessMs(s, side.spansRegions) / 1000
+      const S = stalenessMs(s, side.spansRegions, side.nodesByRegion.reduce((a, b) => a + b, 0)) / 1000
       staleness += Math.min((n - 1) * L, R * S * (n - 1) / n + (n > 1 ? Z * Math.sqrt(R * S) : 0))
     }
     if (sides === 0) continue

@@ -1,6 +1,7 @@
 import type { MessageHandler, RequestHandler, Transport, Verdict } from '../../gossip/transport.js'
 import type { Random } from '../../membership/random.js'
 import type { NetworkSpec } from '../scenario.js'
+import { MeshOverlay } from './overlay.js'
 import { sampler } from './random.js'
 import { ALWAYS, type EventOwner, type Scheduler, type Task } from './scheduler.js'
 
@@ -41,6 +42,8 @@ export interface NetworkStats {
   droppedLoss: number
   droppedPartition: number
   rejected: number
+  /** Relayed copies a node had already seen (mesh delivery): dropped before its handler. */
+  duplicatesSuppressed: number
   requests: number
   requestFailures: number
   /** Uplink bytes per node (payload + overhead of every copy sent). */
@@ -68,12 +71,25 @@ export interface SimNetwork {
   readonly requestsInFlight: number
   /** Longest time from send to arrival of any copy so far (uplink queue + latency + delays). */
   readonly maxTransitMs: number
+  /**
+   * Publish time of the oldest message of node `index` with copies still on the way
+   * (Infinity when none): every message it published before that has fully landed.
+   */
+  oldestInFlight(index: number): number
   readonly stats: NetworkStats
 }
 
 export interface SimNetworkInit {
   scheduler: Scheduler
   spec: NetworkSpec
+  /**
+   * `direct`: a publish sends a copy to every subscriber. `mesh`: gossipsub-like relay,
+   * each node forwards a new message it accepted to its mesh peers (degree D).
+   * @default direct
+   */
+  delivery?: 'direct' | 'mesh'
+  /** Mesh degree D of the `mesh` delivery. @default 6 */
+  meshDegree?: number
   /** Region index of every node index that can ever exist (initial and joining nodes). */
   regionOf: Int32Array
   rnd: Random
@@ -96,8 +112,16 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
   const msPerByte = 1000 / spec.uplinkBytesPerSec
   let inFlight = 0
   let maxTransit = 0
+  const overlay = init.delivery === 'mesh' ? new MeshOverlay(rnd, init.meshDegree ?? 6) : undefined
+  /** Per node, its messages in publish order until they land (finished ones are popped lazily). */
+  const flights: Array<Array<{ at: number, done: boolean }>> = Array.from({ length: size }, () => [])
+  const depart = (from: number): { at: number, done: boolean } => {
+    const f = { at: sched.now, done: false }
+    flights[from].push(f)
+    return f
+  }
   const stats: NetworkStats = {
-    published: 0, copiesSent: 0, delivered: 0, duplicated: 0, reordered: 0, droppedLoss: 0, droppedPartition: 0, rejected: 0,
+    published: 0, copiesSent: 0, delivered: 0, duplicated: 0, reordered: 0, droppedLoss: 0, droppedPartition: 0, rejected: 0, duplicatesSuppressed: 0,
     requests: 0, requestFailures: 0, bytesSent: new Float64Array(size), payloadBytesSent: new Float64Array(size)
   }
 
@@ -122,6 +146,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
   }
 
   const subscribe = (topic: string, index: number): void => {
+    overlay?.invalidate()
     const list = subscribers.get(topic) ?? []
     if (!list.includes(index)) {
       list.push(index)
@@ -131,6 +156,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
   }
 
   const unsubscribe = (topic: string, index: number): void => {
+    overlay?.invalidate()
     const list = subscribers.get(topic)
     if (list === undefined) return
     const at = list.indexOf(index)
@@ -146,13 +172,81 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     obs.delivered?.(tag, from, to, verdict)
   }
 
+  /** One message relayed over the mesh: which nodes have seen it, and copies in flight. */
+  interface Relayed { topic: string, data: Uint8Array, origin: number, tag: unknown, seen: Uint8Array, pending: number, flight: { at: number, done: boolean } }
+
+  /** Node `at` sends its mesh peers (except `except`) a copy of `m`. */
+  const forward = (m: Relayed, at: number, except: number): void => {
+    const list = subscribers.get(m.topic) as number[]
+    for (const to of (overlay as MeshOverlay).peers(m.topic, at, list, connected)) {
+      if (to === except || to === m.origin) continue
+      if (!connected(at, to)) {
+        stats.droppedPartition++
+        continue
+      }
+      stats.copiesSent++
+      const t = arrival(at, to, m.data.byteLength)
+      if (spec.loss > 0 && rnd() < spec.loss) {
+        stats.droppedLoss++
+        continue
+      }
+      const owner = (members[to] as Member).owner
+      m.pending++
+      sched.at(t, () => { relay(m, to, at, owner) })
+      if (spec.duplicate > 0 && rnd() < spec.duplicate) {
+        stats.duplicated++
+        const again = t + rnd() * spec.reorderDelayMs
+        if (again - sched.now > maxTransit) maxTransit = again - sched.now
+        m.pending++
+        sched.at(again, () => { relay(m, to, at, owner) })
+      }
+    }
+  }
+
+  /**
+   * A copy of `m` reaches `to` from `via`: the first is handled and, if accepted,
+   * forwarded. When the last copy in flight lands, every subscriber that never got the
+   * message is reported as a drop from its origin (a loss anywhere upstream, or a cut).
+   */
+  const relay = (m: Relayed, to: number, via: number, owner: EventOwner): void => {
+    m.pending--
+    if (sched.now - m.flight.at > maxTransit) maxTransit = sched.now - m.flight.at
+    if (!owner.dead && m.seen[to] !== 1) {
+      m.seen[to] = 1
+      const h = members[to]?.topics.get(m.topic)
+      if (h !== undefined) {
+        stats.delivered++
+        const verdict = h(m.data, peerIds[m.origin])
+        if (verdict === 'reject') stats.rejected++
+        obs.delivered?.(m.tag, m.origin, to, verdict)
+        // gossipsub forwards only what its validator accepted.
+        if (verdict === 'accept') forward(m, to, via)
+      }
+    } else if (!owner.dead) stats.duplicatesSuppressed++
+    if (m.pending === 0) finish(m)
+  }
+
+  const finish = (m: Relayed): void => {
+    m.flight.done = true
+    for (const p of subscribers.get(m.topic) ?? []) {
+      if (m.seen[p] !== 1) obs.dropped?.(m.origin, p, connected(m.origin, p) ? 'loss' : 'partition')
+    }
+  }
+
   const publish = (from: number, me: Member, topic: string, data: Uint8Array): void => {
     if (members[from] !== me) return
     stats.published++
     const tag = obs.published?.(from, topic, data)
     const list = subscribers.get(topic)
     if (list === undefined) return
-    const fan = new Fanout(topic, data, from, tag)
+    if (overlay !== undefined) {
+      const m: Relayed = { topic, data, origin: from, tag, seen: new Uint8Array(size), pending: 0, flight: depart(from) }
+      m.seen[from] = 1
+      forward(m, from, -1)
+      if (m.pending === 0) finish(m)
+      return
+    }
+    const fan = new Fanout(topic, data, from, tag, depart(from))
     for (let k = 0; k < list.length; k++) {
       const to = list[k]
       if (to === from) continue
@@ -195,7 +289,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     private order: number[] = []
     private next = 0
 
-    constructor (readonly topic: string, readonly data: Uint8Array, readonly from: number, readonly tag: unknown) {}
+    constructor (readonly topic: string, readonly data: Uint8Array, readonly from: number, readonly tag: unknown, readonly flight: { at: number, done: boolean }) {}
 
     add (to: number, at: number, owner: EventOwner): void {
       this.to.push(to)
@@ -204,7 +298,10 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     }
 
     start (): void {
-      if (this.to.length === 0) return
+      if (this.to.length === 0) {
+        this.flight.done = true
+        return
+      }
       const t = this.times
       // Arrival order; equal times keep the order of sending.
       this.order = this.to.map((_, k) => k).sort((a, b) => t[a] - t[b] || a - b)
@@ -219,7 +316,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       if (this.next < this.order.length) {
         this.at = this.times[this.order[this.next]]
         sched.push(this)
-      }
+      } else this.flight.done = true
     }
   }
 
@@ -287,13 +384,20 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     stats,
     get requestsInFlight () { return inFlight },
     get maxTransitMs () { return maxTransit },
+    oldestInFlight (index) {
+      const q = flights[index]
+      while (q.length > 0 && q[0].done) q.shift()
+      return q.length === 0 ? Infinity : q[0].at
+    },
     connected,
     partition (groups) {
       if (groups.length !== size) throw new RangeError(`partition: expected ${size} group ids, got ${groups.length}`)
       groupOf = groups
+      overlay?.invalidate()
     },
     heal () {
       groupOf = undefined
+      overlay?.invalidate(true)
     },
     detach (index) {
       const m = members[index]

@@ -138,6 +138,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   const network = createSimNetwork({
     scheduler: sched,
     spec: s.network,
+    delivery: s.gossip.delivery === 'relay' ? 'mesh' : 'direct',
+    meshDegree: s.gossip.meshDegree,
     regionOf,
     rnd: rNet,
     observer: {
@@ -324,7 +326,6 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     arrive(trafficStart)
   })
 
-  const settleMs = (): number => network.maxTransitMs + 1
   const auditCtx = (): AuditContext => ({
     now: sched.now,
     nodes,
@@ -335,7 +336,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     lastDrop,
     lastReject,
     size,
-    settleMs: settleMs(),
+    settledBefore: node => network.oldestInFlight(node),
     pastSlots: m => pastSlots(metaIndex.get(m.name) as number),
     futureSlots: m => futureSlots(metaIndex.get(m.name) as number)
   })
@@ -362,7 +363,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     })
     // Samples still waiting once every copy has landed: a receiver may hold the cell by
     // another path (an anti-entropy pull, a relay); its real view decides.
-    for (const smp of samples.takenBefore(sched.now - ctx.settleMs)) {
+    for (const smp of samples.takenBefore(sched.now - network.maxTransitMs)) {
       for (let j = 0; j < size; j++) {
         const b = nodes[j]
         if (smp.pending[j] !== 1 || b === undefined) continue
@@ -390,7 +391,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       for (const key of auditKeysOf(k)) {
         const cells = truths[k].byKey.get(key)
         if (cells === undefined) continue
-        for (const b of nodes) if (b !== undefined) auditKey({ ...ctx, settleMs: all ? -Infinity : Math.max(0, ctx.now - before) }, probe, b, meta, cells, false)
+        const probeCtx: AuditContext = { ...ctx, settledBefore: node => all ? Infinity : Math.min(before, network.oldestInFlight(node)) }
+        for (const b of nodes) if (b !== undefined) auditKey(probeCtx, probe, b, meta, cells, false)
         if (!all || meta.scope === 'node') continue
         for (let j = 0; j < cells.epoch.length; j++) {
           if (cells.published[j] < cells.count[j] && replicas[cells.rep[j]].crashedAt === undefined) unpublished = true

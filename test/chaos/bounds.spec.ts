@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { keyBound, stalenessMs, Z, type BoundContext } from '../../chaos/sim/bounds.js'
+import { keyBound, relayHops, stalenessMs, Z, type BoundContext } from '../../chaos/sim/bounds.js'
 import { validateScenario, type Scenario } from '../../chaos/scenario.js'
 
 function scen (over: Record<string, unknown> = {}): Scenario {
@@ -52,5 +52,14 @@ describe('over-admission bound of the simple rule', () => {
     // r = 1000/s over 20 nodes = 50/s: a blank view admits min(L, r W) = 50, a crash loses r F = 5.
     expect(churn.churn).toBeCloseTo(2 * 50 + 5, 9)
     for (const b of [lossy, skewed, churn]) expect(b.total).toBeGreaterThan(base)
+  })
+
+  it('under mesh relay, staleness counts the largest latency once per hop of the mesh diameter', () => {
+    const s = scen({ gossip: { topology: 'mesh', flushInterval: '100ms', delivery: 'relay', meshDegree: 6 } })
+    expect(relayHops(s, 30)).toBe(4)
+    expect(relayHops(s, 2)).toBe(1)
+    expect(relayHops(scen(), 30)).toBe(1)
+    expect(stalenessMs(s, true, 30)).toBe(100 + 4 * 50)
+    expect(stalenessMs(s, false, 30)).toBe(100 + 4 * 5)
   })
 })

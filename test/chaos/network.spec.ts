@@ -25,11 +25,12 @@ interface Net {
 }
 
 /** `regions[i]` is node i's region; every node subscribes to topic "t". */
-function setup (spec: Partial<NetworkSpec>, regions: number[], seed = 1): Net {
+function setup (spec: Partial<NetworkSpec>, regions: number[], seed = 1, delivery: 'direct' | 'mesh' = 'direct'): Net {
   const sched = createScheduler()
   const drops: string[] = []
   const net = createSimNetwork({
     scheduler: sched,
+    delivery,
     spec: { ...BASE, ...spec },
     regionOf: Int32Array.from(regions),
     rnd: seededRandom(seed),
@@ -159,5 +160,51 @@ describe('simulated network', () => {
     await expect(run(a.request('n1', 'echo', new Uint8Array(0), 300))).rejects.toThrow(/timed out after 300 ms/)
     expect(n.sched.now - before).toBeCloseTo(300, 6)
     expect(n.net.requestsInFlight).toBe(0)
+  })
+
+  describe('mesh relay (gossipsub-like)', () => {
+    it('hands every subscriber each message exactly once, over several hops, each node uploading about D copies', () => {
+      const n = setup({}, Array(40).fill(0), 1, 'mesh')
+      const t0 = transport(n, 0)
+      t0.subscribe('t', () => 'accept')
+      for (let k = 0; k < 20; k++) t0.publish('t', new Uint8Array([k]))
+      n.sched.runUntil(1000)
+      expect(n.got).toHaveLength(20 * 39)
+      for (let k = 0; k < 20; k++) expect(new Set(n.got.filter(g => g.data[0] === k).map(g => g.to)).size).toBe(39)
+      // Some nodes hear it only after two or more 2 ms hops.
+      expect(Math.max(...n.got.map(g => g.at))).toBeGreaterThan(4)
+      expect(n.net.stats.duplicatesSuppressed).toBeGreaterThan(0)
+      const copiesPerMessage = n.net.stats.copiesSent / 20
+      expect(copiesPerMessage).toBeGreaterThan(39)
+      expect(copiesPerMessage).toBeLessThan(40 * 12)
+    })
+
+    it('absorbs most loss through redundant paths, and reports every node that never got a message', () => {
+      const direct = setup({ loss: 0.2 }, Array(30).fill(0))
+      const mesh = setup({ loss: 0.2 }, Array(30).fill(0), 1, 'mesh')
+      for (const n of [direct, mesh]) {
+        const t0 = transport(n, 0)
+        for (let k = 0; k < 200; k++) t0.publish('t', new Uint8Array([k & 255]))
+        n.sched.runUntil(1000)
+      }
+      const missed = (n: Net): number => 200 * 29 - n.got.length
+      expect(missed(direct) / (200 * 29)).toBeGreaterThan(0.15)
+      expect(missed(mesh) / (200 * 29)).toBeLessThan(0.05)
+      // Each node that missed a message is reported once for it, from the message's origin.
+      expect(mesh.drops).toHaveLength(missed(mesh))
+      expect(mesh.drops.every(d => d.startsWith('0->'))).toBe(true)
+    })
+
+    it('does not forward what a node rejected', () => {
+      const n = setup({}, Array(12).fill(0), 1, 'mesh')
+      // Re-attach nodes 1..11 with a handler that rejects: nothing spreads past the first hop.
+      for (let i = 1; i < 12; i++) transport(n, i).subscribe('t', () => 'reject')
+      const t0 = transport(n, 0)
+      t0.publish('t', new Uint8Array([1]))
+      n.sched.runUntil(100)
+      expect(n.net.stats.delivered).toBeLessThanOrEqual(12)
+      expect(n.net.stats.rejected).toBe(n.net.stats.delivered)
+      expect(n.drops.length).toBe(11 - n.net.stats.delivered)
+    })
   })
 })

@@ -32,7 +32,7 @@ describe('scenario files', () => {
     expect(s.seed).toBe(1)
     expect(s.durationMs).toBe(5000)
     expect(s.quietMs).toBe(500)
-    expect(s.gossip).toEqual({ topology: 'region', flushIntervalMs: 100 })
+    expect(s.gossip).toEqual({ topology: 'region', flushIntervalMs: 100, delivery: 'direct', meshDegree: 6 })
     expect(s.network.loss).toBe(0)
     expect(s.workload.popularity).toBe('zipf')
     expect(s.limits.get('p/0')?.slotsPerWindow).toBe(10)
