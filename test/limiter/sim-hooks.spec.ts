@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { decodeDelta } from '../../gossip/codec.js'
 import { createLimiter, createLoopbackNetwork, VirtualClock } from '../../src/index.js'
 
 const T0 = 1_800_000_000_000
@@ -34,6 +35,39 @@ describe('Limiter.inspect', () => {
     b.check({ user: 'v' })
     b.flush()
     expect(a.inspect('p/w', 'v')?.totals.reduce((x, y) => x + y, 0)).toBe(1)
+    a.close()
+    b.close()
+  })
+})
+
+describe('LimiterInit.decodeDelta', () => {
+  it('decodes received gossip with the given decoder, whose verdicts stand', () => {
+    const clock = new VirtualClock(T0)
+    const net = createLoopbackNetwork()
+    let calls = 0
+    let refuse = false
+    const a = createLimiter({ clock, policies, transport: net.connect('a'), incarnation: 1 })
+    const b = createLimiter({
+      clock,
+      policies,
+      transport: net.connect('b'),
+      incarnation: 1,
+      decodeDelta: (data, limits) => {
+        calls++
+        return refuse ? { ok: false, reason: 'refused by the test' } : decodeDelta(data, limits)
+      }
+    })
+    a.check({ user: 'u' })
+    a.flush()
+    expect(calls).toBe(1)
+    expect(b.inspect('p/w', 'u')?.totals.reduce((x, y) => x + y, 0)).toBe(1)
+    refuse = true
+    a.check({ user: 'u' })
+    a.flush()
+    expect(calls).toBe(2)
+    expect(b.inspect('p/w', 'u')?.totals.reduce((x, y) => x + y, 0)).toBe(1)
+    expect(b.stats().replicator?.messagesRejected).toBe(1)
+    expect(net.stats.rejectedFrom.get('a')).toBe(1)
     a.close()
     b.close()
   })
