@@ -156,7 +156,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
   }
   if (f.countsLost > 0 && !violations.some(v => v.invariant === 'no-count-lost')) {
     const m = f.finalTally.missingUnits
-    push('no-count-lost', f.countsLost, `after the quiet period ${f.countsLost} published units are missing from some view (lost copies: ${m.dropped}, started after: ${m.blankStart}, rejected for clock skew: ${m.clockSkew} units over all nodes)`, m.clockSkew > 0 ? undefined : 'anti-entropy')
+    push('no-count-lost', f.countsLost, `after the quiet period ${f.countsLost} published units are missing from some view (units over all nodes: behind lost copies ${m.dropped}, on nodes started after ${m.blankStart}, behind a cut still in force ${m.partitioned}, rejected for clock skew ${m.clockSkew})`, m.clockSkew > 0 ? undefined : 'anti-entropy')
   }
   if (overBound > 0) push('over-admission-within-bound', overBound, overDetail)
   const unconverged = f.samples.unconverged
