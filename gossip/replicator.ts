@@ -1,5 +1,5 @@
 import type { Clock } from '../membership/clock.js'
-import { DEFAULT_CODEC_LIMITS, decodeDelta, encodeDelta, type CodecLimits, type CounterGroup, type DeltaMessage } from './codec.js'
+import { DEFAULT_CODEC_LIMITS, decodeDelta, encodeDelta, type CodecLimits, type CounterGroup, type DecodeResult, type DeltaMessage } from './codec.js'
 import type { Transport, Verdict } from './transport.js'
 
 /** The replicated state a replicator moves: implemented by the limiter. */
@@ -45,6 +45,12 @@ export interface ReplicatorInit {
    * @default 1000
    */
   maxClockSkewMs?: number
+  /**
+   * Decoder of received messages; must behave as decodeDelta. The chaos simulator passes
+   * a memoized one, so the hundred receivers of one message decode it once.
+   * @default decodeDelta
+   */
+  decode?: (data: Uint8Array, limits: CodecLimits) => DecodeResult
 }
 
 export interface ReplicatorStats {
@@ -94,6 +100,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   if (!(flushIntervalMs > 0)) throw new RangeError(`flushIntervalMs must be > 0, got ${flushIntervalMs}`)
   const limits: CodecLimits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes }
   const { transport, clock, state } = init
+  const decode = init.decode ?? decodeDelta
   const stats: ReplicatorStats = { flushes: 0, messagesSent: 0, bytesSent: 0, entriesSent: 0, republishMessages: 0, republishBytes: 0, republishEntries: 0, messagesReceived: 0, messagesRejected: 0, lastRejections: [] }
   let cancel: (() => void) | undefined
   let cancelRepublish: (() => void) | undefined
@@ -108,7 +115,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
 
   const receive = (data: Uint8Array, from: string): Verdict => {
     stats.messagesReceived++
-    const r = decodeDelta(data, limits)
+    const r = decode(data, limits)
     if (!r.ok) return reject(`from ${from}: ${r.reason}`)
     if (r.msg.sentAtMs > clock.now() + maxClockSkewMs) return reject(`from ${from}: stamped ${Math.round(r.msg.sentAtMs - clock.now())} ms in the future`)
     return state.applyDelta(from, r.msg)

@@ -16,7 +16,7 @@ export type { AntiEntropy, AntiEntropyInit, PullResult } from '../gossip/anti-en
 export { generateSwarmKey, parseSwarmKey, readSwarmKey, writeSwarmKey } from '../gossip/psk.js'
 export { loadOrCreateIdentity } from '../gossip/identity.js'
 export type { Libp2pTransport, Libp2pTransportInit } from '../gossip/libp2p.js'
-export type { Limiter, LimiterInit, LimiterStats, LimitStats } from './limiter.js'
+export type { Limiter, LimiterInit, LimiterStats, LimitStats, KeyCounters } from './limiter.js'
 export { Decision, LimitStatus } from './decision.js'
 export type { Lease } from './decision.js'
 export { MeshlimitError, ErrorCode } from './errors.js'

@@ -1,7 +1,7 @@
 import { hashString } from '../crdt/hash.js'
 import { ReplicaTable, parseReplicaKey, replicaKey, type ReplicaId } from '../crdt/replica.js'
 import { MergeResult, type WindowStore } from '../crdt/window-store.js'
-import type { CounterGroup, DeltaMessage } from '../gossip/codec.js'
+import type { CodecLimits, CounterGroup, DecodeResult, DeltaMessage } from '../gossip/codec.js'
 import type { SnapshotCursor, SnapshotGroup, SnapshotPage } from '../gossip/sync-codec.js'
 import { createReplicator, type Replicator, type ReplicatorStats } from '../gossip/replicator.js'
 import type { Transport, Verdict } from '../gossip/transport.js'
@@ -118,6 +118,12 @@ export interface LimiterInit {
    * @default 2 x flushIntervalMs
    */
   shareHorizonMs?: number
+  /**
+   * Decoder of received gossip; must behave as gossip/codec's decodeDelta. The chaos
+   * simulator passes a memoized one so every receiver of a message shares one decoding.
+   * @default decodeDelta
+   */
+  decodeDelta?: (data: Uint8Array, limits: CodecLimits) => DecodeResult
 }
 
 /** How much of a scope is reachable, from membership (see setReachability). */
@@ -156,6 +162,20 @@ export interface LimiterStats {
   replicator: ReplicatorStats | undefined
   /** Strict limits' rights transfers (undefined without a transport). */
   escrow: EscrowStats | undefined
+}
+
+/** One key's counters as a node holds them (see Limiter.inspect). */
+export interface KeyCounters {
+  /** Slot width of the limit, in ms. */
+  slotMs: number
+  /** Epoch the key's ring is aligned to (where it was last touched locally or by a peer). */
+  head: number
+  /** Oldest epoch held: head - pastSlots + 1. */
+  firstEpoch: number
+  /** Total over every replica of each epoch from firstEpoch to head + futureSlots. */
+  totals: number[]
+  /** Per replica ("peerId@incarnation"), flat (epoch, count) pairs; only when asked for. */
+  replicas?: Map<string, number[]>
 }
 
 /** A synchronous, in-memory rate limiter whose usage converges across a mesh. */
@@ -214,6 +234,13 @@ export interface Limiter {
   /** Frees keys whose usage left every window; runs on a timer, callable directly. */
   sweep(): void
   stats(): LimiterStats
+  /**
+   * The counters this node holds for `key` of limit `limit` ("policy/limit", the
+   * acquisitions of a concurrency limit), read without changing anything; undefined when
+   * the limit or the key is unknown. For debugging, admin tools, tests and the chaos
+   * simulator's audits: it allocates, never call it on the request path.
+   */
+  inspect(limit: string, key: string, withReplicas?: boolean): KeyCounters | undefined
   /** Flushes the last changes and stops timers. */
   close(): void
 }
@@ -303,6 +330,8 @@ class LimiterImpl implements Limiter {
   private readonly ownKey: string
   private republishCursor: SnapshotCursor = { limit: '', index: 0 }
   private reachability: Reachability | undefined
+  /** Last replica index seen per peer, so a message does not build its replica key string. */
+  private lastReplica = new Map<string, { incarnation: number, index: number }>()
 
   constructor (init: LimiterInit) {
     if (init.clock === undefined) {
@@ -343,7 +372,8 @@ class LimiterImpl implements Limiter {
         flushIntervalMs,
         maxMessageBytes: checkInteger('maxMessageBytes', init.maxMessageBytes, 1024, 65536),
         republishIntervalMs: checkInteger('republishIntervalMs', init.republishIntervalMs, 0, 5000),
-        maxClockSkewMs
+        maxClockSkewMs,
+        decode: init.decodeDelta
       })
       this.replicator.start()
     }
@@ -709,8 +739,14 @@ class LimiterImpl implements Limiter {
   }
 
   applyDelta (from: string, msg: DeltaMessage): Verdict {
-    const rep = this.replicaIndex(from, msg.incarnation)
-    if (rep < 0) return 'reject'
+    let last = this.lastReplica.get(from)
+    if (last === undefined || last.incarnation !== msg.incarnation) {
+      const index = this.replicaIndex(from, msg.incarnation)
+      if (index < 0) return 'reject'
+      last = { incarnation: msg.incarnation, index }
+      this.lastReplica.set(from, last)
+    }
+    const rep = last.index
     const now = this.clock.now()
     for (const g of msg.groups) {
       const store = this.wire.get(g.limit)
@@ -858,6 +894,32 @@ class LimiterImpl implements Limiter {
       replicator: this.replicator?.stats,
       escrow: this.escrow === undefined ? undefined : { ...this.escrow.stats }
     }
+  }
+
+  inspect (limit: string, key: string, withReplicas = false): KeyCounters | undefined {
+    const store = this.runtimes.get(limit)?.stores[0][1]
+    if (store === undefined) return undefined
+    // Keys merged from peers before any local check are known by wire hash only.
+    const i = store.replicated ? store.findHash(store.hashKey(key)) : store.find(key)
+    if (i < 0) return undefined
+    const head = store.headOf(i)
+    const firstEpoch = head - store.pastSlots + 1
+    const totals: number[] = []
+    for (let e = firstEpoch; e <= head + store.futureSlots; e++) totals.push(store.slotTotal(i, e))
+    const out: KeyCounters = { slotMs: store.slotMs, head, firstEpoch, totals }
+    if (withReplicas) {
+      const replicas = new Map<string, number[]>()
+      for (const [epoch, row] of Object.entries(store.entriesOf(i))) {
+        for (const [rep, count] of Object.entries(row)) {
+          const name = this.replicas.keyOf(Number(rep))
+          const list = replicas.get(name)
+          if (list === undefined) replicas.set(name, [Number(epoch), count])
+          else list.push(Number(epoch), count)
+        }
+      }
+      out.replicas = replicas
+    }
+    return out
   }
 
   close (): void {

@@ -17,6 +17,17 @@ export interface KeyModel {
   dirtyFrom: number
   /** Level carried out of dropped slots (stays 0 without carryPerSlot). */
   carried: number
+  /**
+   * Local-share history of a replicated store: own and peers' counts of the head slot,
+   * the slot before, and older slots halved per slot. A key whose history has not faded
+   * is kept by sweeps even when its counts have expired.
+   */
+  ownCur: number
+  ownPrev: number
+  ownHist: number
+  peersCur: number
+  peersPrev: number
+  peersHist: number
 }
 
 export class WindowModel {
@@ -31,7 +42,7 @@ export class WindowModel {
   constructor (readonly pastSlots: number, readonly futureSlots: number, readonly carryPerSlot?: number) {}
 
   create (hash: number, epoch: number, name?: string): KeyModel {
-    const k: KeyModel = { hash, name, head: epoch, counts: new Map(), dirtyFrom: NaN, carried: 0 }
+    const k: KeyModel = { hash, name, head: epoch, counts: new Map(), dirtyFrom: NaN, carried: 0, ownCur: 0, ownPrev: 0, ownHist: 0, peersCur: 0, peersPrev: 0, peersHist: 0 }
     this.keys.set(hash, k)
     return k
   }
@@ -59,6 +70,15 @@ export class WindowModel {
       const empty = epoch - this.pastSlots - Math.max(last, k.head - this.pastSlots)
       if (empty > 0) k.carried = Math.max(0, k.carried - c * empty)
     }
+    // Share history moves one slot per step (after 32 halvings nothing is left).
+    for (let n = 0; n < Math.min(epoch - k.head, 40); n++) {
+      k.ownHist = (k.ownHist >>> 1) + k.ownPrev
+      k.ownPrev = k.ownCur
+      k.ownCur = 0
+      k.peersHist = (k.peersHist >>> 1) + k.peersPrev
+      k.peersPrev = k.peersCur
+      k.peersCur = 0
+    }
     k.head = epoch
     for (const id of [...k.counts.keys()]) {
       if (!this.retained(k, Number(id.split('|')[1]))) k.counts.delete(id)
@@ -73,6 +93,7 @@ export class WindowModel {
   add (k: KeyModel, epoch: number, cost: number): void {
     this.advance(k, epoch)
     this.set(k, 0, k.head, this.get(k, 0, k.head) + cost)
+    k.ownCur += cost
     this.markDirty(k, k.head)
   }
 
@@ -91,8 +112,15 @@ export class WindowModel {
       return MergeResult.TooFarAhead
     }
     if (rep === 0 && epoch > k.head) return MergeResult.Unchanged
-    if (count <= this.get(k, rep, epoch)) return MergeResult.Unchanged
+    const delta = count - this.get(k, rep, epoch)
+    if (delta <= 0) return MergeResult.Unchanged
     this.set(k, rep, epoch, count)
+    // Peers' counts credit the slot their epoch names (own echoes are not share history).
+    if (rep !== 0) {
+      if (epoch >= k.head) k.peersCur += delta
+      else if (epoch === k.head - 1) k.peersPrev += delta
+      else k.peersHist += delta
+    }
     return MergeResult.Applied
   }
 
@@ -175,7 +203,11 @@ export class WindowModel {
     if (k.dirtyFrom === k.dirtyFrom) return false
     const copy: KeyModel = { ...k, counts: new Map(k.counts) }
     this.advance(copy, now)
-    return this.sum(copy) === 0 && copy.carried === 0
+    return this.sum(copy) === 0 && copy.carried === 0 && !this.hasHistory(copy)
+  }
+
+  hasHistory (k: KeyModel): boolean {
+    return (k.ownCur | k.ownPrev | k.ownHist | k.peersCur | k.peersPrev | k.peersHist) !== 0
   }
 
   /** A sweep that examines every key; returns the hashes freed. */
@@ -184,7 +216,7 @@ export class WindowModel {
     for (const k of [...this.keys.values()]) {
       if (k.dirtyFrom === k.dirtyFrom) continue
       this.advance(k, now)
-      if (this.sum(k) === 0 && k.carried === 0) {
+      if (this.sum(k) === 0 && k.carried === 0 && !this.hasHistory(k)) {
         this.keys.delete(k.hash)
         freed.push(k.hash)
         this.expired++

@@ -1,0 +1,82 @@
+/**
+ * Simulator benchmark: the bench-300 scenario (300 nodes in 3 regions of 100, 60
+ * simulated seconds, 10,000 Zipf keys) run once, timed on the wall clock.
+ *
+ *   npm run bench:chaos -- [--json] [--duration D] [--seed N]
+ *
+ * The baseline is real time: simulated seconds per wall second says how much faster
+ * than life the simulator runs the real limiter code of 300 nodes; the target is the
+ * whole run (60 simulated seconds) within 120 wall seconds on a 2-core machine. The
+ * last stdout line is one JSON object.
+ */
+import { performance } from 'node:perf_hooks'
+import { loadScenario } from '../chaos/cli.js'
+import { runScenario } from '../chaos/sim/run.js'
+import { parseDuration } from '../src/policy/duration.js'
+
+const TARGET_WALL_SECONDS = 120
+
+interface Args { json: boolean, durationMs: number | undefined, seed: number | undefined }
+
+function parseArgs (argv: string[]): Args {
+  const a: Args = { json: false, durationMs: undefined, seed: undefined }
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i]
+    if (v === '--json') a.json = true
+    else if (v === '--duration') a.durationMs = parseDuration(argv[++i]) ?? Number(argv[i])
+    else if (v === '--seed') a.seed = Number(argv[++i])
+    else throw new Error(`unknown argument ${v}; usage: bench:chaos -- [--json] [--duration D] [--seed N]`)
+  }
+  return a
+}
+
+async function main (): Promise<void> {
+  const args = parseArgs(process.argv.slice(2))
+  const scenario = loadScenario('bench-300')
+  const log = (s: string): void => { if (!args.json) console.log(s) }
+  let peakRss = 0
+  const t0 = performance.now()
+  const { summary } = await runScenario(scenario, {
+    seed: args.seed,
+    durationMs: args.durationMs,
+    onProgress: (done, total) => {
+      peakRss = Math.max(peakRss, process.memoryUsage.rss())
+      if (!args.json && process.stderr.isTTY) process.stderr.write(`\r${(done / 1000).toFixed(1)}/${(total / 1000).toFixed(1)} s simulated, ${((performance.now() - t0) / 1000).toFixed(1)} s wall`)
+    }
+  })
+  const wallSeconds = (performance.now() - t0) / 1000
+  if (!args.json && process.stderr.isTTY) process.stderr.write('\n')
+  const durationMs = args.durationMs ?? scenario.durationMs
+  const out = {
+    bench: 'chaos',
+    node: process.version,
+    scenario: summary.scenario,
+    seed: summary.seed,
+    nodes: summary.nodes,
+    regions: summary.regions,
+    keys: scenario.workload.keys,
+    requestsPerSec: scenario.workload.clients.reduce((n, c) => n + c.ratePerSec, 0),
+    simulatedSeconds: summary.simulatedSeconds,
+    wallSeconds: Number(wallSeconds.toFixed(1)),
+    simulatedPerWallSecond: Number((summary.simulatedSeconds / wallSeconds).toFixed(3)),
+    deliveries: summary.messages.delivered,
+    deliveriesPerWallSecond: Math.round(summary.messages.delivered / wallSeconds),
+    requests: summary.requests,
+    peakRssMB: Math.round(peakRss / 2 ** 20),
+    targetWallSeconds: durationMs === 60_000 ? TARGET_WALL_SECONDS : Math.round(TARGET_WALL_SECONDS * durationMs / 60_000),
+    withinTarget: wallSeconds <= TARGET_WALL_SECONDS * durationMs / 60_000,
+    overAdmissionMaxPct: summary.overAdmissionMaxPct,
+    boundPct: summary.boundPct,
+    convergenceP99Ms: summary.convergenceP99Ms,
+    bytesPerNodePerSec: summary.bytesPerNodePerSec,
+    violations: summary.violations.length
+  }
+  log(`${out.scenario}: ${out.nodes} nodes x ${out.regions} regions, ${out.keys} keys, ${out.simulatedSeconds} simulated s in ${out.wallSeconds} wall s (${out.simulatedPerWallSecond}x real time; target <= ${out.targetWallSeconds} s: ${out.withinTarget ? 'met' : 'missed'})`)
+  log(`  ${out.deliveries} deliveries (${out.deliveriesPerWallSecond}/wall s), ${out.requests} requests, peak RSS ${out.peakRssMB} MB`)
+  console.log(JSON.stringify(out))
+}
+
+main().catch(err => {
+  console.error(err)
+  process.exit(1)
+})

@@ -1,0 +1,481 @@
+import { hashString } from '../../crdt/hash.js'
+import { DEFAULT_CODEC_LIMITS } from '../../gossip/codec.js'
+import { topicsOf } from '../../gossip/topics.js'
+import type { Transport } from '../../gossip/transport.js'
+import { createRuntime, type LimitRuntime } from '../../src/algorithms.js'
+import type { LimitInfo } from '../../src/algorithms.js'
+import { MAX_NODES, type Scenario } from '../scenario.js'
+import type { Marker, Series, Summary } from '../summary.js'
+import { auditKey, finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
+import { scheduleFaults } from './faults.js'
+import { sharedDecoder } from './decode.js'
+import { createSimNetwork } from './network.js'
+import { createSimNode, SIM_EPOCH_MS, type SimNode } from './node.js'
+import { sampler, stream } from './random.js'
+import { Samples } from './samples.js'
+import { createScheduler } from './scheduler.js'
+import { summarize } from './summarize.js'
+import { LimitTruth } from './truth.js'
+import { KeyWindows } from './windows.js'
+import { createWorkload } from './workload.js'
+
+export interface RunOptions {
+  /** @default the scenario's seed */
+  seed?: number
+  /** Overrides the scenario's traffic duration (tests run shortened scenarios). */
+  durationMs?: number
+  /** Called every 100 simulated ms with the simulated time done and the total. */
+  onProgress?: (doneMs: number, totalMs: number) => void
+  /**
+   * Wraps each node's transport before its limiter gets it: the tests' seam for faults
+   * the network model does not know about (a silently lost message, a forged count), to
+   * show that the audits catch them.
+   */
+  wrapTransport?: (node: number, transport: Transport) => Transport
+}
+
+export interface RunResult {
+  summary: Summary
+  series: Series
+  markers: Marker[]
+}
+
+/** Per (limit, domain, key): windows on true time. */
+export interface KeyState {
+  meta: number
+  domain: string
+  key: string
+  win: KeyWindows
+  /** Requests offered on this key, and those denied while the truth had room. */
+  offered: number
+  falseDenied: number
+}
+
+/** Runs a scenario in the simulator; the same scenario and seed give the same result. */
+export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<RunResult> {
+  const seed = opts.seed ?? s.seed
+  const durationMs = opts.durationMs ?? s.durationMs
+  const F = s.gossip.flushIntervalMs
+  const sched = createScheduler()
+  const rNet = stream(seed, 'network')
+  const rWork = stream(seed, 'workload')
+  const rFault = stream(seed, 'faults')
+  const rClock = stream(seed, 'clocks')
+  const rBoot = stream(seed, 'boot')
+  const rAudit = stream(seed, 'audit')
+
+  // --- the fleet: every node index that will ever exist, initial ones first --------
+  const regionNames = s.regions.map(r => r.name)
+  const initial = s.regions.reduce((n, r) => n + r.nodes, 0)
+  const joins = s.events.filter(e => e.kind === 'join').reduce((n, e) => n + (e.kind === 'join' ? e.nodes : 0), 0)
+  const size = initial + joins
+  if (size > MAX_NODES) throw new RangeError(`scenario ${s.name}: ${size} nodes, more than the simulator's ${MAX_NODES}`)
+  const regionOf = new Int32Array(size)
+  const peerIdOf: string[] = []
+  const perRegion = s.regions.map(() => 0)
+  const addNode = (r: number): number => {
+    const i = peerIdOf.length
+    regionOf[i] = r
+    peerIdOf.push(`${regionNames[r]}-${perRegion[r]++}`)
+    return i
+  }
+  s.regions.forEach((g, r) => { for (let k = 0; k < g.nodes; k++) addNode(r) })
+  const joinNodes = new Map<number, number[]>()
+  s.events.forEach((e, k) => {
+    if (e.kind !== 'join') return
+    const r = regionNames.indexOf(e.region)
+    joinNodes.set(k, Array.from({ length: e.nodes }, () => addNode(r)))
+  })
+  const skew = s.clocks.skew === undefined ? undefined : sampler(s.clocks.skew, rClock)
+  const offsets = Float64Array.from({ length: size }, () => skew === undefined ? 0 : skew())
+  const topics = topicsOf('chaos')
+  const topicOf = (i: number): string => topics.counters(s.gossip.topology === 'mesh' ? 'all' : regionNames[regionOf[i]])
+  const groupOf = (i: number): number => s.gossip.topology === 'mesh' ? 0 : regionOf[i]
+
+  // --- measurement state ----------------------------------------------------------
+  const metas = [...s.limits.values()]
+  const metaIndex = new Map(metas.map((m, k) => [m.name, k]))
+  const infoMeta = new Map<LimitInfo, number>()
+  const maxSkewMs = s.limiter.maxClockSkewMs ?? 500
+  const pastSlots = (k: number): number => metas[k].limit.algorithm === 'fixed-window' ? 1 : metas[k].limit.slots + 1
+  const futureSlots = (k: number): number => maxSkewMs <= 0 ? 0 : Math.min(pastSlots(k), Math.ceil(maxSkewMs / metas[k].slotMs))
+  const skewSlots = (k: number): number => Math.ceil((Math.max(0, ...offsets) - Math.min(0, ...offsets)) / metas[k].slotMs)
+  const truths = metas.map((m, k) => new LimitTruth(m.name, pastSlots(k) + futureSlots(k) + 2 * skewSlots(k) + 8, key => hashString(key, 0)))
+  const oracles: LimitRuntime[] = metas.map(m => createRuntime(m.name, m.limit, { maxKeys: 100_000_000, hashSeed: 0, maxClockSkewMs: 0, replicated: false, samplerSeed: 1 }))
+  const keyStates = metas.map(() => new Map<string, KeyState>())
+  const windowMsMax = Math.max(...metas.map(m => m.limit.windowMs))
+  const samples = new Samples(size, s.measure.samplesPerSec > 0 ? 1000 / s.measure.samplesPerSec : 0, windowMsMax + 2 * Math.max(...metas.map(m => m.slotMs)) + (Math.max(0, ...offsets) - Math.min(0, ...offsets)))
+  const lastDrop = new Float64Array(size * size).fill(-Infinity)
+  const lastReject = new Float64Array(size * size).fill(-Infinity)
+  const tally = newTally()
+  const finalTally = newTally()
+  const markers: Marker[] = []
+  const healTimes: Array<number | null> = []
+  const starts: number[] = []
+  const crashes: number[] = []
+  const phases: Int32Array[] = []
+  let requests = 0
+  let admitted = 0
+  let denied = 0
+  let underLimit = 0
+  let falseDenials = 0
+  let unserved = 0
+  let lostAtCrash = 0
+
+  // --- nodes ----------------------------------------------------------------------
+  const nodes: Array<SimNode | undefined> = new Array(size).fill(undefined)
+  const curRep = new Int32Array(size).fill(-1)
+  const replicas: ReplicaInfo[] = []
+  const replicaIndex = new Map<string, number>()
+  const live: number[][] = s.regions.map(() => [])
+  let liveCount = 0
+  let liveSince = 0
+  let nodeSeconds = 0
+  const tickLive = (): void => {
+    nodeSeconds += liveCount * (sched.now - liveSince) / 1000
+    liveSince = sched.now
+  }
+
+  const decode = sharedDecoder()
+  const codecLimits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes: s.limiter.maxMessageBytes ?? 65536 }
+  const network = createSimNetwork({
+    scheduler: sched,
+    spec: s.network,
+    delivery: s.gossip.delivery === 'relay' ? 'mesh' : 'direct',
+    meshDegree: s.gossip.meshDegree,
+    regionOf,
+    rnd: rNet,
+    observer: {
+      published (from, _topic, data) {
+        const r = decode(data, codecLimits)
+        if (!r.ok) return undefined
+        const rep = curRep[from]
+        for (const g of r.msg.groups) {
+          const k = metaIndex.get(g.limit)
+          if (k === undefined) continue
+          const e = g.entries
+          for (let j = 0; j < e.length; j += 3) truths[k].publish(e[j], e[j + 1], rep, e[j + 2], sched.now)
+        }
+        return samples.covering(rep, r.msg)
+      },
+      delivered (tag, from, to, verdict) {
+        if (verdict === 'reject') lastReject[from * size + to] = sched.now
+        if (tag === undefined || verdict !== 'accept') return
+        const b = nodes[to] as SimNode
+        // Held once merged, or nothing to hold when the cell already left the receiver's
+        // window (a sender whose clock runs behind); never when it is too far ahead.
+        samples.covered(tag as Parameters<Samples['covered']>[0], to, sched.now, x => {
+          const nowEpoch = Math.floor(b.clock.now() / metas[x.meta].slotMs)
+          return x.epoch <= nowEpoch + futureSlots(x.meta)
+        })
+      },
+      dropped (from, to) {
+        lastDrop[from * size + to] = sched.now
+      }
+    }
+  })
+
+  const startNode = (i: number): void => {
+    tickLive()
+    const node = createSimNode({
+      index: i,
+      peerId: peerIdOf[i],
+      region: regionNames[regionOf[i]],
+      scheduler: sched,
+      network,
+      clockOffsetMs: offsets[i],
+      policies: s.policies,
+      topic: topicOf(i),
+      flushIntervalMs: F,
+      limiter: s.limiter,
+      decodeDelta: decode,
+      wrapTransport: opts.wrapTransport === undefined ? undefined : t => (opts.wrapTransport as NonNullable<RunOptions['wrapTransport']>)(i, t)
+    })
+    nodes[i] = node
+    curRep[i] = replicas.length
+    replicaIndex.set(node.replica, replicas.length)
+    replicas.push({ node: i, region: regionOf[i], key: node.replica, startedAt: sched.now, crashedAt: undefined })
+    const list = live[regionOf[i]]
+    list.push(i)
+    list.sort((a, b) => a - b)
+    liveCount++
+  }
+
+  const endNode = (i: number, crash: boolean): void => {
+    const node = nodes[i]
+    if (node === undefined) return
+    tickLive()
+    if (crash) {
+      // What the node counted but never published dies with it.
+      for (const g of node.limiter.collectDelta()) {
+        const k = metaIndex.get(g.limit)
+        if (k === undefined) continue
+        const e = g.entries
+        for (let j = 0; j < e.length; j += 3) {
+          const cells = truths[k].byHash.get(e[j])
+          const c = cells?.find(e[j + 1], curRep[i]) ?? -1
+          if (cells !== undefined && c >= 0) lostAtCrash += cells.count[c] - cells.published[c]
+        }
+      }
+      node.crash()
+      samples.crashed(curRep[i])
+      replicas[curRep[i]].crashedAt = sched.now
+      crashes.push(sched.now)
+    } else node.stop()
+    nodes[i] = undefined
+    const list = live[regionOf[i]]
+    list.splice(list.indexOf(i), 1)
+    liveCount--
+    samples.drop(i, sched.now)
+  }
+
+  // --- workload -------------------------------------------------------------------
+  const trafficStart = F
+  const trafficEnd = trafficStart + durationMs
+  const endAt = trafficEnd + s.quietMs
+  const workload = createWorkload(s.workload, s.regions, durationMs)
+  const field = s.workload.field
+  const sticky = new Map<string, number>()
+  const chartKey = s.workload.hotKeys.length > 0 ? s.workload.hotKeys[0].key : 'k0'
+  const chartDomain = metas[0].scope === 'global' ? '*' : metas[0].scope === 'region' ? regionNames[s.regions.findIndex(g => g.share > 0 && g.nodes > 0)] : peerIdOf[0]
+  const buckets = Math.ceil((durationMs + s.quietMs) / s.measure.chartBucketMs)
+  const series: Series = {
+    bucketMs: s.measure.chartBucketMs,
+    key: chartKey,
+    domain: chartDomain,
+    limitName: metas[0].name,
+    limit: metas[0].limit.limit,
+    windowMs: metas[0].limit.windowMs,
+    admitted: new Array<number>(buckets).fill(0),
+    offered: new Array<number>(buckets).fill(0),
+    admittedAll: new Array<number>(buckets).fill(0),
+    offeredAll: new Array<number>(buckets).fill(0)
+  }
+
+  const pickNode = (region: number, key: string): number => {
+    const list = live[region]
+    if (list.length === 0) return -1
+    if (s.workload.spread === 'uniform') return list[Math.floor(rWork() * list.length)]
+    const id = `${region}\u0000${key}`
+    const held = sticky.get(id)
+    if (held !== undefined && nodes[held] !== undefined) return held
+    const pick = list[hashString(key, region + 7) % list.length]
+    sticky.set(id, pick)
+    return pick
+  }
+
+  const handle = (node: SimNode, key: string): void => {
+    requests++
+    const d = node.limiter.check({ [field]: key })
+    const info = d.info
+    if (info === undefined) return
+    let k = infoMeta.get(info)
+    if (k === undefined) {
+      k = metaIndex.get(`${info.policy}/${info.id}`) as number
+      infoMeta.set(info, k)
+    }
+    const meta = metas[k]
+    const domain = meta.scope === 'global' ? '*' : meta.scope === 'region' ? node.region : node.peerId
+    const dk = `${domain}\u0000${key}`
+    let ks = keyStates[k].get(dk)
+    if (ks === undefined) {
+      ks = { meta: k, domain, key, win: new KeyWindows(meta.slotsPerWindow, meta.limit.limit), offered: 0, falseDenied: 0 }
+      keyStates[k].set(dk, ks)
+    }
+    const now = SIM_EPOCH_MS + sched.now
+    const rt = oracles[k]
+    const oi = rt.locate(dk, now)
+    const fits = rt.usage(oi, now) + 1 <= meta.limit.limit + 1e-9
+    if (fits) underLimit++
+    ks.offered++
+    ks.win.add(Math.floor(now / meta.slotMs), 1, d.allowed ? 1 : 0)
+    const b = Math.floor((sched.now - trafficStart) / s.measure.chartBucketMs)
+    series.offeredAll[b]++
+    const charted = k === 0 && key === chartKey && domain === chartDomain
+    if (charted) series.offered[b]++
+    if (!d.allowed) {
+      denied++
+      if (fits) {
+        falseDenials++
+        ks.falseDenied++
+      }
+      return
+    }
+    admitted++
+    series.admittedAll[b]++
+    if (charted) series.admitted[b]++
+    rt.commit(oi, now, 1)
+    const epoch = Math.floor(node.clock.now() / meta.slotMs)
+    const rep = curRep[node.index]
+    const count = truths[k].admit(key, epoch, rep, 1)
+    if (meta.scope !== 'node' && samples.due(sched.now)) {
+      const receivers: number[] = []
+      for (let j = 0; j < size; j++) {
+        if (j !== node.index && nodes[j] !== undefined && groupOf(j) === groupOf(node.index) && network.connected(node.index, j)) receivers.push(j)
+      }
+      samples.take({ rep, limit: meta.name, key, hash: truths[k].cells(key).hash, epoch, count, at: sched.now, meta: k }, receivers)
+    }
+  }
+
+  s.workload.clients.forEach((_, c) => {
+    const arrive = (t: number): void => {
+      const at = workload.nextArrival(c, t - trafficStart, durationMs, rWork)
+      if (at === Infinity) return
+      sched.at(trafficStart + at, () => {
+        const region = workload.drawRegion(c, rWork)
+        const key = workload.drawKey(rWork)
+        const i = pickNode(region, key)
+        if (i < 0) unserved++
+        else handle(nodes[i] as SimNode, key)
+        arrive(sched.now)
+      })
+    }
+    arrive(trafficStart)
+  })
+
+  const auditCtx = (): AuditContext => ({
+    now: sched.now,
+    nodes,
+    replicas,
+    replicaIndex,
+    groupOf,
+    connected: network.connected,
+    lastDrop,
+    lastReject,
+    size,
+    settledBefore: node => network.oldestInFlight(node),
+    pastSlots: m => pastSlots(metaIndex.get(m.name) as number),
+    futureSlots: m => futureSlots(metaIndex.get(m.name) as number)
+  })
+
+  /** Keys the running audit inspects: the busiest, then a seeded sample of the rest. */
+  const auditKeysOf = (k: number): string[] => {
+    const all = [...truths[k].byKey.values()]
+    const n = s.measure.auditKeys
+    if (all.length <= n) return all.map(c => c.key)
+    const top = all.slice().sort((a, b) => b.total - a.total || (a.key < b.key ? -1 : 1)).slice(0, Math.ceil(n / 2))
+    const chosen = new Set(top.map(c => c.key))
+    while (chosen.size < n) chosen.add(all[Math.floor(rAudit() * all.length)].key)
+    return [...chosen]
+  }
+
+  const audit = (): void => {
+    const ctx = auditCtx()
+    metas.forEach((meta, k) => {
+      for (const key of auditKeysOf(k)) {
+        const cells = truths[k].byKey.get(key)
+        if (cells === undefined) continue
+        for (const b of nodes) if (b !== undefined) auditKey(ctx, tally, b, meta, cells, false)
+      }
+    })
+    // Samples still waiting once every copy has landed: a receiver may hold the cell by
+    // another path (an anti-entropy pull, a relay); its real view decides.
+    for (const smp of samples.takenBefore(sched.now - network.maxTransitMs)) {
+      for (let j = 0; j < size; j++) {
+        const b = nodes[j]
+        if (smp.pending[j] !== 1 || b === undefined) continue
+        const pairs = b.limiter.inspect(smp.limit, smp.key, true)?.replicas?.get(replicas[smp.rep].key)
+        let has = 0
+        if (pairs !== undefined) for (let p = 0; p < pairs.length; p += 2) if (pairs[p] === smp.epoch) has = pairs[p + 1]
+        if (has >= smp.count) samples.covered([smp], j, sched.now, () => true)
+      }
+    }
+    samples.expire(sched.now)
+  }
+
+  /** Whether every audited view holds every count published before `healAt` (or it left the window). */
+  /**
+   * Whether every audited view holds every count published before `before` (or that
+   * left its window). With `before` = Infinity: every count at all, which must also
+   * have been published by its live replica (after the last request).
+   */
+  const healed = (before: number): boolean => {
+    const ctx = auditCtx()
+    const probe = newTally()
+    const all = before === Infinity
+    let unpublished = false
+    metas.forEach((meta, k) => {
+      for (const key of auditKeysOf(k)) {
+        const cells = truths[k].byKey.get(key)
+        if (cells === undefined) continue
+        const probeCtx: AuditContext = { ...ctx, settledBefore: node => all ? Infinity : Math.min(before, network.oldestInFlight(node)) }
+        for (const b of nodes) if (b !== undefined) auditKey(probeCtx, probe, b, meta, cells, false)
+        if (!all || meta.scope === 'node') continue
+        for (let j = 0; j < cells.epoch.length; j++) {
+          if (cells.published[j] < cells.count[j] && replicas[cells.rep[j]].crashedAt === undefined) unpublished = true
+        }
+      }
+    })
+    return !unpublished && Object.values(probe.lag).every(v => v === 0)
+  }
+
+  scheduleFaults({
+    scenario: s, sched, network, size, initial, regionNames, regionOf, nodes, trafficStart, durationMs, endAt,
+    rnd: rFault, joinNodes, markers, phases, starts, healTimes, startNode, endNode, healed
+  })
+
+  // --- boot, audits, run ------------------------------------------------------------
+  for (let i = 0; i < initial; i++) sched.at(rBoot() * F, () => { startNode(i) })
+  const auditEvery = s.measure.auditEveryMs
+  const scheduleAudit = (t: number): void => {
+    if (t >= trafficEnd) return
+    sched.at(t, () => {
+      audit()
+      scheduleAudit(t + auditEvery)
+    })
+  }
+  if (s.measure.auditKeys > 0) scheduleAudit(trafficStart + auditEvery)
+  // After the last request: how long until the audited views hold everything published.
+  let afterTraffic: number | null = null
+  const pollQuiet = (): void => {
+    if (healed(Infinity)) afterTraffic = sched.now - trafficEnd
+    else if (sched.now + 10 <= endAt) sched.after(10, pollQuiet)
+  }
+  sched.at(trafficEnd, pollQuiet)
+
+  const step = 100
+  let done = 0
+  while (done < endAt) {
+    const target = Math.min(endAt, done + step)
+    while (!sched.runUntil(target)) await new Promise(resolve => setImmediate(resolve))
+    done = target
+    opts.onProgress?.(Math.max(0, done - trafficStart), endAt - trafficStart)
+  }
+  tickLive()
+
+  // --- final audit: after the quiet period every view equals the truth ------------
+  const countsLost = finalAudit(auditCtx(), finalTally, metas, truths, pastSlots)
+  samples.finish()
+
+  return summarize({
+    scenario: s,
+    seed,
+    durationMs,
+    nodes: initial,
+    size,
+    metas,
+    keyStates,
+    workload,
+    phases,
+    regionOf,
+    starts,
+    crashes,
+    network: network.stats,
+    nodeSeconds,
+    requests,
+    admitted,
+    denied,
+    underLimit,
+    falseDenials,
+    unserved,
+    samples,
+    healTimes,
+    afterTraffic,
+    tally,
+    finalTally,
+    countsLost,
+    lostAtCrash,
+    series,
+    markers
+  })
+}
