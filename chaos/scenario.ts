@@ -24,6 +24,7 @@ export interface Scenario {
   network: NetworkSpec
   gossip: GossipSpec
   limiter: LimiterOptions
+  mesh: MeshOptions
   clocks: ClockSpec
   /** The policy document every node runs (validated). */
   policies: PolicySet
@@ -90,6 +91,25 @@ export interface LimiterOptions {
   shareHorizonMs?: number
 }
 
+/**
+ * Mesh node options every node gets (membership, anti-entropy, region aggregates);
+ * each defaults to the product's default.
+ */
+export interface MeshOptions {
+  /** Membership heartbeat interval, ms. */
+  heartbeatIntervalMs?: number
+  /** No heartbeat for this long: suspect (partition modes start), ms. */
+  suspectAfterMs?: number
+  deadAfterMs?: number
+  /** Cross-region interval of region aggregates, ms. */
+  aggregateIntervalMs?: number
+  /** Whether a starting node pulls a snapshot from peers before serving. */
+  syncOnStart?: boolean
+  syncTimeoutMs?: number
+  /** Interval of background anti-entropy pulls, ms (0: none). */
+  pullIntervalMs?: number
+}
+
 export interface ClockSpec {
   /** Offset of each node's clock from true time, drawn once per node (kept across its restarts). */
   skew: Distribution | undefined
@@ -154,7 +174,7 @@ export interface MeasureSpec {
 /** Most nodes a scenario may have, joins included (the audits keep per-link fields, N x N). */
 export const MAX_NODES = 2000
 
-const TOP_FIELDS = ['name', 'description', 'seed', 'duration', 'quiet', 'regions', 'network', 'gossip', 'limiter', 'clocks', 'policies', 'workload', 'events', 'measure']
+const TOP_FIELDS = ['name', 'description', 'seed', 'duration', 'quiet', 'regions', 'network', 'gossip', 'limiter', 'mesh', 'clocks', 'policies', 'workload', 'events', 'measure']
 
 const SELECTOR = /^(all|region:[A-Za-z0-9_.-]+|nodes:\d+-\d+|fraction:(0|1|0?\.\d+)-(0|1|0?\.\d+)|random:\d+%?)$/
 
@@ -242,6 +262,21 @@ export function validateScenario (input: unknown, fallbackName = 'scenario'): Sc
   }
   if (l.shareHorizonMs !== undefined) limiter.shareHorizonMs = int(l.shareHorizonMs, 'limiter.shareHorizonMs', 0, 60_000)
 
+  const mo = record(r.mesh, 'mesh', ['heartbeatInterval', 'suspectAfter', 'deadAfter', 'aggregateInterval', 'syncOnStart', 'syncTimeout', 'pullInterval'])
+  const mesh: MeshOptions = {}
+  if (mo.heartbeatInterval !== undefined) mesh.heartbeatIntervalMs = duration(mo.heartbeatInterval, 'mesh.heartbeatInterval', 1)
+  if (mo.suspectAfter !== undefined) mesh.suspectAfterMs = duration(mo.suspectAfter, 'mesh.suspectAfter', 1)
+  if (mo.deadAfter !== undefined) mesh.deadAfterMs = duration(mo.deadAfter, 'mesh.deadAfter', 1)
+  const beat = mesh.heartbeatIntervalMs ?? 1000
+  if ((mesh.suspectAfterMs ?? 3 * beat) >= (mesh.deadAfterMs ?? 10 * beat)) fail('mesh.deadAfter', mo.deadAfter, 'is not longer than suspectAfter', 'make deadAfter longer than suspectAfter (defaults: 3 and 10 heartbeat intervals)')
+  if (mo.aggregateInterval !== undefined) mesh.aggregateIntervalMs = duration(mo.aggregateInterval, 'mesh.aggregateInterval', 1)
+  if (mo.syncOnStart !== undefined) {
+    if (typeof mo.syncOnStart !== 'boolean') fail('mesh.syncOnStart', mo.syncOnStart, 'must be true or false', 'write syncOnStart: false to start nodes blank')
+    mesh.syncOnStart = mo.syncOnStart
+  }
+  if (mo.syncTimeout !== undefined) mesh.syncTimeoutMs = duration(mo.syncTimeout, 'mesh.syncTimeout', 1)
+  if (mo.pullInterval !== undefined) mesh.pullIntervalMs = duration(mo.pullInterval, 'mesh.pullInterval', 0)
+
   const c = record(r.clocks, 'clocks', ['skew'])
   const clocks: ClockSpec = { skew: c.skew === undefined ? undefined : distribution(c.skew, 'clocks.skew') }
 
@@ -300,7 +335,7 @@ export function validateScenario (input: unknown, fallbackName = 'scenario'): Sc
   const quietMs = duration(r.quiet, 'quiet', 0, Math.min(Math.floor(shortestWindow / 2), 1000))
   if (quietMs >= shortestWindow) fail('quiet', r.quiet, `is not shorter than the shortest window (${shortestWindow} ms), so the final audit would see only expired counts`, 'shorten quiet or lengthen the window')
 
-  return { name, description, seed, durationMs, quietMs, regions, network, gossip, limiter, clocks, policies, limits, workload, events, measure }
+  return { name, description, seed, durationMs, quietMs, regions, network, gossip, limiter, mesh, clocks, policies, limits, workload, events, measure }
 }
 
 /**

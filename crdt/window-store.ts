@@ -631,6 +631,10 @@ export class WindowStore {
     const steps = epoch - h
     const first = h - P + 1
     if (this.header === 5) this.fold(i, d, first, steps)
+    // Own counts not drained yet must still reach peers (a fixed window's boundary drops
+    // its only slot; peers whose clocks run behind still count it): keep them for the
+    // next drain, as eviction does.
+    if ((this.u32[meta] & DIRTY) !== 0) this.keepDirty(i, meta, Math.max(first, this.dirtyFrom(i)), Math.min(h, epoch - P))
     let s = this.f64[d + F_SUM]
     let dropped = 0
     if (steps >= P) {
@@ -684,6 +688,15 @@ export class WindowStore {
     }
     this.u32[meta] = m
     this.invalidateAux(d)
+  }
+
+  /** Appends key `i`'s own counts of epochs `from`..`to` (about to be dropped) to the pending drain. */
+  private keepDirty (i: number, meta: number, from: number, to: number): void {
+    const hash = this.hashOf(i)
+    for (let e = from; e <= to; e++) {
+      const c = this.u32[meta + 1 + this.ownPos(i, e)]
+      if (c > 0) this.pendingEvicted.push(hash, e, c)
+    }
   }
 
   /** Folds the `steps` slots from epoch `first` (about to be dropped) into the carried level. */

@@ -29,6 +29,13 @@ export interface AntiEntropyInit {
   pullIntervalMs?: number
   /** Randomness for background pull targets. @default seededRandom(1) */
   random?: Random
+  /**
+   * Peers a background pull may pick from: in a multi-region mesh only those of this
+   * node's region hold the same counters (a region-scoped limit must not take another
+   * region's counts, nor a global one a region's nodes beside its aggregate).
+   * @default every connected peer (transport.peers())
+   */
+  peers?: () => string[]
   limits?: SyncLimits
 }
 
@@ -75,6 +82,7 @@ export function createAntiEntropy (init: AntiEntropyInit): AntiEntropy {
   const maxPages = init.maxPages ?? 1000
   const pullIntervalMs = init.pullIntervalMs ?? 60_000
   const random = init.random ?? seededRandom(1)
+  const candidates = init.peers ?? (() => transport.peers())
   const stats: AntiEntropyStats = { pagesServed: 0, pagesPulled: 0, pullsFailed: 0, entriesMerged: 0, rejectedPages: 0 }
   let running = false
   let cancel: (() => void) | undefined
@@ -125,7 +133,7 @@ export function createAntiEntropy (init: AntiEntropyInit): AntiEntropy {
 
   const background = (): void => {
     if (!running) return
-    const peers = transport.peers()
+    const peers = candidates()
     if (peers.length > 0) void pull([peers[Math.floor(random() * peers.length)]])
     cancel = clock.setTimer(pullIntervalMs * (0.75 + 0.5 * random()), background)
   }

@@ -6,6 +6,7 @@ import { topicsOf, type Topics } from '../gossip/topics.js'
 import type { Transport } from '../gossip/transport.js'
 import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
 import { createMembership, type Membership, type MembershipEvent, type MembershipInit } from '../membership/membership.js'
+import { seededRandom } from '../membership/random.js'
 import { ErrorCode, invalid } from './errors.js'
 import { createPolicyDistributor, type PolicyDistributor, type PolicyDistributorInit, type StartupOutcome } from './policy/distribute.js'
 import { createPolicyManager, type PolicyManager } from './policy/manager.js'
@@ -103,6 +104,62 @@ export interface MeshNode {
 }
 
 const STARTUP_PULL_PEERS = 3
+/** Delay that coalesces membership events into one reachability update. */
+const REACHABILITY_DEBOUNCE_MS = 20
+
+/** The anti-entropy protocol of a region (pulls stay within a region). */
+export function syncProtocol (region: string): string {
+  return `/meshlimit/sync/1/${region}`
+}
+
+/**
+ * Peers a starting node may pull from: members known to be in its region first, then
+ * peers whose region it does not know yet (a fresh node has heard few heartbeats);
+ * never peers known to be elsewhere. Shuffled, so a fleet starting together does not
+ * pull from the same three nodes.
+ */
+function pullCandidates (peers: string[], membership: Membership, region: string, random: () => number): string[] {
+  const mine: string[] = []
+  const unknown: string[] = []
+  for (const p of peers) {
+    const m = membership.member(p)
+    if (m === undefined) unknown.push(p)
+    else if (m.region === region && m.state === 'alive') mine.push(p)
+  }
+  const shuffle = (a: string[]): string[] => {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1))
+      const t = a[i]
+      a[i] = a[j]
+      a[j] = t
+    }
+    return a
+  }
+  return [...shuffle(mine), ...shuffle(unknown)]
+}
+
+/**
+ * Pulls from STARTUP_PULL_PEERS candidates at once, moving on to the next candidate
+ * when one fails (another region's peer refuses the protocol), until that many answered
+ * or none is left. Counts into `result` as it goes.
+ */
+async function startupPull (ae: AntiEntropy, candidates: string[], result: PullResult): Promise<PullResult> {
+  let next = 0
+  let inFlight = 0
+  const worker = async (): Promise<void> => {
+    while (result.peers + inFlight < STARTUP_PULL_PEERS && next < candidates.length) {
+      inFlight++
+      const r = await ae.pull([candidates[next++]])
+      inFlight--
+      result.peers += r.peers
+      result.failed += r.failed
+      result.pages += r.pages
+      result.merged += r.merged
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(STARTUP_PULL_PEERS, candidates.length) }, worker))
+  return result
+}
 
 async function waitForPeers (transport: Transport, clock: Clock, timeoutMs: number): Promise<void> {
   const deadline = clock.now() + timeoutMs
@@ -163,7 +220,13 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       if (e.type === 'policy' && e.member.policyHash !== undefined) distributor.observe(e.member.peerId, e.member.policyVersion, e.member.policyHash)
     })
   }
-  const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter })
+  // Only peers of this region hold this region's counters: the protocol is per region,
+  // so a peer of another region refuses the pull instead of answering the wrong counts.
+  const sameRegion = (): string[] => {
+    const connected = new Set(transport.peers())
+    return membership.members().filter(m => m.state === 'alive' && m.region === region && connected.has(m.peerId)).map(m => m.peerId)
+  }
+  const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter, protocol: syncProtocol(region), peers: sameRegion, random: seededRandom(incarnation ^ 0x5eed) })
   const aggregator = createAggregator({ ...aggInit, transport, clock, state: limiter, membership, topic: topics.aggregates, region, maxClockSkewMs: init.maxClockSkewMs })
   // Which parts of the mesh are unreachable decides how limits of those scopes admit.
   const selfWeight = weight ?? 1
@@ -184,7 +247,18 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       global: { unreachable: down, share: selfWeight / total }
     })
   }
-  membership.on(updateReachability)
+  let stopped = false
+  // Coalesced: a burst of membership events (a fleet starting, a region going silent)
+  // costs one pass over the members, a few ms later (far below suspectAfterMs).
+  let reachabilityDue = false
+  membership.on(e => {
+    if (e.type !== 'change' || reachabilityDue) return
+    reachabilityDue = true
+    clock.setTimer(REACHABILITY_DEBOUNCE_MS, () => {
+      reachabilityDue = false
+      if (!stopped) updateReachability()
+    })
+  })
   if (logger !== undefined) {
     membership.on((e: MembershipEvent) => {
       if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
@@ -207,17 +281,17 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     const timeoutMs = syncTimeoutMs ?? 5000
     const started = clock.now()
     if (findsPeers) await waitForPeers(transport, clock, timeoutMs)
-    const peers = transport.peers().slice(0, STARTUP_PULL_PEERS)
-    if (peers.length > 0) {
+    const candidates = pullCandidates(transport.peers(), membership, region, seededRandom(incarnation))
+    if (candidates.length > 0) {
       const left = Math.max(1, timeoutMs - (clock.now() - started))
+      const result: PullResult = { peers: 0, failed: 0, pages: 0, merged: 0 }
       startupSync = await Promise.race([
-        antiEntropy.pull(peers),
-        new Promise<PullResult>(resolve => { clock.setTimer(left, () => { resolve({ peers: 0, failed: peers.length, pages: 0, merged: 0 }) }) })
+        startupPull(antiEntropy, candidates, result),
+        new Promise<PullResult>(resolve => { clock.setTimer(left, () => { resolve({ ...result, failed: result.failed + Math.max(0, STARTUP_PULL_PEERS - result.peers) }) }) })
       ])
     } else startupSync = { peers: 0, failed: 0, pages: 0, merged: 0 }
     logger?.info({ ...startupSync }, 'start-up anti-entropy pull done')
   }
-  let stopped = false
   return {
     limiter,
     peerId: transport.peerId,

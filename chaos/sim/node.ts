@@ -1,20 +1,28 @@
 import type { CodecLimits, DecodeResult } from '../../gossip/codec.js'
 import type { Transport } from '../../gossip/transport.js'
 import type { Clock } from '../../membership/clock.js'
-import { createLimiter, type Limiter } from '../../src/limiter.js'
+import type { Limiter } from '../../src/limiter.js'
+import { createMeshNode, type MeshNode } from '../../src/mesh.js'
 import type { PolicySet } from '../../src/policy/types.js'
-import type { LimiterOptions } from '../scenario.js'
+import type { LimiterOptions, MeshOptions } from '../scenario.js'
 import type { SimNetwork } from './network.js'
 import type { EventOwner, Scheduler } from './scheduler.js'
 
 /** Simulated wall-clock time of simulated time 0 (a plausible epoch, far from 0). */
 export const SIM_EPOCH_MS = 1_800_000_000_000
 
+/** Name of the simulated mesh (its topics are `meshlimit/chaos/...`). */
+export const SIM_MESH = 'chaos'
+
 /**
  * A node's clock: true simulated time plus the node's fixed offset (its skew). Timers
- * run on true time and die with the incarnation that set them.
+ * run on true time and die with the incarnation that set them. While `yielding`, a
+ * timer makes the scheduler yield after it runs, so promise continuations it wakes
+ * (the mesh node's start-up) run at that simulated instant, not at the end of a step.
  */
 export class SimClock implements Clock {
+  yielding = false
+
   constructor (private readonly sched: Scheduler, readonly offsetMs: number, private readonly owner: EventOwner) {}
 
   now (): number {
@@ -22,7 +30,11 @@ export class SimClock implements Clock {
   }
 
   setTimer (ms: number, fn: () => void): () => void {
-    return this.sched.after(ms, fn, this.owner)
+    if (!this.yielding) return this.sched.after(ms, fn, this.owner)
+    return this.sched.after(ms, () => {
+      fn()
+      this.sched.requestYield()
+    }, this.owner)
   }
 }
 
@@ -30,34 +42,46 @@ export interface SimNodeInit {
   /** Index of the node in the fleet (stable across its restarts). */
   index: number
   peerId: string
+  /** The node's region (where it sits on the network). */
   region: string
+  /**
+   * The region the mesh node announces and gossips counters in: its region under the
+   * region topology, one shared name for every node under the mesh topology.
+   */
+  meshRegion: string
   scheduler: Scheduler
   network: SimNetwork
   /** Offset of this incarnation's clock from true time, in ms. */
   clockOffsetMs: number
   policies: PolicySet
-  /** Topic the node's counters travel on. */
-  topic: string
   flushIntervalMs: number
   limiter: LimiterOptions
-  /** Wraps the transport the limiter gets (tests inject faults the network does not model). */
+  mesh: MeshOptions
+  /** Wraps the transport the node gets (tests inject faults the network does not model). */
   wrapTransport?: (transport: Transport) => Transport
   /** Decoder of received gossip (a shared one: every receiver of a message gets the same bytes). */
   decodeDelta?: (data: Uint8Array, limits: CodecLimits) => DecodeResult
 }
 
-/** One running incarnation of a simulated node. */
+/** One incarnation of a simulated node: a full mesh node (src/mesh.ts) on the simulated seams. */
 export interface SimNode {
   readonly index: number
   readonly peerId: string
   readonly region: string
   readonly clock: SimClock
   readonly transport: Transport
-  readonly limiter: Limiter
   /** Replica key of this incarnation ("peerId@incarnation"). */
   readonly replica: string
   /** Simulated time the incarnation started. */
   readonly startedAt: number
+  /** Settles once start-up (policies, the anti-entropy pull) is done; never when it crashed first. */
+  readonly started: Promise<void>
+  /** Whether start-up is done: the node serves requests from then on. */
+  readonly ready: boolean
+  /** The mesh node (only once ready). */
+  readonly mesh: MeshNode
+  /** Its limiter (only once ready). */
+  readonly limiter: Limiter
   /** Ends the incarnation without a goodbye: unflushed counts die with it. */
   crash(): void
   /** Ends the incarnation gracefully: the limiter flushes its last counts first. */
@@ -66,29 +90,48 @@ export interface SimNode {
 }
 
 /**
- * Builds one simulated node: the real limiter on a simulated clock and transport. This
- * is the one place that composes a node, so membership and anti-entropy (factories
- * taking { transport, clock, limiter }) are added here when they land.
+ * Builds one simulated node: `createMeshNode` (limiter, membership, anti-entropy, region
+ * aggregates, escrow) on a simulated clock and transport. This is the one place that
+ * composes a node, so every scenario runs the same node as production.
  */
 export function createSimNode (init: SimNodeInit): SimNode {
   const owner: EventOwner = { dead: false }
   const clock = new SimClock(init.scheduler, init.clockOffsetMs, owner)
   const attached = init.network.attach(init.index, init.peerId, owner)
   const transport = init.wrapTransport === undefined ? attached : init.wrapTransport(attached)
-  const limiter = createLimiter({
+  // Like a real start, the incarnation is the node clock's time.
+  const incarnation = Math.floor(clock.now())
+  const m = init.mesh
+  let mesh: MeshNode | undefined
+  clock.yielding = true
+  const started = createMeshNode({
+    ...init.limiter,
     policies: init.policies,
+    mesh: SIM_MESH,
+    region: init.meshRegion,
     clock,
     transport,
-    topic: init.topic,
+    incarnation,
     flushIntervalMs: init.flushIntervalMs,
-    // Like a real start, the incarnation is the node clock's time; the limiter's own default.
     samplerSeed: init.index + 1,
     decodeDelta: init.decodeDelta,
-    ...init.limiter
+    syncOnStart: m.syncOnStart,
+    syncTimeoutMs: m.syncTimeoutMs,
+    membership: { heartbeatIntervalMs: m.heartbeatIntervalMs, suspectAfterMs: m.suspectAfterMs, deadAfterMs: m.deadAfterMs },
+    antiEntropy: { pullIntervalMs: m.pullIntervalMs },
+    aggregates: { intervalMs: m.aggregateIntervalMs }
+  }).then(node => {
+    clock.yielding = false
+    if (owner.dead) return
+    mesh = node
   })
   const end = (): void => {
     owner.dead = true
     init.network.detach(init.index)
+  }
+  const ready = (): MeshNode => {
+    if (mesh === undefined) throw new Error(`sim: node ${init.peerId} has not finished starting`)
+    return mesh
   }
   return {
     index: init.index,
@@ -96,9 +139,12 @@ export function createSimNode (init: SimNodeInit): SimNode {
     region: init.region,
     clock,
     transport,
-    limiter,
-    replica: `${limiter.replica.peerId}@${limiter.replica.incarnation}`,
+    replica: `${init.peerId}@${incarnation}`,
     startedAt: init.scheduler.now,
+    started,
+    get ready () { return mesh !== undefined && !owner.dead },
+    get mesh () { return ready() },
+    get limiter () { return ready().limiter },
     get running () { return !owner.dead },
     crash () {
       if (owner.dead) return
@@ -106,7 +152,8 @@ export function createSimNode (init: SimNodeInit): SimNode {
     },
     stop () {
       if (owner.dead) return
-      limiter.close()
+      // Synchronous up to the transport: the last flush leaves before the node detaches.
+      if (mesh !== undefined) void mesh.stop()
       end()
     }
   }

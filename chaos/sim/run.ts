@@ -10,7 +10,7 @@ import { auditKey, finalAudit, newTally, type AuditContext, type ReplicaInfo } f
 import { scheduleFaults } from './faults.js'
 import { sharedDecoder } from './decode.js'
 import { createSimNetwork } from './network.js'
-import { createSimNode, SIM_EPOCH_MS, type SimNode } from './node.js'
+import { createSimNode, SIM_EPOCH_MS, SIM_MESH, type SimNode } from './node.js'
 import { sampler, stream } from './random.js'
 import { Samples } from './samples.js'
 import { createScheduler } from './scheduler.js'
@@ -88,8 +88,10 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   })
   const skew = s.clocks.skew === undefined ? undefined : sampler(s.clocks.skew, rClock)
   const offsets = Float64Array.from({ length: size }, () => skew === undefined ? 0 : skew())
-  const topics = topicsOf('chaos')
-  const topicOf = (i: number): string => topics.counters(s.gossip.topology === 'mesh' ? 'all' : regionNames[regionOf[i]])
+  const topics = topicsOf(SIM_MESH)
+  const countersPrefix = topics.counters('x').slice(0, -1)
+  /** The region a node's mesh node runs in: its own, or one for all under the mesh topology. */
+  const meshRegionOf = (i: number): string => s.gossip.topology === 'mesh' ? 'all' : regionNames[regionOf[i]]
   const groupOf = (i: number): number => s.gossip.topology === 'mesh' ? 0 : regionOf[i]
 
   // --- measurement state ----------------------------------------------------------
@@ -121,9 +123,14 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   let falseDenials = 0
   let unserved = 0
   let lostAtCrash = 0
+  /** Per start after boot: simulated ms from attach to serving. */
+  const startedAfterMs: number[] = []
 
   // --- nodes ----------------------------------------------------------------------
+  /** Nodes serving requests (start-up done). */
   const nodes: Array<SimNode | undefined> = new Array(size).fill(undefined)
+  /** Nodes attached to the network but still starting (fetching policies, pulling a snapshot). */
+  const starting: Array<SimNode | undefined> = new Array(size).fill(undefined)
   const curRep = new Int32Array(size).fill(-1)
   const replicas: ReplicaInfo[] = []
   const replicaIndex = new Map<string, number>()
@@ -146,7 +153,9 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     regionOf,
     rnd: rNet,
     observer: {
-      published (from, _topic, data) {
+      published (from, topic, data) {
+        // Membership, aggregates and policies travel too; the truth reads counters only.
+        if (!topic.startsWith(countersPrefix)) return undefined
         const r = decode(data, codecLimits)
         if (!r.ok) return undefined
         const rep = curRep[from]
@@ -161,7 +170,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       delivered (tag, from, to, verdict) {
         if (verdict === 'reject') lastReject[from * size + to] = sched.now
         if (tag === undefined || verdict !== 'accept') return
-        const b = nodes[to] as SimNode
+        const b = (nodes[to] ?? starting[to]) as SimNode
         // Held once merged, or nothing to hold when the cell already left the receiver's
         // window (a sender whose clock runs behind); never when it is too far ahead.
         samples.covered(tag as Parameters<Samples['covered']>[0], to, sched.now, x => {
@@ -176,36 +185,49 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   })
 
   const startNode = (i: number): void => {
-    tickLive()
     const node = createSimNode({
       index: i,
       peerId: peerIdOf[i],
       region: regionNames[regionOf[i]],
+      meshRegion: meshRegionOf(i),
       scheduler: sched,
       network,
       clockOffsetMs: offsets[i],
       policies: s.policies,
-      topic: topicOf(i),
       flushIntervalMs: F,
       limiter: s.limiter,
+      mesh: s.mesh,
       decodeDelta: decode,
       wrapTransport: opts.wrapTransport === undefined ? undefined : t => (opts.wrapTransport as NonNullable<RunOptions['wrapTransport']>)(i, t)
     })
-    nodes[i] = node
+    starting[i] = node
     curRep[i] = replicas.length
     replicaIndex.set(node.replica, replicas.length)
     replicas.push({ node: i, region: regionOf[i], key: node.replica, startedAt: sched.now, crashedAt: undefined })
-    const list = live[regionOf[i]]
-    list.push(i)
-    list.sort((a, b) => a - b)
-    liveCount++
+    // It serves requests once start-up is done (createMeshNode resolved), as a gateway would.
+    void node.started.then(() => {
+      if (!node.ready || starting[i] !== node) return
+      starting[i] = undefined
+      tickLive()
+      nodes[i] = node
+      const list = live[regionOf[i]]
+      list.push(i)
+      list.sort((a, b) => a - b)
+      liveCount++
+      startedAfterMs.push(sched.now - node.startedAt)
+    })
   }
 
   const endNode = (i: number, crash: boolean): void => {
-    const node = nodes[i]
+    const node = nodes[i] ?? starting[i]
     if (node === undefined) return
+    const serving = nodes[i] !== undefined
     tickLive()
-    if (crash) {
+    if (crash && !serving) {
+      node.crash()
+      replicas[curRep[i]].crashedAt = sched.now
+      crashes.push(sched.now)
+    } else if (crash) {
       // What the node counted but never published dies with it.
       for (const g of node.limiter.collectDelta()) {
         const k = metaIndex.get(g.limit)
@@ -223,9 +245,12 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       crashes.push(sched.now)
     } else node.stop()
     nodes[i] = undefined
-    const list = live[regionOf[i]]
-    list.splice(list.indexOf(i), 1)
-    liveCount--
+    starting[i] = undefined
+    if (serving) {
+      const list = live[regionOf[i]]
+      list.splice(list.indexOf(i), 1)
+      liveCount--
+    }
     samples.drop(i, sched.now)
   }
 

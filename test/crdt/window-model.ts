@@ -79,6 +79,13 @@ export class WindowModel {
       k.peersPrev = k.peersCur
       k.peersCur = 0
     }
+    // Own counts not drained yet that leave the range stay pending for the next drain.
+    if (k.dirtyFrom === k.dirtyFrom) {
+      for (let e = Math.max(k.dirtyFrom, k.head - this.pastSlots + 1); e <= Math.min(k.head, epoch - this.pastSlots); e++) {
+        const c = this.get(k, 0, e)
+        if (c > 0) this.pending.push(k.hash, e, c)
+      }
+    }
     k.head = epoch
     for (const id of [...k.counts.keys()]) {
       if (!this.retained(k, Number(id.split('|')[1]))) k.counts.delete(id)

@@ -80,6 +80,25 @@ describe('multi-region scopes', () => {
     await Promise.all(nodes.map(async n => await n.stop()))
   })
 
+  it('a starting node pulls its own region\'s counters only (another region\'s peers refuse the pull)', async () => {
+    const { clock, nodes, net } = await regions(3, ['us', 'eu'])
+    for (const n of nodes) for (let k = 0; k < (n.region === 'us' ? 5 : 2); k++) n.limiter.check({ user: 'k', apiKey: 'k' })
+    clock.advance(1000)
+    const starting = createMeshNode({ policies, region: 'eu', clock, transport: net.connect('eu-new'), incarnation: 1, flushIntervalMs: 20, membership: { heartbeatIntervalMs: 100 }, aggregates: { intervalMs: 100 } })
+    let node: MeshNode | undefined
+    void starting.then(n => { node = n })
+    for (let t = 0; t < 200 && node === undefined; t++) {
+      clock.advance(5)
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    if (node === undefined) throw new Error('the new node did not finish starting within 1 s')
+    expect(node.startupSync?.peers).toBe(3)
+    // Without another node's traffic since, what it holds came from the pull.
+    expect(used(node, 'regional', 'k')).toBe(3 * 2)
+    expect(used(node, 'global', 'k')).toBe(3 * 5 + 3 * 2)
+    await Promise.all([...nodes, node].map(async n => await n.stop()))
+  })
+
   it('rejects an aggregate whose sender is not in the region it names, and ignores its own region', async () => {
     const { clock, nodes, net } = await regions(2, ['eu', 'us'])
     const victim = nodes[0]
