@@ -42,6 +42,9 @@ export interface LimitMeta {
   slotMs: number
   /** Slots per window: k for a sliding window, 1 for a fixed window. */
   slotsPerWindow: number
+  /** The policy's partition mode, and whether it is strict (escrowed rights). */
+  onPartition: 'share' | 'closed' | 'open'
+  strict: boolean
 }
 
 export interface RegionSpec {
@@ -169,6 +172,8 @@ export interface MeasureSpec {
   samplesPerSec: number
   /** Width of one point of the report chart, in ms. */
   chartBucketMs: number
+  /** Windows starting this soon after traffic starts are not steady state (default: two windows). */
+  warmupMs: number
 }
 
 /** Most nodes a scenario may have, joins included (the audits keep per-link fields, N x N). */
@@ -322,15 +327,17 @@ export function validateScenario (input: unknown, fallbackName = 'scenario'): Sc
   if (fleet > MAX_NODES) fail('regions', fleet, `makes ${fleet} nodes with joins, more than the simulator's ${MAX_NODES}`, 'use fewer nodes')
   if (!events.every(e => e.kind === 'join' || e.atMs < durationMs)) fail('events', r.events, 'has an event after the end of the traffic', 'keep every event before duration')
 
-  const m = record(r.measure, 'measure', ['auditEvery', 'auditKeys', 'samplesPerSec', 'chartBucket'])
+  const shortestWindow = Math.min(...[...limits.values()].map(x => x.limit.windowMs))
+  const longestWindow = Math.max(...[...limits.values()].map(x => x.limit.windowMs))
+  const m = record(r.measure, 'measure', ['auditEvery', 'auditKeys', 'samplesPerSec', 'chartBucket', 'warmup'])
   const measure: MeasureSpec = {
     auditEveryMs: duration(m.auditEvery, 'measure.auditEvery', 10, 1000),
     auditKeys: int(m.auditKeys, 'measure.auditKeys', 0, 10_000, 16),
     samplesPerSec: num(m.samplesPerSec, 'measure.samplesPerSec', 0, 1e6, 20),
-    chartBucketMs: duration(m.chartBucket, 'measure.chartBucket', 1, 100)
+    chartBucketMs: duration(m.chartBucket, 'measure.chartBucket', 1, 100),
+    warmupMs: duration(m.warmup, 'measure.warmup', 0, 2 * longestWindow)
   }
 
-  const shortestWindow = Math.min(...[...limits.values()].map(x => x.limit.windowMs))
   // The final audit compares views with the truth over the slots still in the window.
   const quietMs = duration(r.quiet, 'quiet', 0, Math.min(Math.floor(shortestWindow / 2), 1000))
   if (quietMs >= shortestWindow) fail('quiet', r.quiet, `is not shorter than the shortest window (${shortestWindow} ms), so the final audit would see only expired counts`, 'shorten quiet or lengthen the window')
@@ -355,7 +362,7 @@ function limitsOf (set: PolicySet): Map<string, LimitMeta> {
     }
     const { slotMs } = layoutOf(limit)
     const name = `${p.id}/${limit.id}`
-    out.set(name, { name, limit, scope: p.scope, slotMs, slotsPerWindow: limit.algorithm === 'fixed-window' ? 1 : limit.slots })
+    out.set(name, { name, limit, scope: p.scope, slotMs, slotsPerWindow: limit.algorithm === 'fixed-window' ? 1 : limit.slots, onPartition: p.onPartition, strict: p.strict })
   }
   return out
 }

@@ -12,6 +12,7 @@ export type Invariant =
   | 'over-admission-within-bound'
   | 'convergence'
   | 'convergence-after-heal'
+  | 'partition-within-bound'
 
 export interface Violation {
   invariant: Invariant
@@ -66,6 +67,20 @@ export interface Summary {
   overAdmissionMeanPct: number
   /** The bound of docs/accuracy.md for the key with the largest bound, in % of the limit. */
   boundPct: number
+  /**
+   * Largest excess over steady-state windows (after the warm-up, away from faults and
+   * their aftermath), in % of the limit; null when no window qualifies.
+   */
+  overAdmissionSteadyMaxPct: number | null
+  /** Mean excess over contended steady-state windows, in % of the limit. */
+  overAdmissionSteadyMeanPct: number | null
+  /**
+   * Largest excess over windows lying within a partition that membership detected (the
+   * policies' partition modes in force), and the largest bound of those modes, in % of
+   * the limit; null without such windows.
+   */
+  partitionDetectedMaxPct: number | null
+  partitionDetectedBoundPct: number | null
   /** The key with the largest measured excess, beside its own bound and the bound's terms. */
   worstKey: { limit: string, domain: string, key: string, overAdmissionPct: number, boundPct: number, terms: Record<string, number> } | null
   /** Denied requests that the fleet-wide truth says fit, in % of all requests that fit. */

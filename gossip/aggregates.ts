@@ -5,7 +5,12 @@ import type { Transport, Verdict } from './transport.js'
 
 /** The state aggregates move: implemented by the limiter. */
 export interface AggregateState {
-  collectAggregates(all: boolean): CounterGroup[]
+  /**
+   * Region totals of keys that changed (every key with `all`), for every slot of the
+   * last `lookbackMs` (and at least the newest few): a count can reach the publisher
+   * that late.
+   */
+  collectAggregates(all: boolean, lookbackMs?: number): CounterGroup[]
   applyAggregate(region: string, groups: CounterGroup[]): number
 }
 
@@ -35,6 +40,13 @@ export interface AggregatorInit {
    * @default 20
    */
   fullEvery?: number
+  /**
+   * How far back a changed key's slots are sent, in ms: a peer's count reaches this
+   * node up to a flush interval plus delivery after its slot, and then waits up to
+   * intervalMs for the next publication, so a changed key's older slots can change too.
+   * @default intervalMs + 200
+   */
+  lookbackMs?: number
   /** @default 65536 */
   maxMessageBytes?: number
   /** Aggregates stamped further ahead than this are rejected. @default 1000 */
@@ -75,6 +87,7 @@ export function createAggregator (init: AggregatorInit): Aggregator {
   const intervalMs = init.intervalMs ?? 250
   const publishers = init.publishers ?? 2
   const fullEvery = init.fullEvery ?? 20
+  const lookbackMs = init.lookbackMs ?? intervalMs + 200
   const maxMessageBytes = init.maxMessageBytes ?? 65536
   const maxClockSkewMs = init.maxClockSkewMs ?? 1000
   const limits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes }
@@ -122,15 +135,21 @@ export function createAggregator (init: AggregatorInit): Aggregator {
     return 'accept'
   }
 
+  /** Whether another region has an alive member: otherwise nobody needs this region's aggregate. */
+  const othersListen = (): boolean => {
+    for (const m of membership.members()) if (m.state === 'alive' && m.region !== region) return true
+    return false
+  }
+
   const tick = (): void => {
     if (!running) return
     ticks++
-    const publisher = isPublisher()
+    const publisher = isPublisher() && othersListen()
     // A node that just became a publisher sends everything: the region's receivers may
     // have missed what the previous publisher knew.
     const all = publisher && (!wasPublisher || ticks % fullEvery === 0)
     wasPublisher = publisher
-    const groups = state.collectAggregates(all)
+    const groups = state.collectAggregates(all, lookbackMs)
     if (publisher && groups.length > 0) {
       for (const m of encodeAggregate({ region, sentAtMs: clock.now(), groups }, maxMessageBytes)) {
         transport.publish(topic, m)

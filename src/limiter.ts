@@ -24,7 +24,7 @@ const EPSILON = 1e-9
 /** Distinct incarnations accepted per peer id: restarts beyond it are refused until ours restarts. */
 export const MAX_INCARNATIONS_PER_PEER = 64
 /** Slots after a partition heals during which its cap still applies: until the partition-era share history has faded (halved per slot). */
-const RECOVERY_SLOTS = 5
+export const RECOVERY_SLOTS = 5
 
 /** Replica ids of region aggregates are `region:<name>@0`. */
 const REGION_PREFIX = 'region:'
@@ -219,7 +219,7 @@ export interface Limiter {
    * This region's totals of global limits for keys that changed since the last call
    * (or of every key with `all`), for the region aggregate.
    */
-  collectAggregates(all: boolean): CounterGroup[]
+  collectAggregates(all: boolean, lookbackMs?: number): CounterGroup[]
   /** Max-merges another region's aggregate (validated by the caller); returns raised counts. */
   applyAggregate(region: string, groups: CounterGroup[]): number
   /** One page of every live entry this node holds, its own and other replicas' (anti-entropy). */
@@ -706,13 +706,13 @@ class LimiterImpl implements Limiter {
     }
   }
 
-  collectAggregates (all: boolean): CounterGroup[] {
+  collectAggregates (all: boolean, lookbackMs = 0): CounterGroup[] {
     const groups: CounterGroup[] = []
     const now = this.clock.now()
     for (const [name, store] of this.wire) {
       if (!store.aggregated) continue
       const entries: number[] = []
-      store.drainAggregates(entries, AGGREGATE_SLOTS, all, store.epochOf(now))
+      store.drainAggregates(entries, Math.max(AGGREGATE_SLOTS, Math.ceil(lookbackMs / store.slotMs) + 1), all, store.epochOf(now))
       if (entries.length > 0) groups.push({ limit: name, slotMs: store.slotMs, entries })
     }
     return groups

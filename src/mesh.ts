@@ -57,6 +57,20 @@ export interface MeshNodeInit extends Omit<LimiterInit, 'transport' | 'clock' | 
    */
   syncTimeoutMs?: number
   /**
+   * Wait this long (once peers are found) before the start-up pull: messages peers
+   * published before this node subscribed, still in flight to them, land first and are
+   * in the snapshot (in-region delivery is well under it).
+   * @default 2 x flushIntervalMs
+   */
+  syncSettleMs?: number
+  /**
+   * A second pull, from one peer, this long after the start-up pull: counts that peers
+   * published before this node subscribed and had not received when they answered
+   * (in flight, or before gossip learned of the new subscriber) arrive with it; 0 disables.
+   * @default 1000
+   */
+  syncCatchUpMs?: number
+  /**
    * Whether start-up should wait (up to syncTimeoutMs) for a first peer. A node that
    * cannot find peers (the first of a mesh) has nothing to wait for.
    * @default true with a given transport; with libp2p, whether bootstrap addresses or mDNS were given
@@ -67,7 +81,7 @@ export interface MeshNodeInit extends Omit<LimiterInit, 'transport' | 'clock' | 
   /** Anti-entropy tuning. */
   antiEntropy?: Pick<AntiEntropyInit, 'maxEntriesPerPage' | 'requestTimeoutMs' | 'pullIntervalMs'>
   /** Region aggregates of global limits (cross-region interval, publishers per region). */
-  aggregates?: Pick<AggregatorInit, 'intervalMs' | 'publishers' | 'fullEvery'>
+  aggregates?: Pick<AggregatorInit, 'intervalMs' | 'publishers' | 'fullEvery' | 'lookbackMs'>
   /** The policy version this node runs, announced in heartbeats. @default the policy set's version */
   policyVersion?: () => number
   /**
@@ -105,7 +119,7 @@ export interface MeshNode {
 
 const STARTUP_PULL_PEERS = 3
 /** Delay that coalesces membership events into one reachability update. */
-const REACHABILITY_DEBOUNCE_MS = 20
+export const REACHABILITY_DEBOUNCE_MS = 20
 
 /** The anti-entropy protocol of a region (pulls stay within a region). */
 export function syncProtocol (region: string): string {
@@ -199,7 +213,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     })
   }
   const transport = init.transport ?? libp2p as Libp2pTransport
-  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, expectPeers: _e, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, trustedKeys, initialBundle, policyDistribution, ...limiterInit } = init
+  const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, syncCatchUpMs: _s, syncSettleMs: _ss, expectPeers: _e, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, trustedKeys, initialBundle, policyDistribution, ...limiterInit } = init
   const limiter = createLimiter({ ...limiterInit, clock, transport, incarnation, topic: topics.counters(region) })
   // A node with no way to find peers (the first of a mesh) has nothing to wait for at start.
   const findsPeers = init.expectPeers ?? (init.transport !== undefined || (init.network?.bootstrap?.length ?? 0) > 0 || init.network?.mdns === true)
@@ -227,7 +241,9 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     return membership.members().filter(m => m.state === 'alive' && m.region === region && connected.has(m.peerId)).map(m => m.peerId)
   }
   const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter, protocol: syncProtocol(region), peers: sameRegion, random: seededRandom(incarnation ^ 0x5eed) })
-  const aggregator = createAggregator({ ...aggInit, transport, clock, state: limiter, membership, topic: topics.aggregates, region, maxClockSkewMs: init.maxClockSkewMs })
+  // A same-region count reaches the publisher up to a flush interval plus delivery late.
+  const lookbackMs = (aggInit?.intervalMs ?? 250) + 2 * (init.flushIntervalMs ?? 50) + 50
+  const aggregator = createAggregator({ lookbackMs, ...aggInit, transport, clock, state: limiter, membership, topic: topics.aggregates, region, maxClockSkewMs: init.maxClockSkewMs })
   // Which parts of the mesh are unreachable decides how limits of those scopes admit.
   const selfWeight = weight ?? 1
   const updateReachability = (): void => {
@@ -259,6 +275,22 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       if (!stopped) updateReachability()
     })
   })
+  // A same-region member back from suspect or dead was out of reach (a healed partition):
+  // pull what it holds, the other side's counts, instead of waiting for them to expire.
+  const returned = new Set<string>()
+  let pullDue = false
+  membership.on(e => {
+    if (e.type !== 'change' || e.member.state !== 'alive' || (e.previous !== 'suspect' && e.previous !== 'dead') || e.member.region !== region) return
+    returned.add(e.member.peerId)
+    if (pullDue) return
+    pullDue = true
+    clock.setTimer(REACHABILITY_DEBOUNCE_MS, () => {
+      pullDue = false
+      const peers = [...returned].slice(0, STARTUP_PULL_PEERS)
+      returned.clear()
+      if (!stopped) void antiEntropy.pull(peers)
+    })
+  })
   if (logger !== undefined) {
     membership.on((e: MembershipEvent) => {
       if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
@@ -281,6 +313,8 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     const timeoutMs = syncTimeoutMs ?? 5000
     const started = clock.now()
     if (findsPeers) await waitForPeers(transport, clock, timeoutMs)
+    const settleMs = init.syncSettleMs ?? 2 * (init.flushIntervalMs ?? 50)
+    if (settleMs > 0 && transport.peers().length > 0) await new Promise<void>(resolve => { clock.setTimer(settleMs, resolve) })
     const candidates = pullCandidates(transport.peers(), membership, region, seededRandom(incarnation))
     if (candidates.length > 0) {
       const left = Math.max(1, timeoutMs - (clock.now() - started))
@@ -291,6 +325,15 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       ])
     } else startupSync = { peers: 0, failed: 0, pages: 0, merged: 0 }
     logger?.info({ ...startupSync }, 'start-up anti-entropy pull done')
+    const catchUpMs = init.syncCatchUpMs ?? 1000
+    if (catchUpMs > 0 && candidates.length > 0) {
+      clock.setTimer(catchUpMs, () => {
+        if (stopped) return
+        const peers = sameRegion()
+        const pick = peers.length > 0 ? peers : pullCandidates(transport.peers(), membership, region, seededRandom(incarnation + 1))
+        if (pick.length > 0) void startupPull(antiEntropy, pick, { peers: STARTUP_PULL_PEERS - 1, failed: 0, pages: 0, merged: 0 })
+      })
+    }
   }
   return {
     limiter,

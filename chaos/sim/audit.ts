@@ -45,6 +45,17 @@ export interface AuditContext {
   /** Epochs a node accepts: (nowEpoch - pastSlots, nowEpoch + futureSlots]. */
   pastSlots(meta: LimitMeta): number
   futureSlots(meta: LimitMeta): number
+  /**
+   * Whether the limit is global on a mesh of several regions: a node holds its region's
+   * replicas and one aggregate column per other region (`region:<name>@0`).
+   */
+  aggregated(meta: LimitMeta): boolean
+  regionNames: string[]
+  /**
+   * Whether aggregate columns are judged for lag (the final audit and convergence
+   * probes); running audits only check that none holds more than its region admitted.
+   */
+  judgeAggregates: boolean
 }
 
 export type LagCause = 'dropped' | 'blankStart' | 'partitioned' | 'clockSkew' | 'unpublished' | 'unexplained'
@@ -91,10 +102,11 @@ function causeOf (ctx: AuditContext, b: SimNode, r: number, cells: KeyCells, j: 
  * crashed replica (they cannot be anywhere) and checks unsettled cells (after the quiet
  * period every cell has settled).
  */
-export function auditKey (ctx: AuditContext, tally: AuditTally, b: SimNode, meta: LimitMeta, cells: KeyCells, final: boolean, onMissing?: (cell: number, units: number) => void): void {
+export function auditKey (ctx: AuditContext, tally: AuditTally, b: SimNode, meta: LimitMeta, cells: KeyCells, final: boolean, onMissing?: (cell: string, units: number) => void): void {
   const view = b.limiter.inspect(meta.name, cells.key, true)
   const own = ctx.replicaIndex.get(b.replica) as number
   const group = ctx.groupOf(b.index)
+  const agg = ctx.aggregated(meta)
   const held = new Map<string, number>()
   if (view?.replicas !== undefined) {
     for (const [name, pairs] of view.replicas) {
@@ -113,7 +125,9 @@ export function auditKey (ctx: AuditContext, tally: AuditTally, b: SimNode, meta
       continue
     }
     // A node-scoped limit is never gossiped: only the node's own counts belong in its view.
+    // Another region's replicas reach a global limit only through that region's aggregate.
     if (meta.scope === 'node' || ctx.groupOf(rep.node) !== group) {
+      if (agg && meta.scope !== 'node') continue
       // Counters of another gossip group never reach B (the region topology).
       if (has > 0) breach(tally, 'view-not-above-truth', `node ${b.peerId} holds ${has} from ${rep.key}, a replica outside its gossip group`)
       continue
@@ -128,7 +142,7 @@ export function auditKey (ctx: AuditContext, tally: AuditTally, b: SimNode, meta
       const cause = causeOf(ctx, b, r, cells, j)
       tally.lag[cause]++
       tally.missingUnits[cause] += cells.published[j] - has
-      onMissing?.(j, cells.published[j] - has)
+      onMissing?.(`${j}`, cells.published[j] - has)
     }
     if (final && cells.published[j] < cells.count[j]) {
       // Never published: lost with a crashed process, or (for a live one) a flush that never came.
@@ -137,12 +151,64 @@ export function auditKey (ctx: AuditContext, tally: AuditTally, b: SimNode, meta
       tally.missingUnits[cause] += cells.count[j] - Math.max(has, cells.published[j])
     }
   }
+  if (agg) auditAggregates(ctx, tally, b, meta, cells, held, final || ctx.judgeAggregates, onMissing)
   // Whatever is left in the view has no admission behind it (only cells in range count).
   for (const [cell, count] of held) {
     const at = cell.lastIndexOf('|')
     const e = Number(cell.slice(at + 1))
     if (count > 0 && inRange(ctx, b, meta, e)) breach(tally, 'view-not-above-truth', `node ${b.peerId} holds ${count} for (${cell.slice(0, at)}, ${cells.key}, epoch ${e}) that no replica admitted`)
   }
+}
+
+/**
+ * The aggregate columns of a global limit in B's view (and removes them from `held`):
+ * per other region R and epoch e, the column must not exceed what R's replicas admitted
+ * in e, and, when judged, must hold what they published (settled cells).
+ */
+function auditAggregates (ctx: AuditContext, tally: AuditTally, b: SimNode, meta: LimitMeta, cells: KeyCells, held: Map<string, number>, judge: boolean, onMissing?: (cell: string, units: number) => void): void {
+  const mine = ctx.replicas[ctx.replicaIndex.get(b.replica) as number].region
+  const byCell = new Map<string, { region: number, epoch: number, count: number, published: number, firstPub: number, settled: boolean, node: number }>()
+  for (let j = 0; j < cells.epoch.length; j++) {
+    const e = cells.epoch[j]
+    if (!inRange(ctx, b, meta, e)) continue
+    const rep = ctx.replicas[cells.rep[j]]
+    if (rep.region === mine) continue
+    const id = `region:${ctx.regionNames[rep.region]}@0|${e}`
+    let c = byCell.get(id)
+    if (c === undefined) {
+      c = { region: rep.region, epoch: e, count: 0, published: 0, firstPub: Infinity, settled: true, node: rep.node }
+      byCell.set(id, c)
+    }
+    c.count += cells.count[j]
+    c.published += cells.published[j]
+    if (cells.firstPub[j] < c.firstPub) c.firstPub = cells.firstPub[j]
+    if (!(cells.lastPub[j] < ctx.settledBefore(rep.node))) c.settled = false
+  }
+  for (const [id, c] of byCell) {
+    const has = held.get(id) ?? 0
+    held.delete(id)
+    if (has > c.count) {
+      breach(tally, 'view-not-above-truth', `node ${b.peerId} holds ${has} in the aggregate of ${ctx.regionNames[c.region]} for (${cells.key}, epoch ${c.epoch}) but that region admitted ${c.count}`)
+      continue
+    }
+    if (!judge || !c.settled || has >= c.published) continue
+    const cause = aggregateLagCause(ctx, b, c.region, c.firstPub)
+    tally.lag[cause]++
+    tally.missingUnits[cause] += c.published - has
+    onMissing?.(id, c.published - has)
+  }
+}
+
+/** Why B lacks part of region R's aggregate published since `since`. */
+function aggregateLagCause (ctx: AuditContext, b: SimNode, region: number, since: number): LagCause {
+  let dropped = false
+  for (const rep of ctx.replicas) {
+    if (rep.region !== region) continue
+    if (!ctx.connected(rep.node, b.index)) return 'partitioned'
+    if (ctx.lastDrop[rep.node * ctx.size + b.index] >= since) dropped = true
+  }
+  if (b.startedAt > since) return 'blankStart'
+  return dropped ? 'dropped' : 'unexplained'
 }
 
 /** Sum of a view's totals over B's current range (the fast path of the final audit). */
@@ -157,10 +223,11 @@ export function viewTotal (ctx: AuditContext, b: SimNode, meta: LimitMeta, view:
 export function expectedTotal (ctx: AuditContext, b: SimNode, meta: LimitMeta, cells: KeyCells): number {
   const group = ctx.groupOf(b.index)
   const own = ctx.replicaIndex.get(b.replica) as number
+  const agg = ctx.aggregated(meta)
   let sum = 0
   for (let j = 0; j < cells.epoch.length; j++) {
     const r = cells.rep[j]
-    if (r !== own && (meta.scope === 'node' || ctx.groupOf(ctx.replicas[r].node) !== group)) continue
+    if (r !== own && (meta.scope === 'node' || (!agg && ctx.groupOf(ctx.replicas[r].node) !== group))) continue
     if (!inRange(ctx, b, meta, cells.epoch[j])) continue
     sum += cells.count[j]
   }
@@ -181,14 +248,14 @@ export function finalAudit (ctx: AuditContext, tally: AuditTally, metas: LimitMe
     const floor = Math.floor(oldest / meta.slotMs) - pastSlots(k)
     for (const cells of truths[k].byKey.values()) {
       if (cells.newest <= floor) continue
-      const worst = new Float64Array(cells.epoch.length)
+      const worst = new Map<string, number>()
       for (const b of ctx.nodes) {
         if (b === undefined) continue
         const view = b.limiter.inspect(meta.name, cells.key, false)
         if (viewTotal(ctx, b, meta, view) === expectedTotal(ctx, b, meta, cells)) continue
-        auditKey(ctx, tally, b, meta, cells, true, (j, units) => { if (units > worst[j]) worst[j] = units })
+        auditKey(ctx, tally, b, meta, cells, true, (id, units) => { if (units > (worst.get(id) ?? 0)) worst.set(id, units) })
       }
-      for (const w of worst) lost += w
+      for (const w of worst.values()) lost += w
     }
   })
   if (tally.missingUnits.unexplained > 0) {

@@ -1,3 +1,4 @@
+import { REACHABILITY_DEBOUNCE_MS } from '../../src/mesh.js'
 import type { Scenario } from '../scenario.js'
 import { quantile, TRUNCATE_AT } from './random.js'
 
@@ -65,6 +66,8 @@ export interface BoundContext {
   startsPerWindow: number
   /** Most crashes inside any window-long interval. */
   crashesPerWindow: number
+  /** A global limit on the region topology: counts cross regions in aggregates. */
+  aggregated?: boolean
 }
 
 /**
@@ -76,13 +79,56 @@ export function relayHops (s: Scenario, nodes: number): number {
   return Math.ceil(Math.log(nodes) / Math.log(Math.max(2, s.gossip.meshDegree - 1))) + 1
 }
 
-/** Staleness horizon of a side of `nodes`: flush interval + largest latency per hop + reorder delay. */
-export function stalenessMs (s: Scenario, spansRegions: boolean, nodes = 2): number {
-  const lat = spansRegions
-    ? Math.max(quantile(s.network.interRegion, STALENESS_QUANTILE), quantile(s.network.intraRegion, STALENESS_QUANTILE))
-    : quantile(s.network.intraRegion, STALENESS_QUANTILE)
+/** Interval of region aggregates (the mesh node's default unless the scenario sets it). */
+export function aggregateIntervalMs (s: Scenario): number {
+  return s.mesh.aggregateIntervalMs ?? 250
+}
+
+/**
+ * Staleness horizon of a side of `nodes`: flush interval + largest latency per hop +
+ * reorder delay. With `aggregated` (a global limit on the region topology) a count
+ * crosses regions in a region aggregate: to the region's publisher (flush interval +
+ * intra-region latency), its next publication (aggregate interval), then across.
+ */
+export function stalenessMs (s: Scenario, spansRegions: boolean, nodes = 2, aggregated = false): number {
+  const intra = quantile(s.network.intraRegion, STALENESS_QUANTILE)
+  const inter = quantile(s.network.interRegion, STALENESS_QUANTILE)
+  const reorder = s.network.reorder > 0 || s.network.duplicate > 0 ? s.network.reorderDelayMs : 0
+  if (aggregated && spansRegions) {
+    const hops = relayHops(s, nodes)
+    return s.gossip.flushIntervalMs + hops * (intra + reorder) + aggregateIntervalMs(s) + hops * (Math.max(intra, inter) + reorder)
+  }
+  const lat = spansRegions ? Math.max(inter, intra) : intra
   const hops = relayHops(s, nodes)
-  return s.gossip.flushIntervalMs + hops * lat + (s.network.reorder > 0 || s.network.duplicate > 0 ? hops * s.network.reorderDelayMs : 0)
+  return s.gossip.flushIntervalMs + hops * lat + hops * reorder
+}
+
+/**
+ * Longest time from a cut until a node's limits run their partition mode: no heartbeat
+ * for suspectAfterMs (the last one may have left just before the cut), noticed by the
+ * next liveness check (every half heartbeat interval), then the reachability update
+ * (coalesced over REACHABILITY_DEBOUNCE_MS).
+ */
+export function detectionMs (s: Scenario): number {
+  const beat = s.mesh.heartbeatIntervalMs ?? 1000
+  return (s.mesh.suspectAfterMs ?? 3 * beat) + beat / 2 + REACHABILITY_DEBOUNCE_MS + 1
+}
+
+/**
+ * Bound on the excess of a window that lies entirely within a detected partition, by
+ * partition mode (docs/accuracy.md). `open`: each side enforces the limit alone (the
+ * sides' term); `closed`: gossiped limits deny, so nothing is admitted; `share`: each
+ * node's own usage stays within its weight share of every member last known, so the
+ * shares sum to at most one, and a node whose share is a fraction of a request passes
+ * one request on a coin: at most one unit over per node, about z sqrt(n) / 2 over all.
+ * Clock skew shifts each node's windows against true time (the skew term).
+ */
+export function partitionModeBound (mode: 'share' | 'closed' | 'open', sidesTerm: number, serving: number, skew: number): number {
+  switch (mode) {
+    case 'open': return sidesTerm
+    case 'closed': return 0
+    case 'share': return Math.min(serving, Z * Math.sqrt(serving) / 2) + skew
+  }
 }
 
 /** Widest pairwise clock difference the skew distribution produces (0 without skew). */
@@ -118,7 +164,7 @@ export function keyBound (ctx: BoundContext, L: number, windowMs: number, slotMs
       sides++
       serving += n
       partition += Math.min(L, R * W)
-      const S = stalenessMs(s, side.spansRegions, side.nodesByRegion.reduce((a, b) => a + b, 0)) / 1000
+      const S = stalenessMs(s, side.spansRegions, side.nodesByRegion.reduce((a, b) => a + b, 0), ctx.aggregated === true) / 1000
       staleness += Math.min((n - 1) * L, R * S * (n - 1) / n + (n > 1 ? Z * Math.sqrt(R * S) : 0))
     }
     if (sides === 0) continue
@@ -129,11 +175,23 @@ export function keyBound (ctx: BoundContext, L: number, windowMs: number, slotMs
     const q = s.network.loss
     const c = Math.max(1, (L / W) * (s.gossip.flushIntervalMs / 1000) / Math.max(1, serving))
     const loss = q > 0 && serving > 1 ? L * q / (1 - q) + Z * Math.sqrt(L * c * q * (1 - q)) / (1 - q) : 0
-    const churn = ctx.startsPerWindow * Math.min(L, rNode * W) + ctx.crashesPerWindow * Math.min(L, rNode * s.gossip.flushIntervalMs / 1000)
+    // A node that pulls a snapshot before it serves starts from its peers' (stale) view.
+    const blank = s.mesh.syncOnStart === false ? ctx.startsPerWindow * Math.min(L, rNode * W) : 0
+    const churn = blank + ctx.crashesPerWindow * Math.min(L, rNode * s.gossip.flushIntervalMs / 1000)
     const raw = Math.max(0, partition) + staleness + skew + loss + churn
     const total = Math.min(raw, offeredCap)
     const terms: BoundTerms = { sides, partition: Math.max(0, partition), staleness, skew, loss, churn, offeredCap, total }
     if (worst === undefined || terms.total > worst.total) worst = terms
   }
   return worst ?? { sides: 0, partition: 0, staleness: 0, skew: 0, loss: 0, churn: 0, offeredCap, total: 0 }
+}
+
+/**
+ * A strict limit's bound: escrowed rights never admit more than the limit in a window of
+ * one clock; with skewed clocks a node ahead spends the next window's rights while true
+ * time is still in this one (up to a whole limit).
+ */
+export function strictBound (s: Scenario, L: number): BoundTerms {
+  const skew = skewSpreadMs(s) > 0 ? L : 0
+  return { sides: 1, partition: 0, staleness: 0, skew, loss: 0, churn: 0, offeredCap: 0, total: skew }
 }

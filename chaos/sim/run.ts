@@ -4,7 +4,9 @@ import { topicsOf } from '../../gossip/topics.js'
 import type { Transport } from '../../gossip/transport.js'
 import { createRuntime, type LimitRuntime } from '../../src/algorithms.js'
 import type { LimitInfo } from '../../src/algorithms.js'
-import { MAX_NODES, type Scenario } from '../scenario.js'
+import { MAX_NODES, type LimitMeta, type Scenario } from '../scenario.js'
+import { REACHABILITY_DEBOUNCE_MS } from '../../src/mesh.js'
+import { RECOVERY_SLOTS } from '../../src/limiter.js'
 import type { Marker, Series, Summary } from '../summary.js'
 import { auditKey, finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
 import { scheduleFaults } from './faults.js'
@@ -16,7 +18,8 @@ import { Samples } from './samples.js'
 import { createScheduler } from './scheduler.js'
 import { summarize } from './summarize.js'
 import { LimitTruth } from './truth.js'
-import { KeyWindows } from './windows.js'
+import { DETECTED, KeyWindows, STEADY } from './windows.js'
+import { detectionMs } from './bounds.js'
 import { createWorkload } from './workload.js'
 
 export interface RunOptions {
@@ -259,6 +262,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   const trafficEnd = trafficStart + durationMs
   const endAt = trafficEnd + s.quietMs
   const workload = createWorkload(s.workload, s.regions, durationMs)
+  const classes = windowClasses(s, trafficStart, trafficEnd)
   const field = s.workload.field
   const sticky = new Map<string, number>()
   const chartKey = s.workload.hotKeys.length > 0 ? s.workload.hotKeys[0].key : 'k0'
@@ -304,7 +308,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     const dk = `${domain}\u0000${key}`
     let ks = keyStates[k].get(dk)
     if (ks === undefined) {
-      ks = { meta: k, domain, key, win: new KeyWindows(meta.slotsPerWindow, meta.limit.limit), offered: 0, falseDenied: 0 }
+      ks = { meta: k, domain, key, win: new KeyWindows(meta.slotsPerWindow, meta.limit.limit, classes(meta)), offered: 0, falseDenied: 0 }
       keyStates[k].set(dk, ks)
     }
     const now = SIM_EPOCH_MS + sched.now
@@ -370,7 +374,10 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     size,
     settledBefore: node => network.oldestInFlight(node),
     pastSlots: m => pastSlots(metaIndex.get(m.name) as number),
-    futureSlots: m => futureSlots(metaIndex.get(m.name) as number)
+    futureSlots: m => futureSlots(metaIndex.get(m.name) as number),
+    aggregated: m => m.scope === 'global' && s.gossip.topology === 'region',
+    regionNames,
+    judgeAggregates: false
   })
 
   /** Keys the running audit inspects: the busiest, then a seeded sample of the rest. */
@@ -423,7 +430,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       for (const key of auditKeysOf(k)) {
         const cells = truths[k].byKey.get(key)
         if (cells === undefined) continue
-        const probeCtx: AuditContext = { ...ctx, settledBefore: node => all ? Infinity : Math.min(before, network.oldestInFlight(node)) }
+        const probeCtx: AuditContext = { ...ctx, judgeAggregates: true, settledBefore: node => all ? Infinity : Math.min(before, network.oldestInFlight(node)) }
         for (const b of nodes) if (b !== undefined) auditKey(probeCtx, probe, b, meta, cells, false)
         if (!all || meta.scope === 'node') continue
         for (let j = 0; j < cells.epoch.length; j++) {
@@ -503,4 +510,57 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     series,
     markers
   })
+}
+
+/**
+ * Classes of the windows of a limit, by the slot they end at (true time): STEADY when
+ * the window starts after the warm-up, ends with the traffic and overlaps no fault or
+ * its aftermath; DETECTED when it lies within a partition after membership noticed it
+ * (cut + detection time .. heal).
+ */
+function windowClasses (s: Scenario, trafficStart: number, trafficEnd: number): (meta: LimitMeta) => (end: number) => number {
+  const beat = s.mesh.heartbeatIntervalMs ?? 1000
+  const detect = detectionMs(s)
+  const W = Math.max(...[...s.limits.values()].map(m => m.limit.windowMs))
+  const slot = Math.max(...[...s.limits.values()].map(m => m.slotMs))
+  const cuts: Array<{ from: number, to: number }> = []
+  const disturbed: Array<{ from: number, to: number }> = []
+  let cutAt: number | undefined
+  for (const e of s.events) {
+    const at = trafficStart + e.atMs
+    switch (e.kind) {
+      case 'partition':
+        cutAt ??= at
+        break
+      case 'heal':
+        if (cutAt !== undefined) cuts.push({ from: cutAt, to: at })
+        cutAt = undefined
+        break
+      case 'crash': {
+        const last = trafficStart + (e.everyMs === undefined ? e.atMs : Math.min(e.untilMs ?? Infinity, s.durationMs))
+        // Silent until restarted (suspect if that takes long), then a window of aftermath.
+        disturbed.push({ from: at, to: last + (e.restartAfterMs ?? Infinity) + 1.1 * beat + W })
+        break
+      }
+      case 'join':
+        disturbed.push({ from: at, to: at + 1.1 * beat + W })
+        break
+      case 'leave':
+        // A member that left stays unreachable until forgotten (membership has no goodbye).
+        disturbed.push({ from: at, to: Infinity })
+        break
+    }
+  }
+  if (cutAt !== undefined) cuts.push({ from: cutAt, to: Infinity })
+  // After a heal: heartbeats resume, the partition cap holds a few slots, then a window.
+  for (const c of cuts) disturbed.push({ from: c.from, to: c.to + 1.1 * beat + REACHABILITY_DEBOUNCE_MS + RECOVERY_SLOTS * slot + W })
+  const steadyFrom = trafficStart + s.measure.warmupMs
+  return meta => end => {
+    const start = (end - meta.slotsPerWindow + 1) * meta.slotMs - SIM_EPOCH_MS
+    const stop = (end + 1) * meta.slotMs - SIM_EPOCH_MS
+    let c = 0
+    if (start >= steadyFrom && stop <= trafficEnd && disturbed.every(d => stop <= d.from || start >= d.to)) c |= STEADY
+    if (cuts.some(x => start >= x.from + detect && stop <= x.to)) c |= DETECTED
+    return c
+  }
 }

@@ -1,7 +1,7 @@
 import type { LimitMeta, Scenario } from '../scenario.js'
 import type { Invariant, Marker, Series, Summary, Violation } from '../summary.js'
 import type { AuditTally } from './audit.js'
-import { keyBound, skewSpreadMs, stalenessMs, type BoundContext, type BoundTerms, type Phase, type Side } from './bounds.js'
+import { keyBound, partitionModeBound, skewSpreadMs, stalenessMs, strictBound, type BoundContext, type BoundTerms, type Phase, type Side } from './bounds.js'
 import type { NetworkStats } from './network.js'
 import type { KeyState } from './run.js'
 import { quantileOf, type Samples } from './samples.js'
@@ -56,13 +56,17 @@ function mostWithin (times: number[], w: number): number {
   return best
 }
 
-/** Sides of a phase: gossip groups (regions, or one mesh) cut by the partition groups. */
-function sidesOf (f: RunFacts, groups: Int32Array | undefined): Side[] {
+/**
+ * Sides of a phase: gossip groups (regions, or one mesh) cut by the partition groups.
+ * A global limit on the region topology (`aggregated`) is one group: regions hear each
+ * other through aggregates.
+ */
+function sidesOf (f: RunFacts, groups: Int32Array | undefined, aggregated: boolean): Side[] {
   const s = f.scenario
   const R = s.regions.length
   const byKey = new Map<string, Side>()
   for (let i = 0; i < f.size; i++) {
-    const gossip = s.gossip.topology === 'mesh' ? 0 : f.regionOf[i]
+    const gossip = s.gossip.topology === 'mesh' || aggregated ? 0 : f.regionOf[i]
     const id = `${gossip}/${groups === undefined ? 0 : groups[i]}`
     let side = byKey.get(id)
     if (side === undefined) {
@@ -77,7 +81,9 @@ function sidesOf (f: RunFacts, groups: Int32Array | undefined): Side[] {
 
 export function summarize (f: RunFacts): { summary: Summary, series: Series, markers: Marker[] } {
   const s = f.scenario
-  const phases: Phase[] = [{ sides: sidesOf(f, undefined) }, ...f.phases.map(g => ({ sides: sidesOf(f, g) }))]
+  const phasesOf = (aggregated: boolean): Phase[] => [{ sides: sidesOf(f, undefined, aggregated) }, ...f.phases.map(g => ({ sides: sidesOf(f, g, aggregated) }))]
+  const phases = phasesOf(false)
+  const aggPhases = phasesOf(true)
   const nodesPerRegion = s.regions.map(r => r.nodes)
   const peak = s.workload.clients.map(c => c.ratePerSec * (c.profile.type === 'burst' ? Math.max(1, c.profile.factor) : c.profile.type === 'ramp' ? Math.max(c.profile.from, c.profile.to) : 1))
   const weights = s.workload.clients.map(c => f.workload.regionWeights(c))
@@ -92,14 +98,23 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
   let underFalse = 0
   let overBound = 0
   let overDetail = ''
+  let steadyMax = -1
+  let steadyRatio = 0
+  let steadyContended = 0
+  let detectedMax = -1
+  let detectedBound = -1
+  let detectedOver = 0
+  let detectedDetail = ''
   f.metas.forEach((meta, k) => {
     const L = meta.limit.limit
+    const aggregated = meta.scope === 'global' && s.gossip.topology === 'region'
     const ctx: BoundContext = {
       scenario: s,
       nodesPerRegion,
-      phases,
+      phases: aggregated ? aggPhases : phases,
       startsPerWindow: mostWithin(f.starts, meta.limit.windowMs),
-      crashesPerWindow: mostWithin(f.crashes, meta.limit.windowMs)
+      crashesPerWindow: mostWithin(f.crashes, meta.limit.windowMs),
+      aggregated
     }
     for (const ks of f.keyStates[k].values()) {
       // A client under its limit: mean offered rate over the traffic at most limit per window.
@@ -122,8 +137,26 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
       const servingByRegion = s.regions.map((g, r) => s.workload.spread === 'sticky' ? 1 : (meta.scope === 'region' && r !== regionIdx ? 0 : g.nodes))
       const terms: BoundTerms = meta.scope === 'node'
         ? { sides: 1, partition: 0, staleness: 0, skew: 0, loss: 0, churn: 0, offeredCap: 0, total: 0 }
-        : keyBound(ctx, L, meta.limit.windowMs, meta.slotMs, { peakRateByRegion, servingByRegion })
+        : meta.strict ? strictBound(s, L) : keyBound(ctx, L, meta.limit.windowMs, meta.slotMs, { peakRateByRegion, servingByRegion })
       const bPct = (terms.total / L) * 100
+      if (ks.win.windows > 0) {
+        steadyMax = Math.max(steadyMax, ks.win.steadyMaxExcess / L * 100)
+        steadyRatio += ks.win.steadyRatioSum
+        steadyContended += ks.win.steadyContended
+      }
+      if (ks.win.detectedMaxExcess >= 0 && meta.scope !== 'node') {
+        // Windows within a detected partition: the partition mode's bound (strict: its own).
+        const serving = servingByRegion.reduce((a, b) => a + b, 0)
+        const dBound = meta.strict ? terms.total : partitionModeBound(meta.onPartition, terms.total, serving, terms.skew)
+        const dPct = ks.win.detectedMaxExcess / L * 100
+        const dbPct = dBound / L * 100
+        if (dPct > detectedMax) detectedMax = dPct
+        if (dbPct > detectedBound) detectedBound = dbPct
+        if (dPct > dbPct + 1e-9) {
+          detectedOver++
+          if (detectedDetail === '') detectedDetail = `${meta.name} key ${ks.key} (${ks.domain}) over-admitted ${round(dPct)}% in a window within a detected partition (onPartition ${meta.onPartition}) against a bound of ${round(dbPct)}%`
+        }
+      }
       if (pct > maxPct) maxPct = pct
       if (bPct > boundPct) boundPct = bPct
       // The key with the largest measured excess (the larger bound on ties).
@@ -166,6 +199,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
     push('no-count-lost', f.countsLost, `after the quiet period ${f.countsLost} published units are missing from some view (units over all nodes: behind lost copies ${m.dropped}, on nodes started after ${m.blankStart}, behind a cut still in force ${m.partitioned}, rejected for clock skew ${m.clockSkew})`, m.clockSkew > 0 ? undefined : 'anti-entropy')
   }
   if (overBound > 0) push('over-admission-within-bound', overBound, overDetail)
+  if (detectedOver > 0) push('partition-within-bound', detectedOver, detectedDetail)
   const unconverged = f.samples.unconverged
   const sampled = f.samples.times.length + unconverged
   const unconvergedPct = sampled === 0 ? 0 : (unconverged / sampled) * 100
@@ -196,6 +230,10 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
     overAdmissionMaxPct: round(maxPct),
     overAdmissionMeanPct: round(contended === 0 ? 0 : (ratioSum / contended) * 100),
     boundPct: round(boundPct),
+    overAdmissionSteadyMaxPct: steadyMax < 0 ? null : round(steadyMax),
+    overAdmissionSteadyMeanPct: steadyMax < 0 ? null : round(steadyContended === 0 ? 0 : (steadyRatio / steadyContended) * 100),
+    partitionDetectedMaxPct: detectedMax < 0 ? null : round(detectedMax),
+    partitionDetectedBoundPct: detectedMax < 0 ? null : round(detectedBound),
     worstKey: worst,
     falseDenialPct: round(f.underLimit === 0 ? 0 : (f.falseDenials / f.underLimit) * 100, 3),
     underLimitFalseDenialPct: underOffered === 0 ? null : round((underFalse / underOffered) * 100, 3),

@@ -10,6 +10,11 @@
  * (its estimate counts every slot of the window in full), and a fixed window exactly
  * aligns with it, so any excess measured here comes from the mesh.
  */
+/** A window counts towards the steady-state figures (no warm-up, no fault nearby). */
+export const STEADY = 1
+/** A window lies within a partition that membership has detected (partition modes in force). */
+export const DETECTED = 2
+
 export class KeyWindows {
   private readonly admitted: Float64Array
   private readonly offered: Float64Array
@@ -24,8 +29,17 @@ export class KeyWindows {
   excessRatioSum = 0
   contended = 0
   windows = 0
+  /** The same over STEADY windows. */
+  steadyMaxExcess = 0
+  steadyRatioSum = 0
+  steadyContended = 0
+  /** Largest excess over DETECTED windows (-1: none). */
+  detectedMaxExcess = -1
 
-  constructor (readonly k: number, readonly limit: number) {
+  /**
+   * @param classify the classes (STEADY, DETECTED bits) of the window ending at a slot
+   */
+  constructor (readonly k: number, readonly limit: number, private readonly classify: (endSlot: number) => number = () => 0) {
     this.admitted = new Float64Array(k)
     this.offered = new Float64Array(k)
   }
@@ -84,10 +98,22 @@ export class KeyWindows {
       this.maxExcess = excess
       this.maxExcessSlot = end
     }
-    if (this.sumO >= this.limit) {
+    const contended = this.sumO >= this.limit
+    if (contended) {
       this.contended++
       if (excess > 0) this.excessRatioSum += excess / this.limit
     }
+    const c = this.classify(end)
+    if (c === 0) return
+    const over = excess > 0 ? excess : 0
+    if ((c & STEADY) !== 0) {
+      if (over > this.steadyMaxExcess) this.steadyMaxExcess = over
+      if (contended) {
+        this.steadyContended++
+        this.steadyRatioSum += over / this.limit
+      }
+    }
+    if ((c & DETECTED) !== 0 && over > this.detectedMaxExcess) this.detectedMaxExcess = over
   }
 
   /** Evaluates the windows still open (call once, at the end of the run). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { keyBound, relayHops, stalenessMs, Z, type BoundContext } from '../../chaos/sim/bounds.js'
+import { detectionMs, keyBound, partitionModeBound, relayHops, stalenessMs, strictBound, Z, type BoundContext } from '../../chaos/sim/bounds.js'
 import { validateScenario, type Scenario } from '../../chaos/scenario.js'
 
 function scen (over: Record<string, unknown> = {}): Scenario {
@@ -48,9 +48,11 @@ describe('over-admission bound of the simple rule', () => {
     expect(skewed.skew).toBeCloseTo(100 * (200 + 100) / 1000, 9)
     const tooSkewed = keyBound(oneSide(scen({ clocks: { skew: { dist: 'uniform', minMs: -400, maxMs: 400 } } })), 100, 1000, 100, load(500))
     expect(tooSkewed.skew).toBeCloseTo(100 * 900 / 1000 + 100, 9)
-    const churn = keyBound({ ...oneSide(scen()), startsPerWindow: 2, crashesPerWindow: 1 }, 100, 1000, 100, load(500))
+    const churn = keyBound({ ...oneSide(scen({ mesh: { syncOnStart: false } })), startsPerWindow: 2, crashesPerWindow: 1 }, 100, 1000, 100, load(500))
     // r = 1000/s over 20 nodes = 50/s: a blank view admits min(L, r W) = 50, a crash loses r F = 5.
     expect(churn.churn).toBeCloseTo(2 * 50 + 5, 9)
+    // A node that pulls a snapshot before serving does not start blank: only the crash term is left.
+    expect(keyBound({ ...oneSide(scen()), startsPerWindow: 2, crashesPerWindow: 1 }, 100, 1000, 100, load(500)).churn).toBeCloseTo(5, 9)
     for (const b of [lossy, skewed, churn]) expect(b.total).toBeGreaterThan(base)
   })
 
@@ -61,5 +63,27 @@ describe('over-admission bound of the simple rule', () => {
     expect(relayHops(scen(), 30)).toBe(1)
     expect(stalenessMs(s, true, 30)).toBe(100 + 4 * 50)
     expect(stalenessMs(s, false, 30)).toBe(100 + 4 * 5)
+  })
+})
+
+describe('bounds of the mesh modes', () => {
+  it('a global limit on the region topology crosses regions in aggregates: flush + intra + aggregate interval + inter', () => {
+    const s = scen({ gossip: { topology: 'region', flushInterval: '100ms' }, mesh: { aggregateInterval: '250ms' } })
+    expect(stalenessMs(s, true, 20, true)).toBe(100 + 5 + 250 + 50)
+    expect(stalenessMs(s, false, 20, true)).toBe(105)
+  })
+
+  it('partitions are detected within suspectAfter + half a heartbeat + the debounce; each mode has its own bound', () => {
+    expect(detectionMs(scen())).toBe(3000 + 500 + 20 + 1)
+    expect(detectionMs(scen({ mesh: { heartbeatInterval: '200ms', suspectAfter: '600ms' } }))).toBe(600 + 100 + 20 + 1)
+    expect(partitionModeBound('closed', 80, 30, 0)).toBe(0)
+    expect(partitionModeBound('open', 80, 30, 0)).toBe(80)
+    expect(partitionModeBound('share', 80, 30, 0)).toBeCloseTo(Z * Math.sqrt(30) / 2, 9)
+    expect(partitionModeBound('share', 80, 4, 0)).toBe(4)
+  })
+
+  it('strict limits: nothing over without skew, a whole limit with it', () => {
+    expect(strictBound(scen(), 100).total).toBe(0)
+    expect(strictBound(scen({ clocks: { skew: { dist: 'uniform', minMs: -10, maxMs: 10 } } }), 100).total).toBe(100)
   })
 })

@@ -91,8 +91,9 @@ describe('simulated node', () => {
     expect(b.ready).toBe(false)
     let done = false
     void b.started.then(() => { done = true })
-    // The pull is one round trip (1 ms each way): run the scheduler, yielding as the run loop does.
-    for (let t = 151; t <= 160 && !done; t++) {
+    // It waits two flush intervals (in-flight messages land), then pulls (one round trip of
+    // 1 ms each way): run the scheduler, yielding as the run loop does.
+    for (let t = 151; t <= 400 && !done; t++) {
       while (!f.sched.runUntil(t)) await new Promise(resolve => setImmediate(resolve))
       await new Promise(resolve => setImmediate(resolve))
     }

@@ -11,10 +11,13 @@ import { scenario } from './helpers.js'
  * shrink to nothing, and this test says so by failing.
  */
 const NEEDS_ANTI_ENTROPY: Record<string, string[]> = {
-  // Lost copies wait for re-publication (a rotating fifth of the live entries per second), which comes too late for some.
+  // Lost copies wait for re-publication (every live entry once per 5 s) or a background
+  // pull (60 s): both slower than the 1 s window, so a count lost in the last window is
+  // still missing at the final audit. docs/accuracy.md measures republishIntervalMs 500.
   lossy: ['no-count-lost', 'convergence'],
-  // lossy-relay holds: relay redundancy plus re-publication repair every loss.
-  // crash-restart-storm holds: a restarted node pulls a snapshot before it serves.
+  // Relay redundancy repairs almost every loss, not all: 3 units in this 6 s run.
+  'lossy-relay': ['no-count-lost']
+  // crash-restart-storm and join-churn hold: a starting node pulls a snapshot before it serves.
 }
 
 const RUNS: Array<{ name: string, durationMs?: number }> = [

@@ -76,3 +76,42 @@ describe('partitions', () => {
     for (const s of after) expect(s).toBeLessThanOrEqual(102)
   })
 })
+
+describe('healing', () => {
+  it('after a heal, nodes pull the other side\'s counts (anti-entropy), with no re-publication to wait for', async () => {
+    const clock = new VirtualClock(T0)
+    let cut = false
+    const side = (peer: string): number => Number(peer.slice(1)) < 2 ? 0 : 1
+    const net = createLoopbackNetwork({ clock, latencyMs: 5, drop: (_t, from, to) => cut && side(from) !== side(to) })
+    const nodes: MeshNode[] = []
+    for (let i = 0; i < 4; i++) {
+      nodes.push(await createMeshNode({
+        policies: { policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window', limit: 1_000_000, window: '1h' }] }] },
+        clock,
+        transport: net.connect(`n${i}`),
+        incarnation: 1,
+        syncOnStart: false,
+        republishIntervalMs: 0,
+        flushIntervalMs: 20,
+        membership: { heartbeatIntervalMs: 100 }
+      }))
+    }
+    clock.advance(500)
+    cut = true
+    clock.advance(1000)
+    // Each side counts on its own while cut off.
+    nodes.forEach((n, i) => { for (let k = 0; k < i + 1; k++) n.limiter.check({ user: 'u' }) })
+    clock.advance(200)
+    const used = (n: MeshNode): number => { const d = n.limiter.peek({ user: 'u' }); return d.limit - d.remaining }
+    expect(nodes.map(used)).toEqual([3, 3, 7, 7])
+    cut = false
+    // Heartbeats mark the other side alive again within a beat; the pull follows.
+    for (let t = 0; t < 40 && !nodes.every(n => used(n) === 10); t++) {
+      clock.advance(10)
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    expect(nodes.map(used)).toEqual([10, 10, 10, 10])
+    expect(nodes.every(n => n.antiEntropy.stats.pagesPulled > 0)).toBe(true)
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+})

@@ -80,6 +80,15 @@ describe('multi-region scopes', () => {
     await Promise.all(nodes.map(async n => await n.stop()))
   })
 
+  it('a mesh of one region publishes no aggregates (nobody else would take them)', async () => {
+    const { clock, nodes } = await regions(3, ['eu'])
+    for (const n of nodes) n.limiter.check({ user: 'hot', apiKey: 'hot' })
+    clock.advance(2000)
+    expect(nodes.filter(n => n.aggregator.isPublisher())).toHaveLength(2)
+    expect(nodes.every(n => n.aggregator.stats.published === 0)).toBe(true)
+    await Promise.all(nodes.map(async n => await n.stop()))
+  })
+
   it('a starting node pulls its own region\'s counters only (another region\'s peers refuse the pull)', async () => {
     const { clock, nodes, net } = await regions(3, ['us', 'eu'])
     for (const n of nodes) for (let k = 0; k < (n.region === 'us' ? 5 : 2); k++) n.limiter.check({ user: 'k', apiKey: 'k' })
