@@ -103,6 +103,10 @@ export interface MeshNode {
 }
 
 const STARTUP_PULL_PEERS = 3
+/** Members coming back within this long of each other are pulled from in one round. */
+const RETURN_PULL_DELAY_MS = 1000
+/** A node this young pulls again from members it hears for the first time. */
+const YOUNG_MS = 10_000
 
 async function waitForPeers (transport: Transport, clock: Clock, timeoutMs: number): Promise<void> {
   const deadline = clock.now() + timeoutMs
@@ -185,6 +189,27 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     })
   }
   membership.on(updateReachability)
+  // Pull rounds after start-up. A member back from a partition or a suspicion may hold
+  // counts this node never heard, some from nodes that died meanwhile (re-publication
+  // cannot resend those). A member first heard while this node is young published into
+  // the gap between the start-up pull and its gossip reaching us. One round (up to three
+  // of them) per burst of such events, not one pull per member.
+  const startedAt = clock.now()
+  let returning: string[] = []
+  let cancelReturnPull: (() => void) | undefined
+  membership.on(e => {
+    if (e.type !== 'change' || e.member.state !== 'alive') return
+    const back = e.previous === 'suspect' || e.previous === 'dead'
+    const firstHeardYoung = e.previous === 'new' && clock.now() - startedAt < YOUNG_MS
+    if (!back && !firstHeardYoung) return
+    returning.push(e.member.peerId)
+    cancelReturnPull ??= clock.setTimer(RETURN_PULL_DELAY_MS, () => {
+      cancelReturnPull = undefined
+      const peers = returning.slice(-STARTUP_PULL_PEERS)
+      returning = []
+      void antiEntropy.pull(peers)
+    })
+  })
   if (logger !== undefined) {
     membership.on((e: MembershipEvent) => {
       if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
@@ -236,6 +261,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       stopped = true
       // Order matters: the limiter's last flush goes out before the transport stops.
       limiter.close()
+      cancelReturnPull?.()
       membership.stop()
       antiEntropy.stop()
       aggregator.stop()
