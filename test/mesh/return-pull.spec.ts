@@ -100,4 +100,49 @@ describe('mesh pull rounds', () => {
     expect(nodes.map(n => n.antiEntropy.stats.pagesPulled)).toEqual(pulled)
     await Promise.all([...nodes, late].map(async n => await n.stop()))
   })
+
+  it('pulls only from its own region: a global limit never holds another region twice (per node and as an aggregate)', async () => {
+    const clock = new VirtualClock(T0)
+    const net = createLoopbackNetwork({ clock, latencyMs: 2 })
+    const policies = { policies: [{ id: 'g', key: 'user', scope: 'global' as const, limits: [{ id: 'w', algorithm: 'fixed-window' as const, limit: 1_000_000, window: '1h' }] }] }
+    const start = async (name: string, region: string): Promise<MeshNode> => {
+      const started = createMeshNode({
+        policies,
+        region,
+        clock,
+        transport: net.connect(name),
+        incarnation: 1,
+        syncTimeoutMs: 1000,
+        flushIntervalMs: 20,
+        membership: { heartbeatIntervalMs: 100 },
+        aggregates: { intervalMs: 100 }
+      })
+      let done = false
+      void started.finally(() => { done = true })
+      while (!done) {
+        clock.advance(10)
+        await new Promise(resolve => setImmediate(resolve))
+      }
+      return await started
+    }
+    // The foreign node starts first, so it is the first peer the newcomer could pull from.
+    const us = await start('us-0', 'us')
+    const eu = await start('eu-0', 'eu')
+    await run(clock, 500)
+    for (let i = 0; i < 7; i++) us.limiter.check({ user: 'u' })
+    for (let i = 0; i < 2; i++) eu.limiter.check({ user: 'u' })
+    await run(clock, 1000)
+    const late = await start('eu-1', 'eu')
+    await run(clock, 2000)
+    for (const n of [us, eu, late]) {
+      const names = [...(n.limiter.inspect('g/w', 'u', true)?.replicas?.keys() ?? [])]
+      const foreign = n.region === 'eu' ? 'us-0@' : 'eu-'
+      expect(names.filter(r => r.startsWith(foreign)), `${n.peerId} holds ${names.join(', ')}`).toEqual([])
+      // Every node counts 9 uses: its region per node, the other region once, as an aggregate.
+      expect(1_000_000 - n.limiter.peek({ user: 'u' }).remaining).toBe(9)
+    }
+    expect(late.startupSync?.peers).toBe(1)
+    await Promise.all([us, eu, late].map(async n => await n.stop()))
+  })
 })
+
