@@ -209,6 +209,7 @@ function handle (cmd: Command): void {
         countersBytes: s.replicator?.bytesSent ?? 0,
         countersReceived: s.replicator?.messagesReceived ?? 0,
         countersRejected: s.replicator?.messagesRejected ?? 0,
+        rejections: s.replicator?.lastRejections.slice(-3) ?? [],
         aggregatesPublished: n.aggregator.stats.published,
         aggregatesBytes: n.aggregator.stats.bytesPublished,
         heartbeatsSent: n.membership.stats.heartbeatsSent,

@@ -118,6 +118,8 @@ export interface NodeStats {
   countersBytes: number
   countersReceived: number
   countersRejected: number
+  /** Reasons of the last counter messages this node rejected (bounded). */
+  rejections: string[]
   aggregatesPublished: number
   aggregatesBytes: number
   heartbeatsSent: number
