@@ -29,6 +29,12 @@ export interface AntiEntropyInit {
   pullIntervalMs?: number
   /** Randomness for background pull targets. @default seededRandom(1) */
   random?: Random
+  /**
+   * Peers background pulls may pick from (a mesh node passes the alive members of its
+   * own region).
+   * @default every connected peer (transport.peers())
+   */
+  peers?: () => string[]
   limits?: SyncLimits
 }
 
@@ -125,7 +131,7 @@ export function createAntiEntropy (init: AntiEntropyInit): AntiEntropy {
 
   const background = (): void => {
     if (!running) return
-    const peers = transport.peers()
+    const peers = init.peers?.() ?? transport.peers()
     if (peers.length > 0) void pull([peers[Math.floor(random() * peers.length)]])
     cancel = clock.setTimer(pullIntervalMs * (0.75 + 0.5 * random()), background)
   }

@@ -103,10 +103,14 @@ export interface MeshNode {
 }
 
 const STARTUP_PULL_PEERS = 3
+/** Members coming back within this long of each other are pulled from in one round. */
+const RETURN_PULL_DELAY_MS = 1000
+/** A node this young pulls again from members it hears for the first time. */
+const YOUNG_MS = 10_000
 
-async function waitForPeers (transport: Transport, clock: Clock, timeoutMs: number): Promise<void> {
+async function waitUntil (done: () => boolean, clock: Clock, timeoutMs: number): Promise<void> {
   const deadline = clock.now() + timeoutMs
-  while (transport.peers().length === 0 && clock.now() < deadline) {
+  while (!done() && clock.now() < deadline) {
     await new Promise<void>(resolve => { clock.setTimer(25, resolve) })
   }
 }
@@ -163,7 +167,15 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       if (e.type === 'policy' && e.member.policyHash !== undefined) distributor.observe(e.member.peerId, e.member.policyVersion, e.member.policyHash)
     })
   }
-  const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter })
+  // Snapshots come only from this region: a peer of another region holds its region's
+  // per-node counts, which this node must see as that region's aggregate, not beside it
+  // (both would count the region twice, here and in this region's aggregate).
+  const sameRegion = (peer: string): boolean => {
+    const m = membership.member(peer)
+    return m !== undefined && m.state === 'alive' && m.region === region
+  }
+  const pullablePeers = (): string[] => transport.peers().filter(sameRegion)
+  const antiEntropy = createAntiEntropy({ ...aeInit, transport, clock, state: limiter, peers: pullablePeers })
   const aggregator = createAggregator({ ...aggInit, transport, clock, state: limiter, membership, topic: topics.aggregates, region, maxClockSkewMs: init.maxClockSkewMs })
   // Which parts of the mesh are unreachable decides how limits of those scopes admit.
   const selfWeight = weight ?? 1
@@ -185,6 +197,27 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     })
   }
   membership.on(updateReachability)
+  // Pull rounds after start-up. A member back from a partition or a suspicion may hold
+  // counts this node never heard, some from nodes that died meanwhile (re-publication
+  // cannot resend those). A member first heard while this node is young published into
+  // the gap between the start-up pull and its gossip reaching us. One round (up to three
+  // of them) per burst of such events, not one pull per member.
+  const startedAt = clock.now()
+  let returning: string[] = []
+  let cancelReturnPull: (() => void) | undefined
+  membership.on(e => {
+    if (e.type !== 'change' || e.member.state !== 'alive') return
+    const back = e.previous === 'suspect' || e.previous === 'dead'
+    const firstHeardYoung = e.previous === 'new' && clock.now() - startedAt < YOUNG_MS
+    if (!back && !firstHeardYoung) return
+    returning.push(e.member.peerId)
+    cancelReturnPull ??= clock.setTimer(RETURN_PULL_DELAY_MS, () => {
+      cancelReturnPull = undefined
+      const peers = returning.filter(sameRegion).slice(-STARTUP_PULL_PEERS)
+      returning = []
+      if (peers.length > 0) void antiEntropy.pull(peers)
+    })
+  })
   if (logger !== undefined) {
     membership.on((e: MembershipEvent) => {
       if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
@@ -206,8 +239,9 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
   if (syncOnStart !== false) {
     const timeoutMs = syncTimeoutMs ?? 5000
     const started = clock.now()
-    if (findsPeers) await waitForPeers(transport, clock, timeoutMs)
-    const peers = transport.peers().slice(0, STARTUP_PULL_PEERS)
+    // Until a peer of this region is known, or every connected peer is known to be elsewhere.
+    if (findsPeers) await waitUntil(() => pullablePeers().length > 0 || (transport.peers().length > 0 && transport.peers().every(p => membership.member(p) !== undefined)), clock, timeoutMs)
+    const peers = pullablePeers().slice(0, STARTUP_PULL_PEERS)
     if (peers.length > 0) {
       const left = Math.max(1, timeoutMs - (clock.now() - started))
       startupSync = await Promise.race([
@@ -236,6 +270,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       stopped = true
       // Order matters: the limiter's last flush goes out before the transport stops.
       limiter.close()
+      cancelReturnPull?.()
       membership.stop()
       antiEntropy.stop()
       aggregator.stop()
