@@ -1,4 +1,5 @@
 import { hashString } from './hash.js'
+import { RemoteColumns } from './remote-columns.js'
 
 /**
  * Windowed G-Counters for many keys.
@@ -21,6 +22,9 @@ import { hashString } from './hash.js'
  *   f64[d+0] head epoch     f64[d+1] sum over retained slots and replicas
  *   f64[d+2] wire hash
  *   with `carryPerSlot` only: f64[d+3] carried level, f64[d+4] aux cache (see below)
+ *   u32[rem] with REMOTE, offset of the key's block in the arena of remote columns
+ *            (next to the header and meta, so a merged entry touches few cache lines);
+ *            without, how many columns its last block had (the next one's size)
  *   replicated only, ten words below meta for local shares (S_* offsets): replicas
  *                    seen writing the key lately; own units in the retained slots (this
  *                    replica's part of sum); own demand (every unit asked for) in this
@@ -38,10 +42,11 @@ import { hashString } from './hash.js'
  *
  * The local replica only ever counts into the head slot, so its ring holds no slots
  * ahead of the head. Data only peers write (their columns, including slots ahead of
- * the head) lives in a side object per key, with a ring of pastSlots + futureSlots, so
- * a key only this node touches stays one small record. In both rings an epoch sits at
- * position `epoch mod size`; the head's position is cached so the hot path never
- * takes a floating-point modulo.
+ * the head) lives in a block per key in the store's arena of remote columns
+ * (crdt/remote-columns.ts), with a ring of pastSlots + futureSlots, so a key only this
+ * node touches stays one small record. In both rings an epoch sits at position
+ * `epoch mod size`; the head's position is cached so the hot path never takes a
+ * floating-point modulo.
  *
  * No I/O, no timers: callers pass epochs.
  */
@@ -117,20 +122,10 @@ export interface WindowStoreStats {
   droppedAhead: number
   /** Bytes of the record buffer and hash table. */
   bytes: number
-}
-
-/** Per-key columns of counts written by other replicas. */
-interface RemoteColumns {
-  /** Replica indexes (never 0, the local replica), one per column. */
-  reps: number[]
-  /** reps.length x ring counts, column-major: vals[col * ring + pos]. */
-  vals: number[]
-  /** Per ring position, the sum over the columns. */
-  tot: number[]
-  /** Total of the slots after the head (peers whose clocks run ahead). */
-  ahead: number
-  /** Position of the head epoch in this ring (epoch mod ring). */
-  headPos: number
+  /** Bytes of the arena of other replicas' columns. */
+  remoteBytes: number
+  /** Keys holding a block of other replicas' columns. */
+  remoteBlocks: number
 }
 
 const EVICTION_SAMPLE = 8
@@ -199,9 +194,11 @@ export class WindowStore {
   private readonly stride: number
   /** Word offset of the meta word inside a record. */
   private readonly metaAt: number
+  /** Word offset of the remote block's offset inside a record. */
+  private readonly remAt: number
   private f64: Float64Array
   private u32: Uint32Array
-  private remote: Array<RemoteColumns | undefined>
+  private readonly remote: RemoteColumns
   private keyOf: Array<string | undefined>
   private readonly byKey = new Map<string, number>()
   /** Open-addressing index from wire hash to record index + 1 (0 = empty), linear probing. */
@@ -243,7 +240,8 @@ export class WindowStore {
     this.carryPerSlot = init.carryPerSlot ?? 0
     this.header = init.carryPerSlot === undefined ? 3 : 5
     // Replicated records keep the local-share words (see the layout above) before meta.
-    this.metaAt = this.header * 2 + (this.replicated ? SHARE_WORDS : 0)
+    this.remAt = this.header * 2
+    this.metaAt = this.remAt + 1 + (this.replicated ? SHARE_WORDS : 0)
     const words = this.metaAt + 1 + this.pastSlots
     this.stride = words + (words & 1)
     const cap = Math.max(16, Math.min(init.initialCapacity ?? 1024, init.maxKeys))
@@ -251,7 +249,7 @@ export class WindowStore {
     const buf = new ArrayBuffer(cap * this.stride * 4)
     this.f64 = new Float64Array(buf)
     this.u32 = new Uint32Array(buf)
-    this.remote = new Array(cap).fill(undefined)
+    this.remote = new RemoteColumns(this.ring)
     this.keyOf = new Array(cap).fill(undefined)
     this.table = new Int32Array(this.replicated ? tableSize(cap) : 0)
     this.mask = this.table.length - 1
@@ -273,7 +271,9 @@ export class WindowStore {
       evictions: this.evictions,
       expired: this.expired,
       droppedAhead: this.droppedAhead,
-      bytes: this.f64.byteLength + this.table.byteLength
+      bytes: this.f64.byteLength + this.table.byteLength,
+      remoteBytes: this.remote.bytes,
+      remoteBlocks: this.remote.size
     }
   }
 
@@ -291,7 +291,7 @@ export class WindowStore {
 
   /** Total of key `i`'s slots after its head (peers whose clocks run ahead). */
   aheadOf (i: number): number {
-    return (this.u32[i * this.stride + this.metaAt] & REMOTE) === 0 ? 0 : (this.remote[i] as RemoteColumns).ahead
+    return (this.u32[i * this.stride + this.metaAt] & REMOTE) === 0 ? 0 : this.remote.ahead(this.u32[i * this.stride + this.remAt])
   }
 
   /** Wire hash of key `i` (0 when the store is not replicated). */
@@ -319,9 +319,9 @@ export class WindowStore {
     return p < 0 ? p + this.pastSlots : p
   }
 
-  /** Remote-ring position of `epoch` in (head - pastSlots, head + futureSlots]. */
-  private rpos (rc: RemoteColumns, i: number, epoch: number): number {
-    const p = rc.headPos + (epoch - this.f64[i * (this.stride >> 1)])
+  /** Remote-ring position in block `b` of `epoch` in (head - pastSlots, head + futureSlots]. */
+  private rpos (b: number, i: number, epoch: number): number {
+    const p = this.remote.headPos(b) + (epoch - this.f64[i * (this.stride >> 1)])
     return p >= this.ring ? p - this.ring : p < 0 ? p + this.ring : p
   }
 
@@ -357,8 +357,8 @@ export class WindowStore {
    */
   writersOf (i: number): number {
     const meta = i * this.stride + this.metaAt
-    const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
-    return Math.max(1, this.replicated ? this.u32[meta - S_WRITERS] : 0, rc === undefined ? 1 : rc.reps.length + 1)
+    const cols = (this.u32[meta] & REMOTE) !== 0 ? this.remote.columns(this.u32[i * this.stride + this.remAt]) : 0
+    return Math.max(1, this.replicated ? this.u32[meta - S_WRITERS] : 0, cols + 1)
   }
 
   /** Records `cost` units asked for on key `i` (whether or not they are admitted). */
@@ -554,10 +554,7 @@ export class WindowStore {
     f64.set(this.f64)
     this.f64 = f64
     this.u32 = new Uint32Array(buf)
-    for (let j = this.capacity; j < next; j++) {
-      this.remote.push(undefined)
-      this.keyOf.push(undefined)
-    }
+    for (let j = this.capacity; j < next; j++) this.keyOf.push(undefined)
     this.capacity = next
     if (this.replicated && tableSize(next) > this.table.length) {
       this.table = new Int32Array(tableSize(next))
@@ -609,7 +606,7 @@ export class WindowStore {
     if (key !== undefined) this.byKey.delete(key)
     if (this.replicated) this.tableDelete(i)
     this.keyOf[i] = undefined
-    this.remote[i] = undefined
+    if ((this.u32[i * this.stride + this.metaAt] & REMOTE) !== 0) this.remote.release(this.u32[i * this.stride + this.remAt])
     this.u32.fill(0, i * this.stride, (i + 1) * this.stride)
     this.free.push(i)
     this.live--
@@ -651,29 +648,25 @@ export class WindowStore {
     }
     s -= dropped
     if (this.replicated) this.u32[meta - S_OWN_SUM] -= dropped
-    const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
     let passed = NO_NEWEST
-    if (rc !== undefined) {
+    if ((this.u32[meta] & REMOTE) !== 0) {
+      const rc = this.remote
+      const b = this.u32[i * this.stride + this.remAt]
       const R = this.ring
       // Slots (h, epoch] stop being ahead of the head.
-      if (rc.ahead !== 0) {
+      if (rc.ahead(b) !== 0) {
         for (let e = h + 1; e <= epoch && e <= h + this.futureSlots; e++) {
-          const t = rc.tot[this.rpos(rc, i, e)]
-          rc.ahead -= t
+          const t = rc.tot(b, this.rpos(b, i, e))
+          rc.addAhead(b, -t)
           // A peer's slot the head reached is now the newest with a count, not "none".
           if (t !== 0) passed = epoch - e
         }
       }
       const n = steps < R ? steps : R
-      let q = this.rpos(rc, i, first)
-      for (let j = 0; j < n; j++, q = q + 1 === R ? 0 : q + 1) {
-        if (rc.tot[q] === 0) continue
-        s -= rc.tot[q]
-        rc.tot[q] = 0
-        for (let c = 0; c < rc.reps.length; c++) rc.vals[c * R + q] = 0
-      }
-      rc.headPos = mod(epoch, R)
-      if (!rc.tot.some(v => v !== 0)) this.dropRemote(i)
+      let q = this.rpos(b, i, first)
+      for (let j = 0; j < n && !rc.empty(b); j++, q = q + 1 === R ? 0 : q + 1) s -= rc.expire(b, q)
+      if (rc.empty(b)) this.dropRemote(i)
+      else rc.setHeadPos(b, mod(epoch, R))
     }
     this.f64[d + F_SUM] = s
     this.f64[d + F_HEAD] = epoch
@@ -727,7 +720,11 @@ export class WindowStore {
   }
 
   private dropRemote (i: number): void {
-    this.remote[i] = undefined
+    const ra = i * this.stride + this.remAt
+    const b = this.u32[ra]
+    // Keep the block's width: keys that go quiet for a ring and come back usually have as many writers.
+    this.u32[ra] = this.remote.columns(b)
+    this.remote.release(b)
     this.u32[i * this.stride + this.metaAt] &= ~REMOTE
   }
 
@@ -782,8 +779,8 @@ export class WindowStore {
     const meta = i * this.stride + this.metaAt
     const o = epoch <= h ? this.u32[meta + 1 + this.ownPos(i, epoch)] : 0
     if ((this.u32[meta] & REMOTE) === 0) return o
-    const rc = this.remote[i] as RemoteColumns
-    return o + rc.tot[this.rpos(rc, i, epoch)]
+    const b = this.u32[i * this.stride + this.remAt]
+    return o + this.remote.tot(b, this.rpos(b, i, epoch))
   }
 
   /**
@@ -797,10 +794,10 @@ export class WindowStore {
     if (p < 0) p += this.pastSlots
     const o = this.u32[meta + 1 + p]
     if ((m & REMOTE) === 0) return o
-    const rc = this.remote[i] as RemoteColumns
-    let q = rc.headPos + offset
+    const b = this.u32[i * this.stride + this.remAt]
+    let q = this.remote.headPos(b) + offset
     if (q < 0) q += this.ring
-    return o + rc.tot[q]
+    return o + this.remote.tot(b, q)
   }
 
   /** The local replica's count of key `i` at `epoch`. */
@@ -823,7 +820,6 @@ export class WindowStore {
       this.droppedAhead++
       return MergeResult.TooFarAhead
     }
-    const R = this.ring
     const meta = i * this.stride + this.metaAt
     let delta: number
     if (rep === 0) {
@@ -837,32 +833,32 @@ export class WindowStore {
       this.u32[meta + 1 + p] = count
       if (this.replicated) this.bump(meta - S_OWN_SUM, delta)
     } else {
-      let rc = this.remote[i]
-      if (rc === undefined) {
-        rc = { reps: [], vals: [], tot: new Array<number>(R).fill(0), ahead: 0, headPos: mod(h, R) }
-        this.remote[i] = rc
+      const rc = this.remote
+      const ra = i * this.stride + this.remAt
+      let b: number
+      if ((this.u32[meta] & REMOTE) === 0) {
+        // Without REMOTE the word holds the columns of the key's last block: size the new one for them.
+        b = rc.create(mod(h, this.ring), this.u32[ra])
+        this.u32[ra] = b
         this.u32[meta] |= REMOTE
-      }
-      const p = this.rpos(rc, i, epoch)
-      let col = rc.reps.indexOf(rep)
+      } else b = this.u32[ra]
+      const p = this.rpos(b, i, epoch)
+      let col = rc.find(b, rep)
       if (col < 0) {
-        col = rc.reps.length
-        rc.reps.push(rep)
-        for (let j = 0; j < R; j++) rc.vals.push(0)
-        if (this.replicated && this.u32[meta - S_WRITERS] < rc.reps.length + 1) this.u32[meta - S_WRITERS] = rc.reps.length + 1
+        b = rc.addColumn(b, rep)
+        this.u32[ra] = b
+        col = rc.columns(b) - 1
+        if (this.replicated && this.u32[meta - S_WRITERS] < col + 2) this.u32[meta - S_WRITERS] = col + 2
       }
-      const at = col * R + p
-      delta = count - rc.vals[at]
+      delta = rc.raise(b, p, col, count)
       if (delta <= 0) return MergeResult.Unchanged
-      rc.vals[at] = count
-      rc.tot[p] += delta
+      if (epoch > h) rc.addAhead(b, delta)
       // Credit the slot the entry's epoch names: gossip for a closed slot arrives late.
       if (this.replicated) this.bump(meta - (epoch >= h ? S_PEERS_CUR : epoch === h - 1 ? S_PEERS_PREV : S_PEERS_HIST), delta)
     }
     this.f64[d + F_SUM] += delta
     if (this.aggregated && !this.aggregateReps.has(rep)) this.markAggregate(i, meta)
-    if (epoch > h) (this.remote[i] as RemoteColumns).ahead += delta
-    else {
+    if (epoch <= h) {
       this.touchNewest(meta, h - epoch)
       if (epoch < h) this.invalidateAux(d)
     }
@@ -921,19 +917,19 @@ export class WindowStore {
     const list = all ? [] : this.aggDirty
     if (all) for (let i = 0; i < this.top; i++) if (this.isUsed(i)) list.push(i)
     this.aggDirty = []
-    const R = this.ring
+    const rc = this.remote
     for (const i of list) {
       const meta = i * this.stride + this.metaAt
       this.u32[meta] &= ~AGG_DIRTY
       if (!this.isUsed(i)) continue
       this.advance(i, nowEpoch)
       const h = this.headOf(i)
-      const rc = (this.u32[meta] & REMOTE) !== 0 ? this.remote[i] as RemoteColumns : undefined
+      const b = (this.u32[meta] & REMOTE) !== 0 ? this.u32[i * this.stride + this.remAt] : -1
       for (let e = Math.max(h - slots + 1, h - this.pastSlots + 1); e <= h; e++) {
         let total = this.u32[meta + 1 + this.ownPos(i, e)]
-        if (rc !== undefined) {
-          const q = this.rpos(rc, i, e)
-          for (let c = 0; c < rc.reps.length; c++) if (!this.aggregateReps.has(rc.reps[c])) total += rc.vals[c * R + q]
+        if (b >= 0) {
+          const row = rc.row(b, this.rpos(b, i, e))
+          for (let c = 0, n = rc.columns(b); c < n; c++) if (!this.aggregateReps.has(rc.repAt(b, c))) total += rc.f64[row + c]
         }
         if (total > 0) out.push(this.hashOf(i), e, total)
       }
@@ -966,7 +962,7 @@ export class WindowStore {
    * from, or -1 when every record was visited (a paged snapshot for anti-entropy).
    */
   snapshotRange (from: number, maxEntries: number, nowEpoch: number, includeRemote: boolean, out: number[]): number {
-    const R = this.ring
+    const rc = this.remote
     let entries = 0
     for (let i = Math.max(0, from); i < this.top; i++) {
       if (!this.isUsed(i)) continue
@@ -974,19 +970,21 @@ export class WindowStore {
       const h = this.headOf(i)
       const hash = this.hashOf(i)
       const own = i * this.stride + this.metaAt + 1
-      const rc = includeRemote && (this.u32[own - 1] & REMOTE) !== 0 ? this.remote[i] : undefined
+      const b = includeRemote && (this.u32[own - 1] & REMOTE) !== 0 ? this.u32[i * this.stride + this.remAt] : -1
       for (let e = h - this.pastSlots + 1; e <= h + this.futureSlots; e++) {
         const o = e <= h ? this.u32[own + this.ownPos(i, e)] : 0
         if (o > 0) {
           out.push(0, hash, e, o)
           entries++
         }
-        if (rc === undefined) continue
-        const q = this.rpos(rc, i, e)
-        for (let c = 0; c < rc.reps.length; c++) {
-          const v = rc.vals[c * R + q]
+        if (b < 0) continue
+        const p = this.rpos(b, i, e)
+        if (rc.tot(b, p) === 0) continue
+        const row = rc.row(b, p)
+        for (let c = 0, n = rc.columns(b); c < n; c++) {
+          const v = rc.f64[row + c]
           if (v > 0) {
-            out.push(rc.reps[c], hash, e, v)
+            out.push(rc.repAt(b, c), hash, e, v)
             entries++
           }
         }
@@ -1020,18 +1018,18 @@ export class WindowStore {
   entriesOf (i: number): Record<number, Record<number, number>> {
     const out: Record<number, Record<number, number>> = {}
     const h = this.headOf(i)
-    const R = this.ring
+    const rc = this.remote
     const own = i * this.stride + this.metaAt + 1
-    const rc = (this.u32[i * this.stride + this.metaAt] & REMOTE) !== 0 ? this.remote[i] : undefined
+    const b = (this.u32[own - 1] & REMOTE) !== 0 ? this.u32[i * this.stride + this.remAt] : -1
     for (let e = h - this.pastSlots + 1; e <= h + this.futureSlots; e++) {
       const row: Record<number, number> = {}
       const o = e <= h ? this.u32[own + this.ownPos(i, e)] : 0
       if (o > 0) row[0] = o
-      if (rc !== undefined) {
-        const q = this.rpos(rc, i, e)
-        for (let c = 0; c < rc.reps.length; c++) {
-          const v = rc.vals[c * R + q]
-          if (v > 0) row[rc.reps[c]] = v
+      if (b >= 0) {
+        const at = rc.row(b, this.rpos(b, i, e))
+        for (let c = 0, n = rc.columns(b); c < n; c++) {
+          const v = rc.f64[at + c]
+          if (v > 0) row[rc.repAt(b, c)] = v
         }
       }
       if (Object.keys(row).length > 0) out[e] = row
@@ -1049,20 +1047,21 @@ export class WindowStore {
   /**
    * Calls `fn(replica, epoch, count)` for every nonzero count of key `i`: the local
    * replica's (replica 0) and every other replica's, including slots ahead of the head.
+   * `fn` must not write to this store.
    */
   forEachEntry (i: number, fn: (replica: number, epoch: number, count: number) => void): void {
     const h = this.headOf(i)
-    const R = this.ring
+    const rc = this.remote
     const own = i * this.stride + this.metaAt + 1
-    const rc = (this.u32[own - 1] & REMOTE) !== 0 ? this.remote[i] : undefined
+    const b = (this.u32[own - 1] & REMOTE) !== 0 ? this.u32[i * this.stride + this.remAt] : -1
     for (let e = h - this.pastSlots + 1; e <= h + this.futureSlots; e++) {
       const o = e <= h ? this.u32[own + this.ownPos(i, e)] : 0
       if (o > 0) fn(0, e, o)
-      if (rc === undefined) continue
-      const q = this.rpos(rc, i, e)
-      for (let c = 0; c < rc.reps.length; c++) {
-        const v = rc.vals[c * R + q]
-        if (v > 0) fn(rc.reps[c], e, v)
+      if (b < 0) continue
+      const row = rc.row(b, this.rpos(b, i, e))
+      for (let c = 0, n = rc.columns(b); c < n; c++) {
+        const v = rc.f64[row + c]
+        if (v > 0) fn(rc.repAt(b, c), e, v)
       }
     }
   }
@@ -1109,12 +1108,24 @@ export class WindowStore {
         freed++
       }
     }
+    if (this.remote.wasteful) this.compactRemote()
     return freed
+  }
+
+  /** Moves the remote blocks of live keys together once most of the arena is free blocks. */
+  private compactRemote (): void {
+    this.remote.compact(visit => {
+      for (let i = 0; i < this.top; i++) {
+        const meta = i * this.stride + this.metaAt
+        if ((this.u32[meta] & (USED | REMOTE)) === (USED | REMOTE)) this.u32[i * this.stride + this.remAt] = visit(this.u32[i * this.stride + this.remAt])
+      }
+    })
   }
 
   /** Forgets every key. */
   clear (): void {
     for (let i = 0; i < this.top; i++) if (this.isUsed(i)) this.release(i)
+    this.remote.clear()
     this.pendingEvicted = []
     this.dirty = []
   }

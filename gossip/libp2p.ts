@@ -59,6 +59,13 @@ export interface Libp2pTransportInit {
    * @default 16 MiB
    */
   maxRequestBytes?: number
+  /**
+   * Interval at which bootstrap peers that are not connected (and not blocked) are
+   * dialled again, so the mesh re-forms after a partition heals or a peer restarts
+   * (libp2p dials bootstrap peers once, at start); 0 disables.
+   * @default 2000
+   */
+  redialIntervalMs?: number
 }
 
 /** A Transport over libp2p, plus what a node operator (and the chaos harness) needs. */
@@ -103,6 +110,33 @@ function toResult (v: Verdict): TopicValidatorResult {
 }
 
 let memoryCounter = 0
+
+/**
+ * Keeps bootstrap peers connected: every `intervalMs`, dials each one that is neither
+ * connected, blocked nor already being dialled. Without it a mesh cut by a partition
+ * (or by a bootstrap peer's restart) stays cut after the network heals.
+ */
+function redialBootstrap (node: Libp2p, addrs: string[], blocked: Set<string>, intervalMs: number): { now: () => void, stop: () => void } {
+  const self = node.peerId.toString()
+  const seeds = addrs.flatMap(a => {
+    const ma = multiaddr(a)
+    const id = ma.getPeerId()
+    return id === null || id === self ? [] : [{ id, ma }]
+  })
+  if (seeds.length === 0 || intervalMs <= 0) return { now: () => {}, stop: () => {} }
+  const dialing = new Set<string>()
+  const redial = (): void => {
+    const connected = new Set(node.getPeers().map(p => p.toString()))
+    for (const { id, ma } of seeds) {
+      if (connected.has(id) || blocked.has(id) || dialing.has(id)) continue
+      dialing.add(id)
+      node.dial(ma).then(() => {}, () => {}).finally(() => dialing.delete(id))
+    }
+  }
+  const timer = setInterval(redial, intervalMs)
+  timer.unref()
+  return { now: redial, stop: () => { clearInterval(timer) } }
+}
 
 /**
  * Builds and starts a libp2p node (TCP or memory, noise, yamux, identify, gossipsub
@@ -158,6 +192,7 @@ export async function createLibp2pTransport (init: Libp2pTransportInit): Promise
   })
   const pubsub = node.services.pubsub
   const validators = pubsub.topicValidators
+  const redial = redialBootstrap(node, init.bootstrap ?? [], blocked, init.redialIntervalMs ?? 2000)
   const handlers = new Map<string, MessageHandler>()
   /** Publishes in flight; stop() waits for them so the last flush leaves the node. */
   const inflight = new Set<Promise<unknown>>()
@@ -251,11 +286,14 @@ export async function createLibp2pTransport (init: Libp2pTransportInit): Promise
     },
     unblock (peerId) {
       blocked.delete(peerId)
+      // A lifted block is a healed link: reconnect now rather than at the next tick.
+      redial.now()
     },
     score (peerId) {
       return (pubsub as unknown as { getScore: (p: string) => number }).getScore(peerId)
     },
     async stop () {
+      redial.stop()
       // Let the last flush leave (bounded), then stop.
       await Promise.race([Promise.allSettled([...inflight]), new Promise(resolve => setTimeout(resolve, 2000).unref())])
       await node.stop()

@@ -120,6 +120,10 @@ export interface MeshNode {
 const STARTUP_PULL_PEERS = 3
 /** Delay that coalesces membership events into one reachability update. */
 export const REACHABILITY_DEBOUNCE_MS = 20
+/** Members first heard by a young node within this long of each other are pulled from in one round. */
+const YOUNG_PULL_DELAY_MS = 1000
+/** A node this young pulls from members it hears for the first time. */
+const YOUNG_MS = 10_000
 
 /** The anti-entropy protocol of a region (pulls stay within a region). */
 export function syncProtocol (region: string): string {
@@ -275,20 +279,28 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       if (!stopped) updateReachability()
     })
   })
-  // A same-region member back from suspect or dead was out of reach (a healed partition):
-  // pull what it holds, the other side's counts, instead of waiting for them to expire.
+  // Pull rounds after start-up. A same-region member back from suspect or dead was out of
+  // reach (a healed partition): it may hold counts this node never heard, some from nodes
+  // that died meanwhile (re-publication cannot resend those), so pull them instead of
+  // waiting for them to expire. A member first heard while this node is young published
+  // into the gap between the start-up pull and its gossip reaching us: pulled in one
+  // round a second later. One round (up to three members) per burst of such events.
+  const startedAt = clock.now()
   const returned = new Set<string>()
   let pullDue = false
   membership.on(e => {
-    if (e.type !== 'change' || e.member.state !== 'alive' || (e.previous !== 'suspect' && e.previous !== 'dead') || e.member.region !== region) return
+    if (e.type !== 'change' || e.member.state !== 'alive' || e.member.region !== region) return
+    const back = e.previous === 'suspect' || e.previous === 'dead'
+    const firstHeardYoung = e.previous === 'new' && clock.now() - startedAt < YOUNG_MS
+    if (!back && !firstHeardYoung) return
     returned.add(e.member.peerId)
     if (pullDue) return
     pullDue = true
-    clock.setTimer(REACHABILITY_DEBOUNCE_MS, () => {
+    clock.setTimer(back ? REACHABILITY_DEBOUNCE_MS : YOUNG_PULL_DELAY_MS, () => {
       pullDue = false
       const peers = [...returned].slice(0, STARTUP_PULL_PEERS)
       returned.clear()
-      if (!stopped) void antiEntropy.pull(peers)
+      if (!stopped && peers.length > 0) void antiEntropy.pull(peers)
     })
   })
   if (logger !== undefined) {

@@ -14,9 +14,8 @@ const NEEDS_ANTI_ENTROPY: Record<string, string[]> = {
   // Lost copies wait for re-publication (every live entry once per 5 s) or a background
   // pull (60 s): both slower than the 1 s window, so a count lost in the last window is
   // still missing at the final audit. docs/accuracy.md measures republishIntervalMs 500.
-  lossy: ['no-count-lost', 'convergence'],
-  // Relay redundancy repairs almost every loss, not all: 3 units in this 6 s run.
-  'lossy-relay': ['no-count-lost']
+  lossy: ['no-count-lost', 'convergence']
+  // lossy-relay holds: relay redundancy plus re-publication repair every loss.
   // crash-restart-storm and join-churn hold: a starting node pulls a snapshot before it serves.
 }
 

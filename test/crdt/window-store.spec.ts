@@ -15,6 +15,8 @@ interface Config {
   /** First epoch of the virtual clock (0 and below: clocks that start at 0). */
   base: number
   poolSize: number
+  /** Largest replica index merged (0 is the local replica). @default 3 */
+  maxRep?: number
 }
 
 type Op =
@@ -44,7 +46,7 @@ function opArb (c: Config): fc.Arbitrary<Op> {
   const P = c.pastSlots
   const F = c.futureSlots
   const k = fc.nat(c.poolSize - 1)
-  const rep = fc.integer({ min: 0, max: 3 })
+  const rep = fc.integer({ min: 0, max: c.maxRep ?? 3 })
   const count = fc.integer({ min: 1, max: 8 })
   // Merge epochs relative to now, from stale to too far ahead.
   const de = fc.integer({ min: -(P + 2), max: F + 2 })
@@ -207,6 +209,9 @@ function checkAgainstModel (store: WindowStore, model: WindowModel, names: strin
   expect(stats.droppedAhead).toBe(model.droppedAhead)
   expect(stats.evictions).toBe(model.evictions)
   expect(stats.expired).toBe(model.expired)
+  // A key holds a block of remote columns exactly while a peer's count of it is retained.
+  const withRemote = [...model.keys.values()].filter(k => [...k.counts.keys()].some(id => !id.startsWith('0|'))).length
+  expect(stats.remoteBlocks).toBe(withRemote)
   names.forEach((name, j) => {
     const k = model.keys.get(hashes[j])
     const i = store.findHash(hashes[j])
@@ -241,6 +246,13 @@ function checkAgainstModel (store: WindowStore, model: WindowModel, names: strin
 describe('WindowStore against a reference model', () => {
   it('sums, slot totals, ahead, newest, carry, entries, drains, sweeps and evictions match the model', () => {
     fc.assert(fc.property(scenarioArb, ([c, ops]) => runScenario(c, ops)), { numRuns: 300 })
+  })
+
+  it('matches the model with many writing replicas: remote blocks grow, drop, are reused by other keys and come back', () => {
+    // Few keys and short rings, so blocks go through many widths and are dropped and re-made often.
+    const manyArb = configArb.map(c => ({ ...c, maxRep: 40, pastSlots: Math.min(c.pastSlots, 4) }))
+      .chain(c => fc.tuple(fc.constant(c), fc.array(opArb(c), { maxLength: 120 })))
+    fc.assert(fc.property(manyArb, ([c, ops]) => runScenario(c, ops)), { numRuns: 150 })
   })
 })
 
@@ -579,6 +591,39 @@ describe('WindowStore keys, eviction and sweep', () => {
       expect(s.stats().evictions).toBe(Math.max(0, n - maxKeys))
       expect(s.stats().capacity).toBeLessThanOrEqual(Math.max(16, maxKeys))
     }), { numRuns: 40 })
+  })
+
+  it('gives back the memory of remote columns once a flood of keys written by many replicas has expired', () => {
+    const s = new WindowStore({ slotMs: 1000, pastSlots: 2, futureSlots: 0, maxKeys: 10_000 })
+    const keys = 2000
+    const reps = 40
+    for (let k = 0; k < keys; k++) for (let r = 1; r <= reps; r++) s.mergeHash(k + 1, r, 10, r, 10)
+    const flooded = s.stats()
+    expect(flooded.remoteBlocks).toBe(keys)
+    // Ten keys stay written (at the new epoch); the others' counts all leave the window,
+    // and the sweep that aligns them drops their blocks, then compacts the arena.
+    for (let k = 0; k < 10; k++) for (let r = 1; r <= reps; r++) s.mergeHash(k + 1, r, 13, 100 + r, 13)
+    s.sweep(13, keys)
+    const after = s.stats()
+    expect(after.remoteBlocks).toBe(10)
+    expect(after.remoteBytes).toBeLessThan(flooded.remoteBytes / 8)
+    for (let k = 0; k < keys; k++) {
+      const i = s.findHash(k + 1)
+      // Expired keys may stay a while (their share history fades first), without columns.
+      if (k >= 10) {
+        if (i !== -1) expect(s.entriesOf(i)).toEqual({})
+        continue
+      }
+      const row: Record<number, number> = {}
+      for (let r = 1; r <= reps; r++) row[r] = 100 + r
+      expect(s.entriesOf(i)).toEqual({ 13: row })
+      expect(s.sumOf(i)).toBe(reps * 100 + reps * (reps + 1) / 2)
+    }
+    // The compacted blocks keep working: new replicas, new epochs.
+    const i = s.findHash(1)
+    expect(s.merge(i, reps + 1, 14, 7, 14)).toBe(MergeResult.Applied)
+    expect(s.slotTotal(i, 14)).toBe(7)
+    expect(s.slotTotal(i, 13)).toBe(reps * 100 + reps * (reps + 1) / 2)
   })
 
   it('sweep frees keys with nothing left in the window and keeps dirty ones', () => {

@@ -28,3 +28,12 @@ export async function check (base: string, body: unknown, headers: Record<string
   const text = await res.text()
   return { status: res.status, json: text.length > 0 ? JSON.parse(text) : undefined, headers: res.headers }
 }
+
+/** Polls `cond` every 5 ms for at most `ms`; fails naming `what` (bounded waits, no timing luck). */
+export async function until (cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}

@@ -7,7 +7,7 @@ import { generateSwarmKey } from '../../gossip/psk.js'
 import { encodeBundle, generateOperatorKey, signBundle } from '../../src/policy/bundle.js'
 import type { PolicyDocument } from '../../src/policy/types.js'
 import { libp2pTransport, type Sidecar } from '../../src/sidecar/index.js'
-import { TOKEN, check, sidecar } from './helpers.js'
+import { TOKEN, check, sidecar, until } from './helpers.js'
 
 const FALLBACK = `
 policies:
@@ -15,15 +15,6 @@ policies:
     key: user
     limits: [ { limit: 30, window: 1h, algorithm: fixed-window } ]
 `
-
-/** Polls `cond` every 10 ms for at most `ms`; fails naming `what` (real sockets: bounded waits). */
-async function until (cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
 
 const OPERATOR = generateOperatorKey()
 const psk = generateSwarmKey()
@@ -38,7 +29,7 @@ beforeAll(async () => {
     transport: libp2pTransport({ psk, bootstrap: first.node.multiaddrs(), identityFile: join(dir, `${id}.key`) })
   })))
   nodes = [first, ...rest]
-  await until(() => nodes.every(n => n.node.meshNode?.membership.members().filter(m => m.state === 'alive').length === 2), 'every node to see both others alive')
+  await until(() => nodes.every(n => n.node.meshNode?.membership.members().filter(m => m.state === 'alive').length === 2), 'every node to see both others alive', 10_000)
 }, 30_000)
 afterAll(async () => {
   await Promise.all(nodes.map(async n => { await n.close() }))
@@ -59,7 +50,7 @@ describe('sidecars on a libp2p mesh (TCP on 127.0.0.1)', () => {
     let allowed = 0
     for (const [i, n] of nodes.entries()) {
       for (let k = 0; k < 10; k++) if ((await check(n.httpUrl, { descriptor: { user: 'shared' } })).json.allowed === true) allowed++
-      await until(() => nodes.every(m => usage(m, 'shared') === 10 * (i + 1)), `every node to count ${10 * (i + 1)} uses of "shared"`)
+      await until(() => nodes.every(m => usage(m, 'shared') === 10 * (i + 1)), `every node to count ${10 * (i + 1)} uses of "shared"`, 10_000)
     }
     expect(allowed).toBe(30)
     for (const n of nodes) expect((await check(n.httpUrl, { descriptor: { user: 'shared' } })).json.allowed).toBe(false)
@@ -71,9 +62,9 @@ describe('sidecars on a libp2p mesh (TCP on 127.0.0.1)', () => {
     const res = await fetch(`${nodes[1].adminUrl as string}/admin/v1/policies`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: bundle })
     expect(res.status).toBe(200)
     expect(await res.json()).toMatchObject({ status: 'installed', version: 7 })
-    await until(() => nodes.every(n => n.node.limiter.policies.version === 7), 'every node to run policy version 7')
+    await until(() => nodes.every(n => n.node.limiter.policies.version === 7), 'every node to run policy version 7', 10_000)
     for (let k = 0; k < 5; k++) expect((await check(nodes[2].httpUrl, { descriptor: { user: 'fresh' } })).json.allowed).toBe(true)
-    await until(() => usage(nodes[0], 'fresh', 5) === 5, 'node a to count the 5 uses made on node c')
+    await until(() => usage(nodes[0], 'fresh', 5) === 5, 'node a to count the 5 uses made on node c', 10_000)
     expect((await check(nodes[0].httpUrl, { descriptor: { user: 'fresh' } })).json.allowed).toBe(false)
 
     const forged = await fetch(`${nodes[0].adminUrl as string}/admin/v1/policies`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: encodeBundle(signBundle(doc, generateOperatorKey(), 8)) })

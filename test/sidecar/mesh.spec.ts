@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLoopbackNetwork } from '../../src/index.js'
 import { loopbackTransport, type Sidecar } from '../../src/sidecar/index.js'
-import { TOKEN, check, sidecar } from './helpers.js'
+import { TOKEN, check, sidecar, until } from './helpers.js'
 
 const POLICIES = `
 policies:
@@ -9,15 +9,6 @@ policies:
     key: user
     limits: [ { limit: 30, window: 1h, algorithm: fixed-window } ]
 `
-
-/** Polls `cond` every 5 ms for at most `ms`; fails with `what` (bounded, no timing luck). */
-async function until (cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}
 
 let nodes: Sidecar[] = []
 

@@ -1,0 +1,318 @@
+/**
+ * The counts other replicas wrote, for every key of one WindowStore that a peer wrote
+ * to: one block per key, carved out of a single Float64Array arena, so a received entry
+ * touches a few neighbouring cache lines and the garbage collector sees no per-key
+ * objects (blocks of keys that go cold are recycled through free lists, not dropped).
+ *
+ * A block at offset `b` (in doubles), for a ring of R positions and room for 2^k
+ * columns (one column per replica that wrote the key):
+ *
+ *   f64[b]          ahead: total of the positions after the key's head
+ *   u32[2b + 2]     columns in use              u32[2b + 3]  k
+ *   u32[2b + 4]     the head's ring position     u32[2b + 5]  positions whose total is not 0
+ *   u32 words       index: 2^(k+1) buckets, replica -> column + 1 (0: empty), linear probing
+ *   u32 words       reps: the replica of each column (2^k)
+ *   f64 rows        per ring position, its total then its count per column (1 + 2^k doubles)
+ *
+ * One row per slot makes a slot's expiry one contiguous fill, and a merged entry
+ * touches the header (with the index and replicas of a small block) and one row; the
+ * index finds a replica's column in O(1) however many replicas write the key.
+ * Columns are only ever added (a key's block is freed whole once every position is
+ * empty), so the index needs no deletions. A block that runs out of columns moves to a
+ * block of twice the room; the caller stores the new offset.
+ *
+ * Every cell of a fresh block is 0, and expiry re-zeroes the cells it drops, so columns
+ * beyond those in use are always 0.
+ */
+
+const HEADER = 3
+const MAX_K = 16
+/** Doubles of the smallest arena. */
+const MIN_DOUBLES = 1 << 12
+/** Compaction is considered only above this arena size (doubles), and when under a quarter is in use. */
+const COMPACT_FROM = 1 << 16
+const GOLDEN = 0x9e3779b1
+
+export class RemoteColumns {
+  /** Positions per ring. */
+  readonly ring: number
+  f64: Float64Array
+  u32: Uint32Array
+  /** Doubles handed out so far (blocks and free blocks below it). */
+  private top = 0
+  /** Doubles in live blocks. */
+  private used = 0
+  private blocks = 0
+  private readonly free: number[][] = []
+  /** Per k, the offset of the first row from the block's start (doubles). */
+  private readonly rowsOff: Int32Array
+
+  constructor (ring: number) {
+    if (!Number.isInteger(ring) || ring < 1) throw new RangeError(`ring must be an integer >= 1, got ${ring}`)
+    this.ring = ring
+    this.rowsOff = new Int32Array(MAX_K + 1)
+    for (let k = 0; k <= MAX_K; k++) this.rowsOff[k] = HEADER + Math.ceil(3 * (1 << k) / 2)
+    const buf = new ArrayBuffer(MIN_DOUBLES * 8)
+    this.f64 = new Float64Array(buf)
+    this.u32 = new Uint32Array(buf)
+    for (let k = 0; k <= MAX_K; k++) this.free.push([])
+  }
+
+  /** Doubles of a block with room for 2^k columns. */
+  sizeOf (k: number): number {
+    return this.rowsOff[k] + this.ring * ((1 << k) + 1)
+  }
+
+  /**
+   * A new empty block (no column, every count 0) whose head sits at ring position
+   * `headPos`, with room for at least `columns` columns (a hint: a key whose block was
+   * dropped and comes back is usually written by as many replicas as before, and
+   * starting at that size spares the moves of growing one column at a time).
+   */
+  create (headPos: number, columns = 1): number {
+    let k = 0
+    while (k < MAX_K && 1 << k < columns) k++
+    const b = this.alloc(k)
+    this.u32[2 * b + 4] = headPos
+    return b
+  }
+
+  /** Returns a block to its free list, zeroed. */
+  release (b: number): void {
+    const k = this.u32[2 * b + 3]
+    // Expiry zeroes the rows it empties, so a block with no live position only needs its header, index and replicas cleared.
+    this.f64.fill(0, b, b + (this.u32[2 * b + 5] === 0 ? this.rowsOff[k] : this.sizeOf(k)))
+    this.free[k].push(b)
+    this.used -= this.sizeOf(k)
+    this.blocks--
+  }
+
+  /** A zeroed block with room for 2^k columns (free blocks are zeroed on release, fresh space is zero). */
+  private alloc (k: number): number {
+    const size = this.sizeOf(k)
+    let b = this.free[k].pop()
+    if (b === undefined) {
+      if (this.top + size > this.f64.length) this.resize(Math.max(this.f64.length * 2, this.top + size))
+      b = this.top
+      this.top += size
+    }
+    this.u32[2 * b + 3] = k
+    this.used += size
+    this.blocks++
+    return b
+  }
+
+  private resize (doubles: number): void {
+    const f64 = new Float64Array(new ArrayBuffer(doubles * 8))
+    f64.set(this.f64.subarray(0, this.top))
+    this.f64 = f64
+    this.u32 = new Uint32Array(f64.buffer)
+  }
+
+  // --- header fields ---------------------------------------------------------------
+
+  columns (b: number): number {
+    return this.u32[2 * b + 2]
+  }
+
+  headPos (b: number): number {
+    return this.u32[2 * b + 4]
+  }
+
+  setHeadPos (b: number, p: number): void {
+    this.u32[2 * b + 4] = p
+  }
+
+  ahead (b: number): number {
+    return this.f64[b]
+  }
+
+  addAhead (b: number, v: number): void {
+    this.f64[b] += v
+  }
+
+  /** Whether every position of the block is empty (ahead included). */
+  empty (b: number): boolean {
+    return this.u32[2 * b + 5] === 0
+  }
+
+  /** Total of ring position `p`. */
+  tot (b: number, p: number): number {
+    return this.f64[this.row(b, p) - 1]
+  }
+
+  /** Offset (in doubles) of column 0's count at ring position `p` (its total is just before). */
+  row (b: number, p: number): number {
+    const k = this.u32[2 * b + 3]
+    return b + this.rowsOff[k] + p * ((1 << k) + 1) + 1
+  }
+
+  /** The replica of column `c`. */
+  repAt (b: number, c: number): number {
+    return this.u32[2 * (b + HEADER) + (2 << this.u32[2 * b + 3]) + c]
+  }
+
+  // --- columns -----------------------------------------------------------------------
+
+  /** Column of replica `rep` in block `b`, or -1. */
+  find (b: number, rep: number): number {
+    const u = this.u32
+    const k = u[2 * b + 3]
+    const index = 2 * (b + HEADER)
+    const reps = index + (2 << k)
+    const mask = (2 << k) - 1
+    let s = Math.imul(rep, GOLDEN) >>> (31 - k)
+    for (;;) {
+      const v = u[index + s]
+      if (v === 0) return -1
+      if (u[reps + v - 1] === rep) return v - 1
+      s = (s + 1) & mask
+    }
+  }
+
+  /**
+   * Adds a column for replica `rep` (not yet in the block), moving the block to one with
+   * twice the room when it is full. Returns the block's offset, which may have changed;
+   * the new column is the last one (columns() - 1).
+   */
+  addColumn (b: number, rep: number): number {
+    const n = this.u32[2 * b + 2]
+    const k = this.u32[2 * b + 3]
+    if (n === 1 << k) {
+      if (k === MAX_K) throw new RangeError(`a key cannot take more than ${1 << MAX_K} replicas`)
+      b = this.regrow(b, k)
+    }
+    const kk = this.u32[2 * b + 3]
+    const index = 2 * (b + HEADER)
+    this.u32[index + (2 << kk) + n] = rep
+    this.u32[2 * b + 2] = n + 1
+    this.insert(index, kk, rep, n)
+    return b
+  }
+
+  private insert (index: number, k: number, rep: number, col: number): void {
+    const u = this.u32
+    const mask = (2 << k) - 1
+    let s = Math.imul(rep, GOLDEN) >>> (31 - k)
+    while (u[index + s] !== 0) s = (s + 1) & mask
+    u[index + s] = col + 1
+  }
+
+  /** Moves block `b` (room for 2^k columns, all in use) to a block with room for 2^(k+1). */
+  private regrow (b: number, k: number): number {
+    const nb = this.alloc(k + 1)
+    // alloc may have resized the arena: read the views after it.
+    const f = this.f64
+    const u = this.u32
+    const R = this.ring
+    const n = 1 << k
+    f[nb] = f[b]
+    u[2 * nb + 2] = u[2 * b + 2]
+    u[2 * nb + 4] = u[2 * b + 4]
+    u[2 * nb + 5] = u[2 * b + 5]
+    // Rows of 1 + n doubles (total and counts) become rows of 1 + 2n; empty rows are zero in both.
+    const from = b + this.rowsOff[k]
+    const to = nb + this.rowsOff[k + 1]
+    for (let p = 0; p < R; p++) {
+      const src = from + p * (n + 1)
+      if (f[src] === 0) continue
+      const dst = to + p * (2 * n + 1)
+      for (let c = 0; c <= n; c++) {
+        f[dst + c] = f[src + c]
+        f[src + c] = 0
+      }
+    }
+    // Its rows are zero now: release() only clears the header, index and replicas.
+    u[2 * b + 5] = 0
+    const oldReps = 2 * (b + HEADER) + (2 << k)
+    const index = 2 * (nb + HEADER)
+    const reps = index + (2 << (k + 1))
+    for (let c = 0; c < n; c++) {
+      const rep = u[oldReps + c]
+      u[reps + c] = rep
+      this.insert(index, k + 1, rep, c)
+    }
+    this.release(b)
+    return nb
+  }
+
+  // --- counts ------------------------------------------------------------------------
+
+  /**
+   * Raises the count at (position `p`, column `c`) to `count` when that is larger;
+   * returns how much it rose (<= 0: unchanged).
+   */
+  raise (b: number, p: number, c: number, count: number): number {
+    const row = this.row(b, p)
+    const delta = count - this.f64[row + c]
+    if (delta <= 0) return delta
+    this.f64[row + c] = count
+    const t = row - 1
+    if (this.f64[t] === 0) this.u32[2 * b + 5]++
+    this.f64[t] += delta
+    return delta
+  }
+
+  /** Empties ring position `p` (a slot leaving the ring); returns its total. */
+  expire (b: number, p: number): number {
+    const row = this.row(b, p)
+    const t = this.f64[row - 1]
+    if (t === 0) return 0
+    this.u32[2 * b + 5]--
+    const end = row + this.u32[2 * b + 2]
+    // A loop beats fill()'s call overhead on the short rows of most keys.
+    if (end - row < 32) for (let j = row - 1; j < end; j++) this.f64[j] = 0
+    else this.f64.fill(0, row - 1, end)
+    return t
+  }
+
+  // --- memory ------------------------------------------------------------------------
+
+  /** Bytes of the arena. */
+  get bytes (): number {
+    return this.f64.byteLength
+  }
+
+  /** Live blocks. */
+  get size (): number {
+    return this.blocks
+  }
+
+  /** Whether the arena is mostly free blocks: compact() would give back at least 3/4 of it. */
+  get wasteful (): boolean {
+    return this.f64.length > COMPACT_FROM && this.used * 4 < this.f64.length
+  }
+
+  /**
+   * Moves every live block into a fresh arena about twice the size of what is in use.
+   * `forEach` must call `visit` once with the offset of every live block and store the
+   * offset it returns (the block's new place).
+   */
+  compact (forEach: (visit: (b: number) => number) => void): void {
+    const oldF = this.f64
+    const oldU = this.u32
+    let doubles = MIN_DOUBLES
+    while (doubles < this.used * 2) doubles *= 2
+    const f = new Float64Array(new ArrayBuffer(doubles * 8))
+    let top = 0
+    forEach(b => {
+      const size = this.sizeOf(oldU[2 * b + 3])
+      f.set(oldF.subarray(b, b + size), top)
+      top += size
+      return top - size
+    })
+    this.f64 = f
+    this.u32 = new Uint32Array(f.buffer)
+    this.top = top
+    for (const list of this.free) list.length = 0
+  }
+
+  /** Forgets every block. */
+  clear (): void {
+    this.f64.fill(0, 0, this.top)
+    this.top = 0
+    this.used = 0
+    this.blocks = 0
+    for (const list of this.free) list.length = 0
+  }
+}
