@@ -3,10 +3,12 @@
  * the loopback network), what opening a bundle costs next to validating the same
  * document, and what re-bucketing a limit's counters costs next to counting them.
  *
- *   npm run bench:policy -- [--json] [--runs N] [--keys N]
+ *   npm run bench:policy -- [--json] [--runs N] [--keys N] [--libp2p-nodes N]
  *
  * Propagation runs in virtual time (VirtualClock): the figures are protocol latencies
  * (hops x 5 ms, announcement intervals, pull round trips), independent of the machine.
+ * It is measured again on a real mesh: --libp2p-nodes mesh nodes (default 10; 0 skips)
+ * over libp2p on TCP loopback in this process, wall clock.
  * The other two are wall-clock medians, each against a baseline measured in the same
  * run. The last stdout line is one JSON object.
  */
@@ -19,16 +21,17 @@ import { createPolicyDistributor } from '../src/policy/distribute.js'
 import { DENY_ALL_POLICIES, createPolicyManager } from '../src/policy/manager.js'
 import { validatePolicies } from '../src/policy/validate.js'
 
-interface Args { json: boolean, runs: number, keys: number }
+interface Args { json: boolean, runs: number, keys: number, libp2pNodes: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, runs: 5, keys: 100_000 }
+  const a: Args = { json: false, runs: 5, keys: 100_000, libp2pNodes: 10 }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     if (v === '--json') a.json = true
     else if (v === '--runs') a.runs = Number(argv[++i])
     else if (v === '--keys') a.keys = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:policy -- [--json] [--runs N] [--keys N]`)
+    else if (v === '--libp2p-nodes') a.libp2pNodes = Number(argv[++i])
+    else throw new Error(`unknown argument ${v}; usage: bench:policy -- [--json] [--runs N] [--keys N] [--libp2p-nodes N]`)
   }
   return a
 }
@@ -97,6 +100,65 @@ async function propagation (nodes: number, dropRate: number, announceIntervalMs:
     pullsPerNode: Number((pulls / runs / nodes).toFixed(2))
   }
 }
+
+// --- propagation over libp2p ---------------------------------------------------------
+
+interface Libp2pPropagationResult { nodes: number, pushes: number, medianAllMs: number, maxAllMs: number, medianFirstMs: number, meshFormedMs: number }
+
+/**
+ * Real mesh nodes (createMeshNode over libp2p TCP on 127.0.0.1, pre-shared key, every
+ * node bootstrapping from up to three earlier ones); after gossipsub meshes formed, a
+ * new bundle is installed from the admin API on a different node each round, and the
+ * time until every node runs it is taken from each manager's update event.
+ */
+async function libp2pPropagation (nodes: number, pushes: number): Promise<Libp2pPropagationResult> {
+  const { createMeshNode } = await import('../src/mesh.js')
+  const { generateSwarmKey } = await import('../gossip/psk.js')
+  type Node = Awaited<ReturnType<typeof createMeshNode>>
+  const psk = generateSwarmKey()
+  const doc = (limit: number): PolicyDocument => ({ policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', limit, window: '1s' }] }] })
+  const ms: Node[] = []
+  const t0 = performance.now()
+  try {
+    for (let i = 0; i < nodes; i++) {
+      const bootstrap = ms.slice(-3).map(n => n.multiaddrs()[0])
+      ms.push(await createMeshNode({ policies: doc(10), trustedKeys: [OPERATOR.text], network: { psk, bootstrap, heartbeatIntervalMs: 200 }, syncOnStart: false, membership: { heartbeatIntervalMs: 200 } }))
+    }
+    // Until every node has gossipsub mesh peers on the policies topic (bounded).
+    const meshed = (n: Node): boolean => {
+      const ps = (n.transport as unknown as { libp2p: { services: { pubsub: { getMeshPeers: (t: string) => unknown[] } } } }).libp2p.services.pubsub
+      return ps.getMeshPeers(n.topics.policies).length > 0
+    }
+    while (!ms.every(meshed)) {
+      if (performance.now() - t0 > 30_000) throw new Error(`libp2p propagation: gossipsub meshes not formed after 30 s (${ms.filter(meshed).length}/${nodes} nodes meshed)`)
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    const meshFormedMs = performance.now() - t0
+    const all: number[] = []
+    const first: number[] = []
+    for (let v = 1; v <= pushes; v++) {
+      await new Promise(resolve => setTimeout(resolve, 500))
+      const at: number[] = []
+      const offs = ms.map(n => n.policy?.manager.on('update', () => { at.push(performance.now()) }))
+      const pushedAt = performance.now()
+      const r = ms[v % nodes].policy?.manager.offer(encodeBundle(signBundle({ version: v, ...doc(10 + v) }, OPERATOR)), 'admin')
+      if (r?.status !== 'installed') throw new Error(`libp2p propagation: push ${v} was not installed (${JSON.stringify(r)})`)
+      while (!ms.every(n => n.policy?.manager.version === v)) {
+        if (performance.now() - pushedAt > 30_000) throw new Error(`libp2p propagation: version ${v} not on every node after 30 s`)
+        await new Promise(resolve => setTimeout(resolve, 1))
+      }
+      for (const off of offs) off?.()
+      const times = at.map(t => t - pushedAt).sort((a, b) => a - b)
+      all.push(times[times.length - 1])
+      first.push(times[1] ?? times[0])
+    }
+    return { nodes, pushes, medianAllMs: round1(median(all)), maxAllMs: round1(Math.max(...all)), medianFirstMs: round1(median(first)), meshFormedMs: Math.round(meshFormedMs) }
+  } finally {
+    await Promise.all(ms.map(async n => { await n.stop() }))
+  }
+}
+
+const round1 = (x: number): number => Math.round(x * 10) / 10
 
 // --- bundle cost -------------------------------------------------------------------
 
@@ -182,11 +244,16 @@ async function main (): Promise<void> {
     log(`propagation: ${nodes} nodes, ${drop * 100}% lost, announce every ${interval} ms: all nodes in ${r.medianAllMs} ms (median of ${r.runs}; worst ${r.maxAllMs} ms), half in ${r.medianP50Ms} ms; ${r.messagesPerNode} messages and ${r.pullsPerNode} pulls per node`)
     prop.push(r)
   }
+  let libp2p: Libp2pPropagationResult | undefined
+  if (args.libp2pNodes > 0) {
+    libp2p = await libp2pPropagation(args.libp2pNodes, args.runs)
+    log(`propagation over libp2p: ${libp2p.nodes} nodes on TCP loopback (meshes formed in ${libp2p.meshFormedMs} ms): all nodes in ${libp2p.medianAllMs} ms (median of ${libp2p.pushes} pushes; worst ${libp2p.maxAllMs} ms), the first peer in ${libp2p.medianFirstMs} ms`)
+  }
   const bundles = [100, 1000, 4000].map(bundleCost)
   for (const b of bundles) log(`bundle of ${b.policies} policies (${b.bytes} bytes): open ${b.openMs} ms vs validate ${b.validateMs} ms (ratio ${b.ratioOpenVsValidate}); sign ${b.signMs} ms`)
   const migration = migrationCost(args.keys)
   log(`re-bucketing ${migration.keys} keys (1m -> 2m window): ${migration.windowChangeMs} ms (${migration.nsPerKey} ns/key), vs ${migration.fillMs} ms to count one request per key (ratio ${migration.ratioMigrateVsFill}); a ceiling-only change: ${migration.ceilingChangeMs} ms`)
-  console.log(JSON.stringify({ bench: 'policy', node: process.version, propagation: prop, bundles, migration }))
+  console.log(JSON.stringify({ bench: 'policy', node: process.version, propagation: prop, libp2pPropagation: libp2p, bundles, migration }))
 }
 
 main().catch(err => {
