@@ -17,7 +17,7 @@ import type { Transport } from '../gossip/transport.js'
 import { createMeshNode, type MeshNode } from '../src/mesh.js'
 import { seededRandom } from '../src/index.js'
 
-interface Start { type: 'start', bootstrap: string[], psk: number[], flushIntervalMs: number, checksPerSec: number, keys: number, seed: number }
+interface Start { type: 'start', bootstrap: string[], psk: number[], flushIntervalMs: number, checksPerSec: number, keys: number, seed: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
 
 const send = (m: object): void => { process.send?.(m) }
 const now = (): number => performance.timeOrigin + performance.now()
@@ -63,7 +63,7 @@ process.on('message', (raw: unknown) => {
     if (m.type === 'start') {
       const s = m as unknown as Start
       const topics = topicsOf('bench')
-      libp2p = await createLibp2pTransport({ psk: Uint8Array.from(s.psk), bootstrap: s.bootstrap, heartbeatIntervalMs: 200, topics: [topics.counters('default'), topics.membership, topics.aggregates, topics.policies, topics.blocklist] })
+      libp2p = await createLibp2pTransport({ psk: Uint8Array.from(s.psk), bootstrap: s.bootstrap, meshDegree: s.meshDegree, floodPublish: s.floodPublish, idontwantMinBytes: s.idontwantMinBytes, topics: [topics.counters('default'), topics.membership, topics.aggregates, topics.policies, topics.blocklist] })
       node = await createMeshNode({ mesh: 'bench', policies, transport: watching(libp2p), flushIntervalMs: s.flushIntervalMs, syncOnStart: false, maxKeys: 2_000_000 })
       const rnd = seededRandom(s.seed)
       const perTick = Math.max(1, Math.round(s.checksPerSec / 100))
@@ -105,6 +105,8 @@ process.on('message', (raw: unknown) => {
         entriesSent: (s?.replicator?.entriesSent ?? 0) - (s?.replicator?.republishEntries ?? 0),
         republishBytes: s?.replicator?.republishBytes ?? 0,
         merged: s?.mergedEntries ?? 0,
+        cpuMicros: process.cpuUsage().user + process.cpuUsage().system,
+        allMessagesSent: s?.replicator?.messagesSent ?? 0,
         peers: libp2p?.peers().length ?? 0,
         loopDelayP99Ms: delay.count > 0 ? delay.percentile(99) / 1e6 : 0,
         loopDelayMaxMs: delay.count > 0 ? delay.max / 1e6 : 0

@@ -2,6 +2,7 @@
  * Gossip benchmark: 10 real libp2p nodes, each its own OS process, on TCP loopback.
  *
  *   npm run bench:gossip -- [--json] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N]
+ *                           [--mesh-degree D] [--flood-publish] [--idontwant-min-bytes B]  (gossipsub tuning)
  *
  * Measures, under a hot workload spread over the nodes (every check changes a key
  * drawn from 1M, so nearly every check is a new changed key in its flush):
@@ -21,7 +22,7 @@ import { generateSwarmKey } from '../gossip/psk.js'
 import { createLimiter, seededRandom, VirtualClock } from '../src/index.js'
 import { stubTransport } from './stub.js'
 
-interface Args { json: boolean, nodes: number, seconds: number, flushMs: number, changesPerSec: number }
+interface Args { json: boolean, nodes: number, seconds: number, flushMs: number, changesPerSec: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
 
 function parseArgs (argv: string[]): Args {
   const a: Args = { json: false, nodes: 10, seconds: 15, flushMs: 50, changesPerSec: 50_000 }
@@ -32,7 +33,10 @@ function parseArgs (argv: string[]): Args {
     else if (v === '--seconds') a.seconds = Number(argv[++i])
     else if (v === '--flush') a.flushMs = Number(argv[++i])
     else if (v === '--changes-per-sec') a.changesPerSec = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:gossip -- [--json] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N]`)
+    else if (v === '--mesh-degree') a.meshDegree = Number(argv[++i])
+    else if (v === '--flood-publish') a.floodPublish = true
+    else if (v === '--idontwant-min-bytes') a.idontwantMinBytes = Number(argv[++i])
+    else throw new Error(`unknown argument ${v}; usage: bench:gossip -- [--json] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N] [--mesh-degree D] [--flood-publish] [--idontwant-min-bytes B]`)
   }
   return a
 }
@@ -81,7 +85,7 @@ function mergeThroughput (): { mergeEntriesPerSec: number, decodeMergeEntriesPer
   return { mergeEntriesPerSec: Math.round(mergeEntriesPerSec), decodeMergeEntriesPerSec: Math.round(decodeMergeEntriesPerSec) }
 }
 
-interface Report { checks: number, bytesSent: number, messagesSent: number, entriesSent: number, republishBytes: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
+interface Report { cpuMicros: number, allMessagesSent: number, checks: number, bytesSent: number, messagesSent: number, entriesSent: number, republishBytes: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
 
 async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
@@ -110,7 +114,7 @@ async function main (): Promise<void> {
   }
   const perNode = Math.round(args.changesPerSec / args.nodes)
   const start = (c: ChildProcess, bootstrap: string[], seed: number): void => {
-    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flushMs, checksPerSec: perNode, keys: 1_000_000, seed })
+    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flushMs, checksPerSec: perNode, keys: 1_000_000, seed, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes })
   }
   try {
     const first = spawn()
@@ -156,6 +160,8 @@ async function main (): Promise<void> {
     const messages = sum(after, r => r.messagesSent) - sum(before, r => r.messagesSent)
     const changes = sum(after, r => r.checks) - sum(before, r => r.checks)
     const republished = sum(after, r => r.republishBytes) - sum(before, r => r.republishBytes)
+    const cpuMs = (sum(after, r => r.cpuMicros) - sum(before, r => r.cpuMicros)) / 1000
+    const allMessages = sum(after, r => r.allMessagesSent) - sum(before, r => r.allMessagesSent)
     const convergence: number[] = []
     let incomplete = 0
     for (const [id, seen] of probeSeen) {
@@ -168,6 +174,8 @@ async function main (): Promise<void> {
       node: process.version,
       nodes: args.nodes,
       flushIntervalMs: args.flushMs,
+      meshDegree: args.meshDegree ?? 3,
+      floodPublish: args.floodPublish ?? false,
       changedKeysPerSec: Math.round(changes / elapsed),
       mergeEntriesPerSec: merge.mergeEntriesPerSec,
       decodeMergeEntriesPerSec: merge.decodeMergeEntriesPerSec,
@@ -176,6 +184,10 @@ async function main (): Promise<void> {
       entriesPerMessage: Math.round(entries / messages),
       payloadBytesPerNodePerSec: Math.round(bytes / args.nodes / elapsed),
       republishBytesPerNodePerSec: Math.round(republished / args.nodes / elapsed),
+      // CPU of all nodes per counter message published (its delivery to every peer included):
+      // comparable across machines under load, unlike the latencies.
+      cpuMsPerNodePerSec: Math.round(cpuMs / args.nodes / elapsed),
+      cpuMsPerMessage: Number((cpuMs / allMessages).toFixed(2)),
       convergenceP50Ms: Number(pct(convergence, 0.5).toFixed(1)),
       convergenceP99Ms: Number(pct(convergence, 0.99).toFixed(1)),
       convergenceMaxMs: Number(Math.max(...convergence).toFixed(1)),

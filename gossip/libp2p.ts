@@ -66,6 +66,33 @@ export interface Libp2pTransportInit {
    * @default 2000
    */
   redialIntervalMs?: number
+  /**
+   * Gossipsub mesh degree: the peers each node relays every message to (gossipsub's
+   * D; Dlo and Dhi follow as D - 1 and 2 x D unless meshDegreeLow / meshDegreeHigh say
+   * otherwise). Every node needs every counter message of its region, so each extra
+   * mesh peer is one more duplicate copy to decrypt and drop per message: a low degree
+   * saves CPU and bytes; a higher one tolerates more failed links before a message
+   * needs gossip (IHAVE/IWANT) to arrive. See docs/mesh.md.
+   * @default 3
+   */
+  meshDegree?: number
+  /** @default meshDegree - 1 (at least 1) */
+  meshDegreeLow?: number
+  /** @default 2 x meshDegree */
+  meshDegreeHigh?: number
+  /**
+   * Sends a node's own messages to every connected peer of the topic, not only its
+   * mesh peers (one hop less for non-mesh peers, one more copy each).
+   * @default false
+   */
+  floodPublish?: boolean
+  /**
+   * Messages at least this large are announced with IDONTWANT to mesh peers (gossipsub
+   * 1.2), which saves their duplicate copies on slow links; on fast links the copies
+   * are already on their way, and the announcements cost one frame per mesh peer.
+   * @default 65536
+   */
+  idontwantMinBytes?: number
 }
 
 /** A Transport over libp2p, plus what a node operator (and the chaos harness) needs. */
@@ -138,6 +165,18 @@ function redialBootstrap (node: Libp2p, addrs: string[], blocked: Set<string>, i
   return { now: redial, stop: () => { clearInterval(timer) } }
 }
 
+/** Gossipsub's D, Dlo, Dhi (and Dout, Dscore, Dlazy, which must fit under them). */
+function meshDegrees (init: Libp2pTransportInit): { D: number, Dlo: number, Dhi: number, Dout: number, Dscore: number, Dlazy: number } {
+  const D = init.meshDegree ?? 3
+  const Dlo = init.meshDegreeLow ?? Math.max(1, D - 1)
+  const Dhi = init.meshDegreeHigh ?? 2 * D
+  if (!(Number.isInteger(D) && Number.isInteger(Dlo) && Number.isInteger(Dhi) && Dlo >= 1 && Dlo <= D && D <= Dhi)) {
+    throw new Error(`createLibp2pTransport: mesh degrees must be integers with 1 <= meshDegreeLow <= meshDegree <= meshDegreeHigh (got ${Dlo}, ${D}, ${Dhi})`)
+  }
+  // Dout < Dlo and Dout <= D / 2 (gossipsub's rule); Dscore <= D; gossip to as many non-mesh peers.
+  return { D, Dlo, Dhi, Dout: Math.min(Dlo - 1, Math.floor(D / 2)), Dscore: Math.min(D, Math.max(1, D - 2)), Dlazy: D }
+}
+
 /**
  * Builds and starts a libp2p node (TCP or memory, noise, yamux, identify, gossipsub
  * with StrictSign, optional pre-shared key, bootstrap and mDNS) and wraps it in the
@@ -185,6 +224,9 @@ export async function createLibp2pTransport (init: Libp2pTransportInit): Promise
         emitSelf: false,
         fallbackToFloodsub: false,
         heartbeatInterval: init.heartbeatIntervalMs ?? 1000,
+        ...meshDegrees(init),
+        floodPublish: init.floodPublish ?? false,
+        idontwantMinDataSize: init.idontwantMinBytes ?? 65536,
         scoreParams: scoreParams(init.topics),
         scoreThresholds: createPeerScoreThresholds({ gossipThreshold: -10, publishThreshold: -50, graylistThreshold: -80, acceptPXThreshold: 10, opportunisticGraftThreshold: 20 })
       }) as (components: any) => PubSub<GossipsubEvents>
