@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadRealScenario } from '../../chaos/real/cli.js'
 import { netnsUnavailable } from '../../chaos/real/netns.js'
@@ -7,8 +8,9 @@ import { buildChild } from './real-build.js'
 /**
  * The real mode's CI runs: chaos/real/scenarios/real-smoke.yaml on 4 OS processes,
  * each a libp2p mesh node on TCP (127.0.0.1, or a network namespace of its own), with
- * a 2/2 partition, a heal, a SIGKILL and a restart; about 20 s each. Both runs live in
- * this one file so that they never run at the same time.
+ * a 2/2 partition, a heal, a SIGKILL and a restart; about 23 s each. Both runs live in
+ * this one file so that they never run at the same time. REAL_KEEP=<dir> keeps a run's
+ * folder (node logs at debug level, identity files, the mesh key) to diagnose a failure.
  */
 
 let build: ReturnType<typeof buildChild>
@@ -18,7 +20,9 @@ afterAll(() => { build?.remove() })
 async function smoke (netns: boolean): Promise<{ summary: RealSummary, progress: string[] }> {
   const { scenario, policies } = loadRealScenario('real-smoke')
   const progress: string[] = []
-  const { summary } = await runReal(scenario, policies, { netns, childModule: build.childModule, onProgress: line => { progress.push(line) } })
+  const keep = process.env.REAL_KEEP
+  const diagnose = keep === undefined ? {} : { keepDir: join(keep, netns ? 'netns' : 'gater'), logLevel: 'debug' }
+  const { summary } = await runReal(scenario, policies, { netns, childModule: build.childModule, ...diagnose, onProgress: line => { progress.push(line) } })
   return { summary, progress }
 }
 
