@@ -117,7 +117,11 @@ export function createReplicator (init: ReplicatorInit): Replicator {
     stats.messagesReceived++
     const r = decode(data, limits)
     if (!r.ok) return reject(`from ${from}: ${r.reason}`)
-    if (r.msg.sentAtMs > clock.now() + maxClockSkewMs) return reject(`from ${from}: stamped ${Math.round(r.msg.sentAtMs - clock.now())} ms in the future`)
+    // A cached clock lags by a stalled event loop: read the source before wronging a peer.
+    if (r.msg.sentAtMs > clock.now() + maxClockSkewMs) {
+      const now = clock.fresh?.() ?? clock.now()
+      if (r.msg.sentAtMs > now + maxClockSkewMs) return reject(`from ${from}: stamped ${Math.round(r.msg.sentAtMs - now)} ms in the future`)
+    }
     return state.applyDelta(from, r.msg)
   }
 

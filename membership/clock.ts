@@ -8,6 +8,12 @@ export interface Clock {
   now(): number
   /** Runs `fn` after `ms` milliseconds; returns a function that cancels it. */
   setTimer(ms: number, fn: () => void): () => void
+  /**
+   * Reads the time source itself, past any cache (a cached clock can lag by a whole
+   * event-loop stall). For rare checks that must not wrong a peer, such as rejecting
+   * a message as stamped in the future. Absent: now() is already fresh.
+   */
+  fresh?(): number
 }
 
 /** Wall-clock time read on every call (~35 ns per read on the reference machine). */
@@ -46,6 +52,7 @@ export function coarseClock (init: CoarseClockInit = {}): CoarseClock {
   timer.unref?.()
   return {
     now: () => now,
+    fresh: () => { now = Date.now(); return now },
     setTimer: systemClock.setTimer,
     stop: () => { clearInterval(timer) }
   }

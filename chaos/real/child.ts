@@ -117,7 +117,7 @@ async function start (cfg: NodeInit): Promise<void> {
   const startedAt = Date.now()
   const base = coarseClock()
   const offset = cfg.clockOffsetMs
-  clock = offset === 0 ? base : { now: () => base.now() + offset, setTimer: (ms, fn) => base.setTimer(ms, fn) }
+  clock = offset === 0 ? base : { now: () => base.now() + offset, fresh: () => (base.fresh?.() ?? base.now()) + offset, setTimer: (ms, fn) => base.setTimer(ms, fn) }
   const { privateKey } = await loadOrCreateIdentity(cfg.identityFile)
   const psk = await readSwarmKey(cfg.pskFile)
   const logger = createLogger({ level: cfg.logLevel, base: { node: cfg.index } })

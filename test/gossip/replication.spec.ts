@@ -176,6 +176,29 @@ describe('replication: hostile input', () => {
     expect(v.node.stats().mergedEntries).toBe(1)
   })
 
+  it('a cached clock lagging behind a stalled event loop does not wrong an honest peer: the source is read before rejecting', () => {
+    // now() is the cached time, 1.5 s behind the source (a stall); fresh() is the source.
+    let source = T0 + 1500
+    const reads = { fresh: 0 }
+    const clock = { now: () => T0, fresh: () => { reads.fresh++; return source }, setTimer: () => () => {} }
+    let handler: MessageHandler | undefined
+    const transport: Transport = stubTransport('victim', { subscribe (_topic, h) { handler = h }, unsubscribe () {} })
+    const node = createLimiter({ clock, policies, transport, flushIntervalMs: 20 })
+    const epoch = Math.floor(T0 / 3_600_000)
+    const stamped = (at: number): Uint8Array => encodeDelta({ incarnation: 1, sentAtMs: at, groups: [{ limit: 'fixed/w', slotMs: 3_600_000, entries: [777, epoch, 2] }] })[0]
+    // Within tolerance of the cache: the source is not read (the common path stays a field load).
+    expect((handler as MessageHandler)(stamped(T0 + 500), 'peer')).toBe('accept')
+    expect(reads.fresh).toBe(0)
+    // Ahead of the cache by more than the tolerance (1 s), not of the source: accepted.
+    expect((handler as MessageHandler)(stamped(T0 + 1600), 'peer')).toBe('accept')
+    expect(reads.fresh).toBe(1)
+    // Ahead of the source too: rejected, and the reason gives the distance to the source.
+    source = T0
+    expect((handler as MessageHandler)(stamped(T0 + 1600), 'peer')).toBe('reject')
+    expect(node.stats().replicator?.lastRejections.at(-1)).toMatch(/stamped 1600 ms in the future/)
+    node.close()
+  })
+
   it('ignores limits it does not run and layouts that disagree', () => {
     const v = victim()
     const epoch = Math.floor(T0 / 3_600_000)
