@@ -112,7 +112,8 @@ export function createAggregator (init: AggregatorInit): Aggregator {
       stats.rejected++
       return 'reject'
     }
-    if (r.msg.sentAtMs > clock.now() + maxClockSkewMs) {
+    // As the replicator: a cached clock lags by a stall, so read the source before rejecting.
+    if (r.msg.sentAtMs > clock.now() + maxClockSkewMs && r.msg.sentAtMs > (clock.fresh?.() ?? clock.now()) + maxClockSkewMs) {
       stats.rejected++
       return 'reject'
     }
