@@ -135,6 +135,20 @@ describe('denied units of sliding windows (the demand peers see)', () => {
     b.close()
   })
 
+  it('denied records expire like counts: a sweep after the window (and the share history) has passed frees them', () => {
+    const { a, b, clock, group } = deniedGroup('k', 3)
+    a.applyDelta('b', message([group]))
+    expect(a.inspect(DEN, 'k')).toBeDefined()
+    expect(b.inspect(DEN, 'k')).toBeDefined()
+    clock.advance(60_000)
+    a.sweep()
+    b.sweep()
+    expect(a.inspect(DEN, 'k')).toBeUndefined()
+    expect(b.inspect(DEN, 'k')).toBeUndefined()
+    a.close()
+    b.close()
+  })
+
   it('memory stays bounded under a flood of denied entries for distinct keys', () => {
     const maxKeys = 64
     const { a, b, group } = deniedGroup('k', 3)
