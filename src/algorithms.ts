@@ -76,7 +76,7 @@ export abstract class LimitRuntime {
   /** Epoch computed by the last locate(), reused by the commit() of the same check. */
   protected epoch = 0
   private lastNow = NaN
-  /** The stores holding this limit's counters, by wire suffix ("" or "#acq"/"#rel"). */
+  /** The stores holding this limit's counters, by wire suffix ("", "#den" for a sliding window's denied units, "#acq"/"#rel"). */
   abstract readonly stores: ReadonlyArray<readonly [string, WindowStore]>
 
   constructor (name: string, limit: Limit, slotMs: number) {
