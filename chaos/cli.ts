@@ -5,26 +5,30 @@ import type { CliCommand, CliIO } from '../src/cli/types.js'
 import { MeshlimitError } from '../src/errors.js'
 import { parseDuration } from '../src/policy/duration.js'
 import { writeReport } from './report/report.js'
-import { parseScenario, type Scenario } from './scenario.js'
+import { parse as parseYaml } from 'yaml'
+import { parseScenario, validateScenario, type Scenario } from './scenario.js'
 import { runScenario } from './sim/run.js'
 import type { Summary } from './summary.js'
 
-const USAGE = `usage: npm run chaos -- <scenario> [--seed N] [--json] [--report DIR] [--duration D]
+const USAGE = `usage: npm run chaos -- <scenario> [--seed N] [--json] [--report DIR] [--duration D] [--set P=V]...
 
   <scenario>     a scenario file (YAML or JSON), or the name of one in chaos/scenarios/
   --seed N       seed of the run (default: the scenario's); same scenario + seed, same result
   --json         print the summary as one JSON object, the last line of stdout
   --report DIR   write DIR/<scenario>-seed<N>.md and .svg (chart of admissions vs limit)
   --duration D   override the traffic duration ("10s", "500ms", or ms)
+  --set P=V      override one field of the scenario before it is validated (repeatable):
+                 P a dotted path (list items by index), V YAML; e.g. --set limiter.localShares=false
+                 (the simple rule), --set policies.policies.0.onPartition=closed
 
 Runs the scenario in the deterministic simulator (chaos/sim/). Exit code 0 when every
 invariant holds or fails only for want of anti-entropy, 1 when one fails otherwise,
 2 on a usage or scenario error. The real multi-process mode (chaos:real) comes later.`
 
-interface Args { scenario: string, seed?: number, json: boolean, report?: string, durationMs?: number }
+interface Args { scenario: string, seed?: number, json: boolean, report?: string, durationMs?: number, sets: Array<[string[], unknown]> }
 
 function parseArgs (argv: string[]): Args {
-  const a: Partial<Args> = { json: false }
+  const a: Partial<Args> = { json: false, sets: [] }
   const value = (i: number, flag: string): string => {
     const v = argv[i]
     if (v === undefined) throw new UsageError(`${flag} needs a value`)
@@ -33,6 +37,14 @@ function parseArgs (argv: string[]): Args {
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     if (v === '--json') a.json = true
+    else if (v === '--set') {
+      const raw = value(++i, '--set')
+      const eq = raw.indexOf('=')
+      if (eq <= 0) throw new UsageError(`--set takes PATH=VALUE (e.g. limiter.localShares=false), got ${raw}`)
+      const path = raw.slice(0, eq).split('.')
+      if (path.some(k => k === '' || k === '__proto__' || k === 'constructor' || k === 'prototype')) throw new UsageError(`--set: ${raw.slice(0, eq)} is not a field path`)
+      a.sets?.push([path, parseYaml(raw.slice(eq + 1))])
+    }
     else if (v === '--seed') {
       const n = Number(value(++i, '--seed'))
       if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new UsageError(`--seed must be an integer from 0 to 4294967295, got ${argv[i]}`)
@@ -64,12 +76,36 @@ function scenariosDir (): string {
   return join(process.cwd(), 'chaos', 'scenarios')
 }
 
-/** Loads a scenario from a path or a name in chaos/scenarios/. */
-export function loadScenario (ref: string): Scenario {
+/** Loads a scenario from a path or a name in chaos/scenarios/, with `sets` (path, value) applied before validation. */
+export function loadScenario (ref: string, sets: Array<[string[], unknown]> = []): Scenario {
   const candidates = [resolve(ref), ...['.yaml', '.yml', '.json'].map(ext => join(scenariosDir(), ref + ext))]
   const file = candidates.find(f => existsSync(f) && extname(f) !== '')
   if (file === undefined) throw new UsageError(`no scenario ${ref}: not a file, and not one of chaos/scenarios/*.yaml`)
-  return parseScenario(readFileSync(file, 'utf8'), basename(file, extname(file)))
+  const text = readFileSync(file, 'utf8')
+  const name = basename(file, extname(file))
+  if (sets.length === 0) return parseScenario(text, name)
+  let raw: unknown
+  try {
+    raw = parseYaml(text)
+  } catch {
+    return parseScenario(text, name)
+  }
+  for (const [path, v] of sets) setPath(raw, path, v)
+  return validateScenario(raw, name)
+}
+
+/** Sets `path` in a parsed document, creating objects on the way (the validator judges the result). */
+function setPath (doc: unknown, path: string[], v: unknown): void {
+  let at = doc as Record<string, unknown>
+  for (let j = 0; j < path.length - 1; j++) {
+    const next = at[path[j]]
+    if (next === null || typeof next !== 'object') {
+      if (next !== undefined) throw new UsageError(`--set ${path.join('.')}: ${path.slice(0, j + 1).join('.')} is not an object or a list`)
+      at[path[j]] = {}
+    }
+    at = at[path[j]] as Record<string, unknown>
+  }
+  at[path[path.length - 1]] = v
 }
 
 /** The human summary, a few lines. */
@@ -77,6 +113,7 @@ export function humanSummary (s: Summary): string[] {
   const lines = [
     `${s.scenario} seed ${s.seed}: ${s.nodes} nodes in ${s.regions} regions, ${s.simulatedSeconds} simulated s, ${s.requests} requests (${s.admitted} admitted)`,
     `over-admission max ${s.overAdmissionMaxPct}% (bound ${s.boundPct}%), mean ${s.overAdmissionMeanPct}% over contended windows; false denials ${s.falseDenialPct}%`,
+    `steady state: over-admission max ${s.overAdmissionSteadyMaxPct ?? '-'}%, mean ${s.overAdmissionSteadyMeanPct ?? '-'}%; false denials of clients under their limit ${s.underLimitFalseDenialPct ?? '-'}%`,
     `convergence p50 ${s.convergenceP50Ms ?? 'never'} ms, p99 ${s.convergenceP99Ms ?? 'never'} ms (${s.unconvergedPct}% never)` +
       (s.convergenceAfterHealMs.length > 0 ? `; after heal ${s.convergenceAfterHealMs.map(x => x === null ? 'never' : `${x} ms`).join(', ')}` : '') +
       `; after traffic ${s.convergenceAfterTrafficMs === null ? 'not within the quiet period' : `${s.convergenceAfterTrafficMs} ms`}`,
@@ -120,7 +157,7 @@ export const chaosCommand: CliCommand = {
         return 0
       }
       args = parseArgs(argv)
-      scenario = loadScenario(args.scenario)
+      scenario = loadScenario(args.scenario, args.sets)
     } catch (err) {
       if (err instanceof UsageError || err instanceof MeshlimitError) {
         io.err(`chaos: ${err.message}`)

@@ -56,6 +56,8 @@ export abstract class LimitRuntime {
   shares = false
   /** The sync period shares are computed over, in ms (flush interval plus delivery). */
   shareHorizonMs = 0
+  /** The same for counts that cross regions in aggregates (global limits of a multi-region mesh). */
+  crossRegionHorizonMs = 0
   /** What to do while part of the limit's scope is unreachable (set from the policy). */
   onPartition: PartitionMode = 'share'
   /** Strict mode: the escrow of this limit's rights (set by the limiter for gossiped strict limits). */
@@ -74,7 +76,7 @@ export abstract class LimitRuntime {
   /** Epoch computed by the last locate(), reused by the commit() of the same check. */
   protected epoch = 0
   private lastNow = NaN
-  /** The stores holding this limit's counters, by wire suffix ("" or "#acq"/"#rel"). */
+  /** The stores holding this limit's counters, by wire suffix ("", "#den" for a sliding window's denied units, "#acq"/"#rel"). */
   abstract readonly stores: ReadonlyArray<readonly [string, WindowStore]>
 
   constructor (name: string, limit: Limit, slotMs: number) {
@@ -118,6 +120,12 @@ export abstract class LimitRuntime {
   capacity (): number {
     return this.max
   }
+
+  /**
+   * Records that `cost` units asked of key `i` were not admitted (local shares: peers
+   * learn the key's demand, not only its admissions). No-op by default.
+   */
+  noteDenied (_i: number, _now: number, _cost: number): void {}
 
   /** This node's own part of usage(), measured the way usage() measures the total. */
   ownUsage (i: number, _now: number): number {
@@ -211,7 +219,7 @@ export abstract class LimitRuntime {
   protected coinSlots = 1
 
   /** A uniform [0, 1) value fixed per (key, slot) and node. */
-  private coin (i: number, epoch: number): number {
+  protected coin (i: number, epoch: number): number {
     let h = Math.imul(i ^ this.coinSalt, 0x85ebca6b) ^ Math.imul((epoch % 0x7fffffff) | 0, 0xc2b2ae35)
     h ^= h >>> 16
     h = Math.imul(h, 0x7feb352d)
@@ -224,6 +232,12 @@ export abstract class LimitRuntime {
     return limit.algorithm === this.algorithm && limit.windowMs === this.windowMs && slotMs === this.slotMs
   }
 }
+
+/** Wire suffix of a sliding window's denied units. */
+export const DENIED_SUFFIX = '#den'
+
+/** A sliding window's shares engage once the key's settled demand per window passes the limit by this factor. */
+export const SHARE_ENGAGE = 1.1
 
 /** Slot width and retained slot count of a limit. */
 export function layoutOf (limit: Limit): { slotMs: number, pastSlots: number } {
@@ -260,6 +274,8 @@ function makeStore (slotMs: number, pastSlots: number, o: StoreOptions, salt: nu
  */
 export class SlidingWindow extends LimitRuntime {
   readonly store: WindowStore
+  /** Units asked for but not admitted, per replica and slot (gossiped: the demand peers see). */
+  readonly denied: WindowStore | undefined
   readonly stores: ReadonlyArray<readonly [string, WindowStore]>
   private readonly k: number
 
@@ -269,7 +285,76 @@ export class SlidingWindow extends LimitRuntime {
     this.k = limit.slots
     this.coinSlots = limit.slots
     this.store = makeStore(slotMs, pastSlots, o, 0)
-    this.stores = [['', this.store]]
+    this.denied = o.replicated ? makeStore(slotMs, pastSlots, o, 2) : undefined
+    this.stores = this.denied === undefined ? [['', this.store]] : [['', this.store], [DENIED_SUFFIX, this.denied]]
+  }
+
+  override noteDenied (i: number, _now: number, cost: number): void {
+    const d = this.denied
+    // Only keys other replicas write need their demand known: a key one node sees (a flood
+    // of distinct keys) costs no denied record and no gossip.
+    if (d === undefined || this.store.writersOf(i) <= 1) return
+    const j = d.acquireHash(this.store.hashOf(i), this.epoch)
+    d.add(j, this.epoch, cost)
+  }
+
+  /**
+   * Local shares of a sliding window, from its settled part: the slots older than the
+   * share horizon, whose gossip has arrived, so every node holds the same counts there.
+   *
+   * - The key's demand there (units admitted and units denied, by every replica), per
+   *   window, says whether it is over-asked: at most SHARE_ENGAGE x the limit, the rule
+   *   stands aside (nobody is denied for spreading traffic over nodes; what the simple
+   *   rule lets through near the limit is its staleness term).
+   * - Over-asked, this node's own usage in the window stays within
+   *   limit x (own demand per window + 1) / demand per window. The shares of all nodes
+   *   sum to the limit plus one request per node: a node that spent its share waits a
+   *   window for it to slide out and then for its next request, so without that one
+   *   request sparse traffic would use only rW / (rW + 1) of the limit (r requests per
+   *   window per node); with it the expected total is the limit.
+   * - A room below one request is honoured on average, by one coin per key and window.
+   */
+  override shareAllows (i: number, now: number, cost: number): boolean {
+    const s = this.store
+    if (s.writersOf(i) <= 1) return true
+    const k = this.k
+    const u = this.unsettledSlots
+    const span = k - u
+    if (span <= 0) return true
+    const h = s.headOf(i)
+    // Settled slots: h-k+1 .. h-u (the cut slot and the newest u left out).
+    let all = s.sumOf(i) - s.aheadOf(i) - s.totalAt(i, -k)
+    let own = s.ownSumOf(i) - s.ownAt(i, h - k)
+    for (let off = 0; off < u; off++) {
+      all -= s.totalAt(i, -off)
+      own -= s.ownAt(i, h - off)
+    }
+    const d = this.denied
+    const j = d === undefined ? -1 : d.findHash(s.hashOf(i))
+    if (j >= 0) {
+      const dn = d as WindowStore
+      dn.advance(j, h)
+      let dAll = dn.sumOf(j) - dn.aheadOf(j) - dn.totalAt(j, -k)
+      let dOwn = dn.ownSumOf(j) - dn.ownAt(j, h - k)
+      for (let off = 0; off < u; off++) {
+        dAll -= dn.totalAt(j, -off)
+        dOwn -= dn.ownAt(j, h - off)
+      }
+      all += dAll
+      own += dOwn
+    }
+    const cap = this.capacity()
+    const demand = all * k / span
+    if (demand <= cap * SHARE_ENGAGE) return true
+    const room = cap * (own * k / span + 1) / demand - this.ownUsage(i, now)
+    if (cost <= room + 1e-9) return true
+    return room > 0 && this.coin(i, Math.floor(h / this.coinSlots)) * cost < room
+  }
+
+  /** Newest slots whose gossip may still be arriving (other regions' aggregates arrive later). */
+  get unsettledSlots (): number {
+    const horizon = this.store.aggregateReps.size > 0 ? this.crossRegionHorizonMs : this.shareHorizonMs
+    return Math.max(1, Math.ceil(horizon / this.slotMs))
   }
 
   locate (key: string, now: number): number {
@@ -293,23 +378,6 @@ export class SlidingWindow extends LimitRuntime {
     this.store.add(i, this.epoch, cost)
   }
 
-  /**
-   * The settled part of the window (every retained slot but the newest two, whose
-   * gossip may still be arriving): window-sized counts are far steadier than a decayed
-   * two-slot history when each node sees a few requests per slot.
-   */
-  protected override shareWeights (i: number): void {
-    const s = this.store
-    const h = s.headOf(i)
-    const ownRecent = s.ownAt(i, h) + s.ownAt(i, h - 1)
-    this.wOwn = s.ownSumOf(i) - ownRecent
-    this.wPeers = s.sumOf(i) - s.aheadOf(i) - s.totalAt(i, 0) - s.totalAt(i, -1) - this.wOwn
-    // Demand is kept over about two slots: scale it to the settled span.
-    this.wDemand = s.demandOf(i) * (this.k - 1) / 2
-    this.wScale = this.k / (this.k - 1 || 1)
-    if (this.wOwn + this.wPeers === 0) super.shareWeights(i)
-  }
-
   override ownUsage (i: number, now: number): number {
     const s = this.store
     const h = s.headOf(i)
@@ -317,7 +385,6 @@ export class SlidingWindow extends LimitRuntime {
     const frac = (now - h * this.slotMs) / this.slotMs
     return s.ownSumOf(i) - oldest * (frac > 0 ? frac : 0)
   }
-
 
   resetMs (i: number, now: number): number {
     const s = this.store

@@ -119,6 +119,13 @@ export interface LimiterInit {
    */
   shareHorizonMs?: number
   /**
+   * The share horizon of global limits in a multi-region mesh, in ms: other regions'
+   * counts arrive in region aggregates (the aggregate interval plus cross-region
+   * delivery later than a region's own).
+   * @default shareHorizonMs + 500
+   */
+  crossRegionHorizonMs?: number
+  /**
    * Decoder of received gossip; must behave as gossip/codec's decodeDelta. The chaos
    * simulator passes a memoized one so every receiver of a message shares one decoding.
    * @default decodeDelta
@@ -236,7 +243,8 @@ export interface Limiter {
   stats(): LimiterStats
   /**
    * The counters this node holds for `key` of limit `limit` ("policy/limit", the
-   * acquisitions of a concurrency limit), read without changing anything; undefined when
+   * acquisitions of a concurrency limit; a wire name such as "policy/limit#den" reads that
+   * store), read without changing anything; undefined when
    * the limit or the key is unknown. For debugging, admin tools, tests and the chaos
    * simulator's audits: it allocates, never call it on the request path.
    */
@@ -296,6 +304,7 @@ class LimiterImpl implements Limiter {
   private readonly sweepIntervalMs: number
   private readonly localShares: boolean
   private readonly shareHorizonMs: number
+  private readonly crossRegionHorizonMs: number
   /** Retry hint for share denials: the next flush refreshes the allowance. */
   private readonly shareRetryMs: number
   private cancelSweep: (() => void) | undefined
@@ -351,6 +360,7 @@ class LimiterImpl implements Limiter {
     const flushIntervalMs = checkInteger('flushIntervalMs', init.flushIntervalMs, 1, 50)
     this.localShares = init.localShares ?? true
     this.shareHorizonMs = checkInteger('shareHorizonMs', init.shareHorizonMs, 0, 2 * flushIntervalMs)
+    this.crossRegionHorizonMs = checkInteger('crossRegionHorizonMs', init.crossRegionHorizonMs, 0, this.shareHorizonMs + 500)
     this.shareRetryMs = flushIntervalMs
     this.replica = {
       peerId: init.transport?.peerId ?? 'local',
@@ -422,6 +432,7 @@ class LimiterImpl implements Limiter {
           rt.shares = replicated && this.localShares && rt.escrow === undefined
           rt.onPartition = cp.policy.onPartition
           rt.shareHorizonMs = this.shareHorizonMs
+          rt.crossRegionHorizonMs = this.crossRegionHorizonMs
           rt.coinSalt = hashString(replicaKey(this.replica), 0x5a17) | 0
           rt.info = { policy: cp.id, id: rt.id, limit: rt.max, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
         }
@@ -469,6 +480,7 @@ class LimiterImpl implements Limiter {
       }
     }
     if (ok) rt.commit(i, now, cost)
+    else if (rt.shares) rt.noteDenied(i, now, cost)
     const left = rt.max - u - (ok ? cost : 0)
     const retry = ok ? 0 : shareDenied ? this.shareRetryMs : rt.retryAfterMs(i, now, u, cost)
     return new Decision(ok, rt.info, left > 0 ? Math.floor(left) : 0, rt.resetMs(i, now), retry, undefined)
@@ -599,6 +611,8 @@ class LimiterImpl implements Limiter {
     }
     if (!denied && commit) {
       for (let j = 0; j < n; j++) if (this.sOk[j]) this.sRt[j].commit(this.sIdx[j], now, cost)
+    } else if (commit) {
+      for (let j = 0; j < n; j++) if (this.sRt[j].shares) this.sRt[j].noteDenied(this.sIdx[j], now, cost)
     }
     if (commit && this.escrow !== undefined) {
       for (let j = 0; j < n; j++) {
@@ -897,7 +911,8 @@ class LimiterImpl implements Limiter {
   }
 
   inspect (limit: string, key: string, withReplicas = false): KeyCounters | undefined {
-    const store = this.runtimes.get(limit)?.stores[0][1]
+    // A wire name ("policy/limit#den") reads that store of the limit.
+    const store = this.runtimes.get(limit)?.stores[0][1] ?? this.wire.get(limit)
     if (store === undefined) return undefined
     // Keys merged from peers before any local check are known by wire hash only.
     const i = store.replicated ? store.findHash(store.hashKey(key)) : store.find(key)

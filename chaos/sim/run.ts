@@ -35,12 +35,31 @@ export interface RunOptions {
    * show that the audits catch them.
    */
   wrapTransport?: (node: number, transport: Transport) => Transport
+  /** Also return per-key figures (RunResult.keys). */
+  keyReport?: boolean
+}
+
+/** One key's figures in one enforcement domain (RunOptions.keyReport). */
+export interface KeyReport {
+  limit: string
+  domain: string
+  key: string
+  offeredPerSec: number
+  admittedPerSec: number
+  /** Largest excess over any window, and over steady-state windows, in % of the limit. */
+  maxExcessPct: number
+  steadyMaxExcessPct: number
+  /** Mean excess over contended steady-state windows, in % of the limit. */
+  steadyMeanExcessPct: number
+  /** Denied while the truth had room, in % of this key's requests. */
+  falseDenialPct: number
 }
 
 export interface RunResult {
   summary: Summary
   series: Series
   markers: Marker[]
+  keys?: KeyReport[]
 }
 
 /** Per (limit, domain, key): windows on true time. */
@@ -51,6 +70,8 @@ export interface KeyState {
   win: KeyWindows
   /** Requests offered on this key, and those denied while the truth had room. */
   offered: number
+  /** Requests admitted on this key (optional: chaos/real builds key states without it). */
+  admitted?: number
   falseDenied: number
 }
 
@@ -308,7 +329,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     const dk = `${domain}\u0000${key}`
     let ks = keyStates[k].get(dk)
     if (ks === undefined) {
-      ks = { meta: k, domain, key, win: new KeyWindows(meta.slotsPerWindow, meta.limit.limit, classes(meta)), offered: 0, falseDenied: 0 }
+      ks = { meta: k, domain, key, win: new KeyWindows(meta.slotsPerWindow, meta.limit.limit, classes(meta)), offered: 0, admitted: 0, falseDenied: 0 }
       keyStates[k].set(dk, ks)
     }
     const now = SIM_EPOCH_MS + sched.now
@@ -331,6 +352,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       return
     }
     admitted++
+    ks.admitted = (ks.admitted ?? 0) + 1
     series.admittedAll[b]++
     if (charted) series.admitted[b]++
     rt.commit(oi, now, 1)
@@ -479,7 +501,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   const countsLost = finalAudit(auditCtx(), finalTally, metas, truths, pastSlots)
   samples.finish()
 
-  return summarize({
+  const result = summarize({
     scenario: s,
     seed,
     durationMs,
@@ -510,6 +532,27 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     series,
     markers
   })
+  if (opts.keyReport !== true) return result
+  const seconds = durationMs / 1000
+  const keys: KeyReport[] = []
+  metas.forEach((meta, k) => {
+    for (const ks of keyStates[k].values()) {
+      const L = meta.limit.limit
+      const w = ks.win
+      keys.push({
+        limit: meta.name,
+        domain: ks.domain,
+        key: ks.key,
+        offeredPerSec: ks.offered / seconds,
+        admittedPerSec: (ks.admitted ?? 0) / seconds,
+        maxExcessPct: w.maxExcess / L * 100,
+        steadyMaxExcessPct: w.steadyMaxExcess / L * 100,
+        steadyMeanExcessPct: w.steadyContended === 0 ? 0 : w.steadyRatioSum / w.steadyContended * 100,
+        falseDenialPct: ks.offered === 0 ? 0 : ks.falseDenied / ks.offered * 100
+      })
+    }
+  })
+  return { ...result, keys: keys.sort((a, b) => b.offeredPerSec - a.offeredPerSec) }
 }
 
 /**

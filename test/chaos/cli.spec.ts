@@ -65,4 +65,23 @@ describe('npm run chaos', () => {
     expect(t.err[0]).toMatch(/scenario\.duration|scenario\.regions/)
     expect(existsSync(bad)).toBe(true)
   })
+
+  it('--set overrides a scenario field before validation; a bad path or value is a usage error', async () => {
+    const run = async (extra: string[]): Promise<{ code: number, sum: Record<string, unknown> | undefined, err: string }> => {
+      const t = io()
+      const code = await chaosCommand.run(['join-churn', '--duration', '2s', '--json', ...extra], t.io)
+      return { code, sum: code === 0 ? JSON.parse(t.out[t.out.length - 1]) : undefined, err: t.err.join('\n') }
+    }
+    const shares = await run([])
+    const simple = await run(['--set', 'limiter.localShares=false'])
+    expect(simple.code).toBe(0)
+    expect(JSON.stringify(simple.sum)).not.toBe(JSON.stringify(shares.sum))
+    const closed = await run(['--set', 'policies.policies.0.onPartition=closed', '--set', 'seed=9'])
+    expect(closed.sum?.seed).toBe(9)
+    for (const bad of [['--set', 'nope'], ['--set', '__proto__.x=1'], ['--set', 'limiter.localShares=maybe'], ['--set', 'seed.x=1']]) {
+      const r = await run(bad)
+      expect(r.code, bad.join(' ')).toBe(2)
+      expect(r.err).toMatch(/chaos: /)
+    }
+  })
 })

@@ -19,6 +19,9 @@ const NEEDS_ANTI_ENTROPY: Record<string, string[]> = {
   // crash-restart-storm and join-churn hold: a starting node pulls a snapshot before it serves.
 }
 
+/** Most false denials of clients under their limit strict-partition may cost (measured 53.5%: docs/accuracy.md). */
+const STRICT_UNDER_LIMIT_DENIAL_MAX_PCT = 60
+
 const RUNS: Array<{ name: string, durationMs?: number }> = [
   { name: 'steady-3x30', durationMs: 4000 },
   { name: 'split-brain' },
@@ -28,7 +31,8 @@ const RUNS: Array<{ name: string, durationMs?: number }> = [
   { name: 'crash-restart-storm', durationMs: 9000 },
   { name: 'clock-skew', durationMs: 6000 },
   { name: 'hot-key-zipf', durationMs: 5000 },
-  { name: 'join-churn' }
+  { name: 'join-churn' },
+  { name: 'strict-partition' }
 ]
 
 function check (sum: Summary): void {
@@ -72,6 +76,23 @@ describe('chaos scenarios (seeded CI subset)', () => {
         expect(summary.lagging.dropped).toBeGreaterThan(0)
       }
       if (run.name === 'clock-skew') expect(summary.messages.rejected).toBe(0)
+      if (run.name === 'strict-partition') {
+        // Escrowed rights: never a unit over the limit in any window, partitions included.
+        expect(summary.boundPct).toBe(0)
+        expect(summary.overAdmissionMaxPct).toBe(0)
+        expect(summary.worstKey?.overAdmissionPct).toBe(0)
+        expect(summary.messages.cut).toBeGreaterThan(0)
+        expect(summary.partitionDetectedMaxPct).toBe(0)
+        // The price is paid in denials while rights travel; reported, and bounded here so a
+        // regression shows (docs/accuracy.md has the measured figure).
+        expect(summary.underLimitFalseDenialPct).not.toBeNull()
+        expect(summary.underLimitFalseDenialPct ?? Infinity).toBeLessThanOrEqual(STRICT_UNDER_LIMIT_DENIAL_MAX_PCT)
+      }
+      if (run.name === 'steady-3x30' || run.name === 'hot-key-zipf') {
+        // Issue 5: local shares deny clients under their limit at most 1% of the time.
+        expect(summary.underLimitFalseDenialPct).not.toBeNull()
+        expect(summary.underLimitFalseDenialPct ?? Infinity).toBeLessThanOrEqual(1)
+      }
       if (run.name === 'steady-3x30') {
         expect(summary.convergenceP99Ms).not.toBeNull()
         expect(summary.unconvergedPct).toBe(0)

@@ -131,7 +131,7 @@ describe('accuracy when nodes share a key', () => {
         // ...and are within a few percent of the limit on the even overload.
         expect(Math.abs(even.excessPct)).toBeLessThanOrEqual(5)
         if (name !== 'sliding-window') expect(sync.excessPct).toBeLessThanOrEqual(2.5)
-        else expect(sync.excessPct).toBeLessThanOrEqual(n <= 3 ? 3 : 25)
+        else expect(sync.excessPct).toBeLessThanOrEqual(n <= 3 ? 3 : 6)
         // A client at 80% or 95% of its limit is never denied, however many nodes it is spread over.
         const d80 = underLimit(spec, n, 0.8, true)
         const d95 = underLimit(spec, n, 0.95, true)
