@@ -723,7 +723,7 @@ export class WindowStore {
     const ra = i * this.stride + this.remAt
     const b = this.u32[ra]
     // Keep the block's width: keys that go quiet for a ring and come back usually have as many writers.
-    this.u32[ra] = this.remote.columns(b)
+    this.u32[ra] = this.remote.inUse(b)
     this.remote.release(b)
     this.u32[i * this.stride + this.metaAt] &= ~REMOTE
   }
@@ -847,8 +847,9 @@ export class WindowStore {
       if (col < 0) {
         b = rc.addColumn(b, rep)
         this.u32[ra] = b
-        col = rc.columns(b) - 1
-        if (this.replicated && this.u32[meta - S_WRITERS] < col + 2) this.u32[meta - S_WRITERS] = col + 2
+        col = rc.inUse(b) - 1
+        // Writers: every replica given a column since the block was created, and this one.
+        if (this.replicated && this.u32[meta - S_WRITERS] < rc.columns(b) + 1) this.u32[meta - S_WRITERS] = rc.columns(b) + 1
       }
       delta = rc.raise(b, p, col, count)
       if (delta <= 0) return MergeResult.Unchanged
@@ -929,7 +930,7 @@ export class WindowStore {
         let total = this.u32[meta + 1 + this.ownPos(i, e)]
         if (b >= 0) {
           const row = rc.row(b, this.rpos(b, i, e))
-          for (let c = 0, n = rc.columns(b); c < n; c++) if (!this.aggregateReps.has(rc.repAt(b, c))) total += rc.f64[row + c]
+          for (let c = 0, n = rc.inUse(b); c < n; c++) if (!this.aggregateReps.has(rc.repAt(b, c))) total += rc.f64[row + c]
         }
         if (total > 0) out.push(this.hashOf(i), e, total)
       }
@@ -981,7 +982,7 @@ export class WindowStore {
         const p = this.rpos(b, i, e)
         if (rc.tot(b, p) === 0) continue
         const row = rc.row(b, p)
-        for (let c = 0, n = rc.columns(b); c < n; c++) {
+        for (let c = 0, n = rc.inUse(b); c < n; c++) {
           const v = rc.f64[row + c]
           if (v > 0) {
             out.push(rc.repAt(b, c), hash, e, v)
@@ -1027,7 +1028,7 @@ export class WindowStore {
       if (o > 0) row[0] = o
       if (b >= 0) {
         const at = rc.row(b, this.rpos(b, i, e))
-        for (let c = 0, n = rc.columns(b); c < n; c++) {
+        for (let c = 0, n = rc.inUse(b); c < n; c++) {
           const v = rc.f64[at + c]
           if (v > 0) row[rc.repAt(b, c)] = v
         }
@@ -1059,7 +1060,7 @@ export class WindowStore {
       if (o > 0) fn(0, e, o)
       if (b < 0) continue
       const row = rc.row(b, this.rpos(b, i, e))
-      for (let c = 0, n = rc.columns(b); c < n; c++) {
+      for (let c = 0, n = rc.inUse(b); c < n; c++) {
         const v = rc.f64[row + c]
         if (v > 0) fn(rc.repAt(b, c), e, v)
       }
