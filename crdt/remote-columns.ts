@@ -49,6 +49,8 @@ export class RemoteColumns {
   private readonly free: number[][] = []
   /** Per k, the offset of the first row from the block's start (doubles). */
   private readonly rowsOff: Int32Array
+  /** reclaim()'s marks of live columns (reused: it runs whenever a busy key's block fills). */
+  private marks = new Uint8Array(64)
 
   constructor (ring: number) {
     if (!Number.isInteger(ring) || ring < 1) throw new RangeError(`ring must be an integer >= 1, got ${ring}`)
@@ -220,7 +222,9 @@ export class RemoteColumns {
     const w = (1 << k) + 1
     const rows = b + this.rowsOff[k]
     // Columns with a count somewhere in the ring; rows whose total is 0 are all zero.
-    const live = new Uint8Array(n)
+    if (this.marks.length < n) this.marks = new Uint8Array(n)
+    const live = this.marks
+    live.fill(0, 0, n)
     let alive = 0
     for (let p = 0; p < R && alive < n; p++) {
       const row = rows + p * w

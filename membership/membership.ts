@@ -165,6 +165,34 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   return typeof policyHash === 'string' ? { incarnation, region, weight, policyVersion, sentAtMs, policyHash } : { incarnation, region, weight, policyVersion, sentAtMs }
 }
 
+type Heartbeat = NonNullable<ReturnType<typeof decodeHeartbeat>>
+
+/** Heartbeats whose decoding is remembered (more than are in flight at once in a simulated fleet). */
+const REMEMBERED = 256
+const decoded = new Map<Uint8Array, { copy: Uint8Array, h: Heartbeat | undefined }>()
+
+/**
+ * decodeHeartbeat shared by the members that receive the same byte array in one process
+ * (the simulator hands every member the same bytes): a hit is checked byte for byte
+ * against a copy, so bytes changed in place are decoded again. The result is read only.
+ */
+function decodeShared (bytes: Uint8Array): Heartbeat | undefined {
+  const hit = decoded.get(bytes)
+  if (hit !== undefined && sameBytes(hit.copy, bytes)) return hit.h
+  const h = decodeHeartbeat(bytes)
+  if (bytes.byteLength <= 512) {
+    if (hit === undefined && decoded.size >= REMEMBERED) decoded.delete(decoded.keys().next().value as Uint8Array)
+    decoded.set(bytes, { copy: bytes.slice(), h })
+  }
+  return h
+}
+
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string }): Uint8Array {
   return encode(h.policyHash === undefined
     ? [WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs]
@@ -199,7 +227,7 @@ export function createMembership (init: MembershipInit): Membership {
   const snapshot = (m: Mutable): MemberInfo => ({ peerId: m.peerId, incarnation: m.incarnation, region: m.region, weight: m.weight, policyVersion: m.policyVersion, policyHash: m.policyHash, state: m.state, lastSeenMs: m.lastSeenMs, skewMs: m.skewMs, rttMs: m.rttMs })
 
   const receive: MessageHandler = (data, from): Verdict => {
-    const h = decodeHeartbeat(data)
+    const h = decodeShared(data)
     if (h === undefined) {
       stats.heartbeatsRejected++
       return 'reject'
