@@ -11,7 +11,9 @@
  *   u32[2b + 2]     columns in use              u32[2b + 3]  k
  *   u32[2b + 4]     the head's ring position     u32[2b + 5]  positions whose total is not 0
  *   u32[2b + 6]     replicas given a column since the block was created (u32[2b + 7] unused)
- *   u32 words       index: 2^(k+1) buckets, replica -> column + 1 (0: empty), linear probing
+ *   u32 words       index: 2^(k+1) buckets of two words, replica and column + 1 (0: empty),
+ *                   linear probing; the replica sits in its bucket, so a lookup reads
+ *                   the index only (one cache line), not also the replicas below
  *   u32 words       reps: the replica of each column (2^k)
  *   f64 rows        per ring position, its total then its count per column (1 + 2^k doubles)
  *
@@ -56,7 +58,7 @@ export class RemoteColumns {
     if (!Number.isInteger(ring) || ring < 1) throw new RangeError(`ring must be an integer >= 1, got ${ring}`)
     this.ring = ring
     this.rowsOff = new Int32Array(MAX_K + 1)
-    for (let k = 0; k <= MAX_K; k++) this.rowsOff[k] = HEADER + Math.ceil(3 * (1 << k) / 2)
+    for (let k = 0; k <= MAX_K; k++) this.rowsOff[k] = HEADER + Math.ceil(5 * (1 << k) / 2)
     const buf = new ArrayBuffer(MIN_DOUBLES * 8)
     this.f64 = new Float64Array(buf)
     this.u32 = new Uint32Array(buf)
@@ -163,7 +165,7 @@ export class RemoteColumns {
 
   /** The replica of column `c`. */
   repAt (b: number, c: number): number {
-    return this.u32[2 * (b + HEADER) + (2 << this.u32[2 * b + 3]) + c]
+    return this.u32[2 * (b + HEADER) + (4 << this.u32[2 * b + 3]) + c]
   }
 
   // --- columns -----------------------------------------------------------------------
@@ -173,13 +175,12 @@ export class RemoteColumns {
     const u = this.u32
     const k = u[2 * b + 3]
     const index = 2 * (b + HEADER)
-    const reps = index + (2 << k)
     const mask = (2 << k) - 1
     let s = Math.imul(rep, GOLDEN) >>> (31 - k)
     for (;;) {
-      const v = u[index + s]
+      const v = u[index + 2 * s + 1]
       if (v === 0) return -1
-      if (u[reps + v - 1] === rep) return v - 1
+      if (u[index + 2 * s] === rep) return v - 1
       s = (s + 1) & mask
     }
   }
@@ -203,7 +204,7 @@ export class RemoteColumns {
     }
     const kk = this.u32[2 * b + 3]
     const index = 2 * (b + HEADER)
-    this.u32[index + (2 << kk) + n] = rep
+    this.u32[index + (4 << kk) + n] = rep
     this.u32[2 * b + 2] = n + 1
     this.u32[2 * b + 6]++
     this.insert(index, kk, rep, n)
@@ -245,7 +246,7 @@ export class RemoteColumns {
       for (let c = to; c < n; c++) f[row + c] = 0
     }
     const index = 2 * (b + HEADER)
-    const reps = index + (2 << k)
+    const reps = index + (4 << k)
     u.fill(0, index, reps)
     let to = 0
     for (let c = 0; c < n; c++) {
@@ -264,8 +265,9 @@ export class RemoteColumns {
     const u = this.u32
     const mask = (2 << k) - 1
     let s = Math.imul(rep, GOLDEN) >>> (31 - k)
-    while (u[index + s] !== 0) s = (s + 1) & mask
-    u[index + s] = col + 1
+    while (u[index + 2 * s + 1] !== 0) s = (s + 1) & mask
+    u[index + 2 * s] = rep
+    u[index + 2 * s + 1] = col + 1
   }
 
   /** Moves block `b` (room for 2^k columns, all in use) to a block with room for 2^(k+1). */
@@ -295,9 +297,9 @@ export class RemoteColumns {
     }
     // Its rows are zero now: release() only clears the header, index and replicas.
     u[2 * b + 5] = 0
-    const oldReps = 2 * (b + HEADER) + (2 << k)
+    const oldReps = 2 * (b + HEADER) + (4 << k)
     const index = 2 * (nb + HEADER)
-    const reps = index + (2 << (k + 1))
+    const reps = index + (4 << (k + 1))
     for (let c = 0; c < n; c++) {
       const rep = u[oldReps + c]
       u[reps + c] = rep
