@@ -10,7 +10,8 @@
  *   f64[b]          ahead: total of the positions after the key's head
  *   u32[2b + 2]     columns in use              u32[2b + 3]  k
  *   u32[2b + 4]     the head's ring position     u32[2b + 5]  positions whose total is not 0
- *   u32[2b + 6]     replicas given a column since the block was created (u32[2b + 7] unused)
+ *   u32[2b + 6]     replicas given a column since the block was created
+ *   u32[2b + 7]     rings of at most 32 positions: bit p set when position p's total is not 0
  *   u32 words       index: 2^(k+1) buckets of two words, replica and column + 1 (0: empty),
  *                   linear probing; the replica sits in its bucket, so a lookup reads
  *                   the index only (one cache line), not also the replicas below
@@ -282,6 +283,7 @@ export class RemoteColumns {
     u[2 * nb + 2] = u[2 * b + 2]
     u[2 * nb + 4] = u[2 * b + 4]
     u[2 * nb + 5] = u[2 * b + 5]
+    u[2 * nb + 7] = u[2 * b + 7]
     u[2 * nb + 6] = u[2 * b + 6]
     // Rows of 1 + n doubles (total and counts) become rows of 1 + 2n; empty rows are zero in both.
     const from = b + this.rowsOff[k]
@@ -321,13 +323,23 @@ export class RemoteColumns {
     if (delta <= 0) return delta
     this.f64[row + c] = count
     const t = row - 1
-    if (this.f64[t] === 0) this.u32[2 * b + 5]++
+    if (this.f64[t] === 0) {
+      this.u32[2 * b + 5]++
+      if (this.ring <= 32) this.u32[2 * b + 7] |= 1 << p
+    }
     this.f64[t] += delta
     return delta
   }
 
   /** Empties ring position `p` (a slot leaving the ring); returns its total. */
   expire (b: number, p: number): number {
+    // The header says which positions hold counts: an empty row is not read (a key idle
+    // for a while advances over many positions at once, most of them empty).
+    if (this.ring <= 32) {
+      const m = this.u32[2 * b + 7]
+      if (((m >>> p) & 1) === 0) return 0
+      this.u32[2 * b + 7] = m & ~(1 << p)
+    }
     const row = this.row(b, p)
     const t = this.f64[row - 1]
     if (t === 0) return 0
