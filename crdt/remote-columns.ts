@@ -228,9 +228,11 @@ export class RemoteColumns {
     const live = this.marks
     live.fill(0, 0, n)
     let alive = 0
+    // Short rings know their empty positions from the header: those rows are not read.
+    const m = R <= 32 ? u[2 * b + 7] : -1
     for (let p = 0; p < R && alive < n; p++) {
       const row = rows + p * w
-      if (f[row] === 0) continue
+      if (((m >>> p) & 1) === 0 || f[row] === 0) continue
       for (let c = 0; c < n; c++) {
         if (live[c] === 0 && f[row + 1 + c] !== 0) {
           live[c] = 1
@@ -241,7 +243,7 @@ export class RemoteColumns {
     if (n - alive < Math.max(1, n >> 2)) return n
     for (let p = 0; p < R; p++) {
       const row = rows + p * w + 1
-      if (f[row - 1] === 0) continue
+      if (((m >>> p) & 1) === 0 || f[row - 1] === 0) continue
       let to = 0
       for (let c = 0; c < n; c++) if (live[c] === 1) f[row + to++] = f[row + c]
       for (let c = to; c < n; c++) f[row + c] = 0
@@ -288,9 +290,10 @@ export class RemoteColumns {
     // Rows of 1 + n doubles (total and counts) become rows of 1 + 2n; empty rows are zero in both.
     const from = b + this.rowsOff[k]
     const to = nb + this.rowsOff[k + 1]
+    const m = R <= 32 ? u[2 * b + 7] : -1
     for (let p = 0; p < R; p++) {
       const src = from + p * (n + 1)
-      if (f[src] === 0) continue
+      if (((m >>> p) & 1) === 0 || f[src] === 0) continue
       const dst = to + p * (2 * n + 1)
       for (let c = 0; c <= n; c++) {
         f[dst + c] = f[src + c]
