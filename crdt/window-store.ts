@@ -163,6 +163,9 @@ const S_PEERS_PREV = 2
 const S_PEERS_HIST = 1
 const SHARE_WORDS = 10
 
+/** Steps small enough to move ring positions with int32 arithmetic. */
+const SMALL_STEPS = 0x40000000
+
 /** Ring position of an epoch (epochs before 0 appear when a virtual clock starts at 0). */
 function mod (e: number, r: number): number {
   const p = e % r
@@ -666,12 +669,14 @@ export class WindowStore {
       let q = this.rpos(b, i, first)
       for (let j = 0; j < n && !rc.empty(b); j++, q = q + 1 === R ? 0 : q + 1) s -= rc.expire(b, q)
       if (rc.empty(b)) this.dropRemote(i)
-      else rc.setHeadPos(b, mod(epoch, R))
+      else rc.setHeadPos(b, steps < SMALL_STEPS ? (rc.headPos(b) + (steps | 0) % R) % R : mod(epoch, R))
     }
     this.f64[d + F_SUM] = s
     this.f64[d + F_HEAD] = epoch
     if (this.replicated) this.rollShares(meta, steps)
-    let m = (this.u32[meta] & ~POS_MASK) | mod(epoch, P)
+    const m0 = this.u32[meta]
+    // Integer steps from the cached position: `epoch % P` on a double is a slow floating-point modulo.
+    let m = (m0 & ~POS_MASK) | (steps < SMALL_STEPS ? ((m0 & POS_MASK) + (steps | 0) % P) % P : mod(epoch, P))
     const newest = Math.min(NO_NEWEST, (m >>> NEWEST_SHIFT) + steps, passed)
     m = (m & LOW_24) | (newest << NEWEST_SHIFT)
     if ((m & DIRTY) !== 0) {
