@@ -164,6 +164,12 @@ export class RemoteColumns {
     return b + this.rowsOff[k] + p * ((1 << k) + 1) + 1
   }
 
+  /** Word of the index bucket where the lookup of replica `rep` in block `b` starts: column + 1, or 0. */
+  firstBucket (b: number, rep: number): number {
+    const k = this.u32[2 * b + 3]
+    return this.u32[2 * (b + HEADER) + 2 * (Math.imul(rep, GOLDEN) >>> (31 - k)) + 1]
+  }
+
   /** The replica of column `c`. */
   repAt (b: number, c: number): number {
     return this.u32[2 * (b + HEADER) + (4 << this.u32[2 * b + 3]) + c]

@@ -758,6 +758,7 @@ class LimiterImpl implements Limiter {
       }
       const nowEpoch = store.epochOf(now)
       const e = g.entries
+      store.warm(e, rep)
       for (let j = 0; j < e.length; j += 3) this.count(store.mergeHash(e[j], rep, e[j + 1], e[j + 2], nowEpoch))
     }
     return 'accept'
