@@ -10,22 +10,28 @@
  *   f64[b]          ahead: total of the positions after the key's head
  *   u32[2b + 2]     columns in use              u32[2b + 3]  k
  *   u32[2b + 4]     the head's ring position     u32[2b + 5]  positions whose total is not 0
- *   u32 words       index: 2^(k+1) buckets, replica -> column + 1 (0: empty), linear probing
+ *   u32[2b + 6]     replicas given a column since the block was created
+ *   u32[2b + 7]     rings of at most 32 positions: bit p set when position p's total is not 0
+ *   u32 words       index: 2^(k+1) buckets of two words, replica and column + 1 (0: empty),
+ *                   linear probing; the replica sits in its bucket, so a lookup reads
+ *                   the index only (one cache line), not also the replicas below
  *   u32 words       reps: the replica of each column (2^k)
  *   f64 rows        per ring position, its total then its count per column (1 + 2^k doubles)
  *
  * One row per slot makes a slot's expiry one contiguous fill, and a merged entry
  * touches the header (with the index and replicas of a small block) and one row; the
  * index finds a replica's column in O(1) however many replicas write the key.
- * Columns are only ever added (a key's block is freed whole once every position is
- * empty), so the index needs no deletions. A block that runs out of columns moves to a
- * block of twice the room; the caller stores the new offset.
+ * Columns are added one at a time; a block that runs out of room first gives back the
+ * columns of replicas with no count left in the ring (a key that stays busy is written
+ * by ever new replicas, of which only the recent ones still hold counts) and rebuilds
+ * its index, and only when too few are free moves to a block of twice the room; the
+ * caller stores the new offset. A key's block is freed whole once every position is empty.
  *
  * Every cell of a fresh block is 0, and expiry re-zeroes the cells it drops, so columns
  * beyond those in use are always 0.
  */
 
-const HEADER = 3
+const HEADER = 4
 const MAX_K = 16
 /** Doubles of the smallest arena. */
 const MIN_DOUBLES = 1 << 12
@@ -46,12 +52,14 @@ export class RemoteColumns {
   private readonly free: number[][] = []
   /** Per k, the offset of the first row from the block's start (doubles). */
   private readonly rowsOff: Int32Array
+  /** reclaim()'s marks of live columns (reused: it runs whenever a busy key's block fills). */
+  private marks = new Uint8Array(64)
 
   constructor (ring: number) {
     if (!Number.isInteger(ring) || ring < 1) throw new RangeError(`ring must be an integer >= 1, got ${ring}`)
     this.ring = ring
     this.rowsOff = new Int32Array(MAX_K + 1)
-    for (let k = 0; k <= MAX_K; k++) this.rowsOff[k] = HEADER + Math.ceil(3 * (1 << k) / 2)
+    for (let k = 0; k <= MAX_K; k++) this.rowsOff[k] = HEADER + Math.ceil(5 * (1 << k) / 2)
     const buf = new ArrayBuffer(MIN_DOUBLES * 8)
     this.f64 = new Float64Array(buf)
     this.u32 = new Uint32Array(buf)
@@ -111,8 +119,17 @@ export class RemoteColumns {
 
   // --- header fields ---------------------------------------------------------------
 
-  columns (b: number): number {
+  /** Columns in use (column indexes 0 .. inUse - 1). */
+  inUse (b: number): number {
     return this.u32[2 * b + 2]
+  }
+
+  /**
+   * Replicas given a column since the block was created: columns in use plus those
+   * given back by replicas whose counts all expired (how many wrote the key lately).
+   */
+  columns (b: number): number {
+    return this.u32[2 * b + 6]
   }
 
   headPos (b: number): number {
@@ -147,9 +164,15 @@ export class RemoteColumns {
     return b + this.rowsOff[k] + p * ((1 << k) + 1) + 1
   }
 
+  /** Word of the index bucket where the lookup of replica `rep` in block `b` starts: column + 1, or 0. */
+  firstBucket (b: number, rep: number): number {
+    const k = this.u32[2 * b + 3]
+    return this.u32[2 * (b + HEADER) + 2 * (Math.imul(rep, GOLDEN) >>> (31 - k)) + 1]
+  }
+
   /** The replica of column `c`. */
   repAt (b: number, c: number): number {
-    return this.u32[2 * (b + HEADER) + (2 << this.u32[2 * b + 3]) + c]
+    return this.u32[2 * (b + HEADER) + (4 << this.u32[2 * b + 3]) + c]
   }
 
   // --- columns -----------------------------------------------------------------------
@@ -159,43 +182,101 @@ export class RemoteColumns {
     const u = this.u32
     const k = u[2 * b + 3]
     const index = 2 * (b + HEADER)
-    const reps = index + (2 << k)
     const mask = (2 << k) - 1
     let s = Math.imul(rep, GOLDEN) >>> (31 - k)
     for (;;) {
-      const v = u[index + s]
+      const v = u[index + 2 * s + 1]
       if (v === 0) return -1
-      if (u[reps + v - 1] === rep) return v - 1
+      if (u[index + 2 * s] === rep) return v - 1
       s = (s + 1) & mask
     }
   }
 
   /**
-   * Adds a column for replica `rep` (not yet in the block), moving the block to one with
-   * twice the room when it is full. Returns the block's offset, which may have changed;
-   * the new column is the last one (columns() - 1).
+   * Adds a column for replica `rep` (not yet in the block). A full block first gives
+   * back the columns of replicas without counts (when that frees a quarter of it), else
+   * moves to a block with twice the room. Returns the block's offset, which may have
+   * changed; the new column is the last one (inUse() - 1). Other columns keep their
+   * order but may move down.
    */
   addColumn (b: number, rep: number): number {
-    const n = this.u32[2 * b + 2]
+    let n = this.u32[2 * b + 2]
     const k = this.u32[2 * b + 3]
     if (n === 1 << k) {
-      if (k === MAX_K) throw new RangeError(`a key cannot take more than ${1 << MAX_K} replicas`)
-      b = this.regrow(b, k)
+      n = this.reclaim(b, k, n)
+      if (n === 1 << k) {
+        if (k === MAX_K) throw new RangeError(`a key cannot take more than ${1 << MAX_K} replicas`)
+        b = this.regrow(b, k)
+      }
     }
     const kk = this.u32[2 * b + 3]
     const index = 2 * (b + HEADER)
-    this.u32[index + (2 << kk) + n] = rep
+    this.u32[index + (4 << kk) + n] = rep
     this.u32[2 * b + 2] = n + 1
+    this.u32[2 * b + 6]++
     this.insert(index, kk, rep, n)
     return b
+  }
+
+  /**
+   * Drops the columns of block `b` (n in use, room 2^k) whose every count is 0, when at
+   * least a quarter of them are (fewer would make the next writers scan again soon);
+   * live columns move down in order, the index is rebuilt. Returns the columns in use.
+   */
+  private reclaim (b: number, k: number, n: number): number {
+    const f = this.f64
+    const u = this.u32
+    const R = this.ring
+    const w = (1 << k) + 1
+    const rows = b + this.rowsOff[k]
+    // Columns with a count somewhere in the ring; rows whose total is 0 are all zero.
+    if (this.marks.length < n) this.marks = new Uint8Array(n)
+    const live = this.marks
+    live.fill(0, 0, n)
+    let alive = 0
+    // Short rings know their empty positions from the header: those rows are not read.
+    const m = R <= 32 ? u[2 * b + 7] : -1
+    for (let p = 0; p < R && alive < n; p++) {
+      const row = rows + p * w
+      if (((m >>> p) & 1) === 0 || f[row] === 0) continue
+      for (let c = 0; c < n; c++) {
+        if (live[c] === 0 && f[row + 1 + c] !== 0) {
+          live[c] = 1
+          alive++
+        }
+      }
+    }
+    if (n - alive < Math.max(1, n >> 2)) return n
+    for (let p = 0; p < R; p++) {
+      const row = rows + p * w + 1
+      if (((m >>> p) & 1) === 0 || f[row - 1] === 0) continue
+      let to = 0
+      for (let c = 0; c < n; c++) if (live[c] === 1) f[row + to++] = f[row + c]
+      for (let c = to; c < n; c++) f[row + c] = 0
+    }
+    const index = 2 * (b + HEADER)
+    const reps = index + (4 << k)
+    u.fill(0, index, reps)
+    let to = 0
+    for (let c = 0; c < n; c++) {
+      if (live[c] === 0) continue
+      const rep = u[reps + c]
+      u[reps + to] = rep
+      this.insert(index, k, rep, to)
+      to++
+    }
+    u.fill(0, reps + to, reps + n)
+    u[2 * b + 2] = to
+    return to
   }
 
   private insert (index: number, k: number, rep: number, col: number): void {
     const u = this.u32
     const mask = (2 << k) - 1
     let s = Math.imul(rep, GOLDEN) >>> (31 - k)
-    while (u[index + s] !== 0) s = (s + 1) & mask
-    u[index + s] = col + 1
+    while (u[index + 2 * s + 1] !== 0) s = (s + 1) & mask
+    u[index + 2 * s] = rep
+    u[index + 2 * s + 1] = col + 1
   }
 
   /** Moves block `b` (room for 2^k columns, all in use) to a block with room for 2^(k+1). */
@@ -210,12 +291,15 @@ export class RemoteColumns {
     u[2 * nb + 2] = u[2 * b + 2]
     u[2 * nb + 4] = u[2 * b + 4]
     u[2 * nb + 5] = u[2 * b + 5]
+    u[2 * nb + 7] = u[2 * b + 7]
+    u[2 * nb + 6] = u[2 * b + 6]
     // Rows of 1 + n doubles (total and counts) become rows of 1 + 2n; empty rows are zero in both.
     const from = b + this.rowsOff[k]
     const to = nb + this.rowsOff[k + 1]
+    const m = R <= 32 ? u[2 * b + 7] : -1
     for (let p = 0; p < R; p++) {
       const src = from + p * (n + 1)
-      if (f[src] === 0) continue
+      if (((m >>> p) & 1) === 0 || f[src] === 0) continue
       const dst = to + p * (2 * n + 1)
       for (let c = 0; c <= n; c++) {
         f[dst + c] = f[src + c]
@@ -224,9 +308,9 @@ export class RemoteColumns {
     }
     // Its rows are zero now: release() only clears the header, index and replicas.
     u[2 * b + 5] = 0
-    const oldReps = 2 * (b + HEADER) + (2 << k)
+    const oldReps = 2 * (b + HEADER) + (4 << k)
     const index = 2 * (nb + HEADER)
-    const reps = index + (2 << (k + 1))
+    const reps = index + (4 << (k + 1))
     for (let c = 0; c < n; c++) {
       const rep = u[oldReps + c]
       u[reps + c] = rep
@@ -248,13 +332,23 @@ export class RemoteColumns {
     if (delta <= 0) return delta
     this.f64[row + c] = count
     const t = row - 1
-    if (this.f64[t] === 0) this.u32[2 * b + 5]++
+    if (this.f64[t] === 0) {
+      this.u32[2 * b + 5]++
+      if (this.ring <= 32) this.u32[2 * b + 7] |= 1 << p
+    }
     this.f64[t] += delta
     return delta
   }
 
   /** Empties ring position `p` (a slot leaving the ring); returns its total. */
   expire (b: number, p: number): number {
+    // The header says which positions hold counts: an empty row is not read (a key idle
+    // for a while advances over many positions at once, most of them empty).
+    if (this.ring <= 32) {
+      const m = this.u32[2 * b + 7]
+      if (((m >>> p) & 1) === 0) return 0
+      this.u32[2 * b + 7] = m & ~(1 << p)
+    }
     const row = this.row(b, p)
     const t = this.f64[row - 1]
     if (t === 0) return 0

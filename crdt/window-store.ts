@@ -163,6 +163,9 @@ const S_PEERS_PREV = 2
 const S_PEERS_HIST = 1
 const SHARE_WORDS = 10
 
+/** Steps small enough to move ring positions with int32 arithmetic. */
+const SMALL_STEPS = 0x40000000
+
 /** Ring position of an epoch (epochs before 0 appear when a virtual clock starts at 0). */
 function mod (e: number, r: number): number {
   const p = e % r
@@ -200,6 +203,8 @@ export class WindowStore {
   private u32: Uint32Array
   private readonly remote: RemoteColumns
   private keyOf: Array<string | undefined>
+  /** What warm() read, kept so the compiler cannot drop the reads. */
+  private warmed = 0
   private readonly byKey = new Map<string, number>()
   /** Open-addressing index from wire hash to record index + 1 (0 = empty), linear probing. */
   private table: Int32Array
@@ -666,12 +671,14 @@ export class WindowStore {
       let q = this.rpos(b, i, first)
       for (let j = 0; j < n && !rc.empty(b); j++, q = q + 1 === R ? 0 : q + 1) s -= rc.expire(b, q)
       if (rc.empty(b)) this.dropRemote(i)
-      else rc.setHeadPos(b, mod(epoch, R))
+      else rc.setHeadPos(b, steps < SMALL_STEPS ? (rc.headPos(b) + (steps | 0) % R) % R : mod(epoch, R))
     }
     this.f64[d + F_SUM] = s
     this.f64[d + F_HEAD] = epoch
     if (this.replicated) this.rollShares(meta, steps)
-    let m = (this.u32[meta] & ~POS_MASK) | mod(epoch, P)
+    const m0 = this.u32[meta]
+    // Integer steps from the cached position: `epoch % P` on a double is a slow floating-point modulo.
+    let m = (m0 & ~POS_MASK) | (steps < SMALL_STEPS ? ((m0 & POS_MASK) + (steps | 0) % P) % P : mod(epoch, P))
     const newest = Math.min(NO_NEWEST, (m >>> NEWEST_SHIFT) + steps, passed)
     m = (m & LOW_24) | (newest << NEWEST_SHIFT)
     if ((m & DIRTY) !== 0) {
@@ -723,7 +730,7 @@ export class WindowStore {
     const ra = i * this.stride + this.remAt
     const b = this.u32[ra]
     // Keep the block's width: keys that go quiet for a ring and come back usually have as many writers.
-    this.u32[ra] = this.remote.columns(b)
+    this.u32[ra] = this.remote.inUse(b)
     this.remote.release(b)
     this.u32[i * this.stride + this.metaAt] &= ~REMOTE
   }
@@ -847,8 +854,9 @@ export class WindowStore {
       if (col < 0) {
         b = rc.addColumn(b, rep)
         this.u32[ra] = b
-        col = rc.columns(b) - 1
-        if (this.replicated && this.u32[meta - S_WRITERS] < col + 2) this.u32[meta - S_WRITERS] = col + 2
+        col = rc.inUse(b) - 1
+        // Writers: every replica given a column since the block was created, and this one.
+        if (this.replicated && this.u32[meta - S_WRITERS] < rc.columns(b) + 1) this.u32[meta - S_WRITERS] = rc.columns(b) + 1
       }
       delta = rc.raise(b, p, col, count)
       if (delta <= 0) return MergeResult.Unchanged
@@ -863,6 +871,48 @@ export class WindowStore {
       if (epoch < h) this.invalidateAux(d)
     }
     return MergeResult.Applied
+  }
+
+  /**
+   * Reads, without changing anything, the memory that merging `entries` (hash, epoch,
+   * count triples from replica `rep`) will read: hash buckets, then records, then remote
+   * blocks' headers, index buckets and cells, each stage for every entry before the next.
+   * The cache misses of different entries then overlap instead of queueing one after the
+   * other (a receiver's store is rarely in cache: a node hears from all its peers).
+   */
+  warm (entries: number[], rep: number): void {
+    const n = entries.length
+    if (n < 6 || this.mask < 0) return
+    const t = this.table
+    const m = this.mask
+    const u = this.u32
+    const w = this.stride
+    const rc = this.remote
+    let acc = 0
+    for (let j = 0; j < n; j += 3) acc += t[(entries[j] >>> 0) & m]
+    for (let j = 0; j < n; j += 3) {
+      const v = t[(entries[j] >>> 0) & m]
+      if (v !== 0) acc += this.f64[(v - 1) * (w >> 1)] + u[(v - 1) * w + this.metaAt]
+    }
+    for (let j = 0; j < n; j += 3) {
+      const v = t[(entries[j] >>> 0) & m]
+      if (v !== 0 && (u[(v - 1) * w + this.metaAt] & REMOTE) !== 0) acc += rc.inUse(u[(v - 1) * w + this.remAt])
+    }
+    if (rep !== 0) {
+      for (let j = 0; j < n; j += 3) {
+        const v = t[(entries[j] >>> 0) & m]
+        if (v !== 0 && (u[(v - 1) * w + this.metaAt] & REMOTE) !== 0) acc += rc.firstBucket(u[(v - 1) * w + this.remAt], rep)
+      }
+      for (let j = 0; j < n; j += 3) {
+        const v = t[(entries[j] >>> 0) & m]
+        if (v === 0 || (u[(v - 1) * w + this.metaAt] & REMOTE) === 0) continue
+        const b = u[(v - 1) * w + this.remAt]
+        const c = rc.firstBucket(b, rep) - 1
+        const p = rc.headPos(b) + (entries[j + 1] - this.f64[(v - 1) * (w >> 1)])
+        if (c >= 0 && c < rc.inUse(b) && p >= 0 && p < this.ring) acc += rc.f64[rc.row(b, p) + c]
+      }
+    }
+    this.warmed = acc
   }
 
   /** Max-merges an entry addressed by wire hash, creating the key when absent. */
@@ -929,7 +979,7 @@ export class WindowStore {
         let total = this.u32[meta + 1 + this.ownPos(i, e)]
         if (b >= 0) {
           const row = rc.row(b, this.rpos(b, i, e))
-          for (let c = 0, n = rc.columns(b); c < n; c++) if (!this.aggregateReps.has(rc.repAt(b, c))) total += rc.f64[row + c]
+          for (let c = 0, n = rc.inUse(b); c < n; c++) if (!this.aggregateReps.has(rc.repAt(b, c))) total += rc.f64[row + c]
         }
         if (total > 0) out.push(this.hashOf(i), e, total)
       }
@@ -981,7 +1031,7 @@ export class WindowStore {
         const p = this.rpos(b, i, e)
         if (rc.tot(b, p) === 0) continue
         const row = rc.row(b, p)
-        for (let c = 0, n = rc.columns(b); c < n; c++) {
+        for (let c = 0, n = rc.inUse(b); c < n; c++) {
           const v = rc.f64[row + c]
           if (v > 0) {
             out.push(rc.repAt(b, c), hash, e, v)
@@ -1027,7 +1077,7 @@ export class WindowStore {
       if (o > 0) row[0] = o
       if (b >= 0) {
         const at = rc.row(b, this.rpos(b, i, e))
-        for (let c = 0, n = rc.columns(b); c < n; c++) {
+        for (let c = 0, n = rc.inUse(b); c < n; c++) {
           const v = rc.f64[at + c]
           if (v > 0) row[rc.repAt(b, c)] = v
         }
@@ -1059,7 +1109,7 @@ export class WindowStore {
       if (o > 0) fn(0, e, o)
       if (b < 0) continue
       const row = rc.row(b, this.rpos(b, i, e))
-      for (let c = 0, n = rc.columns(b); c < n; c++) {
+      for (let c = 0, n = rc.inUse(b); c < n; c++) {
         const v = rc.f64[row + c]
         if (v > 0) fn(rc.repAt(b, c), e, v)
       }

@@ -97,12 +97,13 @@ export function createAggregator (init: AggregatorInit): Aggregator {
   let ticks = 0
   let wasPublisher = false
 
+  // Our rank among the region's alive ids in sorted order is the number of smaller ones
+  // (counted without copying members: every node runs this every interval).
   const isPublisher = (): boolean => {
     const self = transport.peerId
-    const ids = membership.members().filter(m => m.state === 'alive' && m.region === region).map(m => m.peerId)
-    ids.push(self)
-    ids.sort()
-    return ids.indexOf(self) < publishers
+    let smaller = 0
+    membership.forEachMember(m => { if (m.state === 'alive' && m.region === region && m.peerId < self) smaller++ })
+    return smaller < publishers
   }
 
   const receive = (data: Uint8Array, from: string): Verdict => {
@@ -138,8 +139,9 @@ export function createAggregator (init: AggregatorInit): Aggregator {
 
   /** Whether another region has an alive member: otherwise nobody needs this region's aggregate. */
   const othersListen = (): boolean => {
-    for (const m of membership.members()) if (m.state === 'alive' && m.region !== region) return true
-    return false
+    let found = false
+    membership.forEachMember(m => { if (m.state === 'alive' && m.region !== region) found = true })
+    return found
   }
 
   const tick = (): void => {

@@ -1,4 +1,4 @@
-import { decode, encode } from '@msgpack/msgpack'
+import { decode, Encoder } from '@msgpack/msgpack'
 
 /**
  * Wire format of counter deltas (msgpack):
@@ -74,6 +74,10 @@ export type AggregateDecodeResult =
 
 const REGION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
+// One encoder for every message: msgpack's encode() builds a new one (and its 2 KB
+// buffer) per call; encode() on an instance returns a copy, so messages never share bytes.
+const encoder = new Encoder()
+
 function encodeOne (tag: number | string, sentAtMs: number, groups: CounterGroup[]): Uint8Array {
   const wire = groups.map(g => {
     let base = Infinity
@@ -89,7 +93,7 @@ function encodeOne (tag: number | string, sentAtMs: number, groups: CounterGroup
     for (let j = 1; j < flat.length; j += 3) flat[j] -= base
     return [g.limit, g.slotMs, base, flat]
   })
-  return encode([CODEC_VERSION, tag, sentAtMs, wire])
+  return encoder.encode([CODEC_VERSION, tag, sentAtMs, wire])
 }
 
 /**

@@ -1,4 +1,4 @@
-import { decode, encode } from '@msgpack/msgpack'
+import { Decoder, Encoder } from '@msgpack/msgpack'
 import type { MessageHandler, Transport, Verdict } from '../gossip/transport.js'
 import type { Clock } from './clock.js'
 import { seededRandom, type Random } from './random.js'
@@ -87,6 +87,11 @@ export interface Membership {
   /** Every tracked member (dead ones until forgotten), excluding this node. */
   members(): MemberInfo[]
   member(peerId: string): MemberInfo | undefined
+  /**
+   * Calls `fn` with every tracked member, like members() without a copy of each: the
+   * object passed is live, so read it during the call only.
+   */
+  forEachMember(fn: (m: MemberInfo) => void): void
   /** Members currently alive, optionally only in `region`, excluding this node. */
   aliveCount(region?: string): number
   /** Subscribes to events; returns the unsubscribe function. */
@@ -129,6 +134,13 @@ const REGION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
 const POLICY_HASH = /^[0-9a-f]{16,128}$/
 
+// One decoder and encoder per message kind: msgpack's decode()/encode() build a new one
+// (with its buffers) per call, and every node decodes every heartbeat of the mesh.
+const heartbeatDecoder = new Decoder({ maxStrLength: 256, maxArrayLength: 16, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+const pingDecoder = new Decoder({ maxArrayLength: 4, maxStrLength: 0, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+const encoder = new Encoder()
+const encode = (value: unknown): Uint8Array => encoder.encode(value)
+
 /**
  * Decodes a heartbeat; undefined when malformed. Never throws. The seventh element (the
  * policy bundle's hash, or null) is optional, so nodes that do not send it still parse.
@@ -137,7 +149,7 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   if (bytes.byteLength > 512) return undefined
   let raw: unknown
   try {
-    raw = decode(bytes, { maxStrLength: 256, maxArrayLength: 16, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+    raw = heartbeatDecoder.decode(bytes)
   } catch {
     return undefined
   }
@@ -151,6 +163,34 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   if (typeof policyVersion !== 'number' || !Number.isSafeInteger(policyVersion) || policyVersion < 0) return undefined
   if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return undefined
   return typeof policyHash === 'string' ? { incarnation, region, weight, policyVersion, sentAtMs, policyHash } : { incarnation, region, weight, policyVersion, sentAtMs }
+}
+
+type Heartbeat = NonNullable<ReturnType<typeof decodeHeartbeat>>
+
+/** Heartbeats whose decoding is remembered (more than are in flight at once in a simulated fleet). */
+const REMEMBERED = 256
+const decoded = new Map<Uint8Array, { copy: Uint8Array, h: Heartbeat | undefined }>()
+
+/**
+ * decodeHeartbeat shared by the members that receive the same byte array in one process
+ * (the simulator hands every member the same bytes): a hit is checked byte for byte
+ * against a copy, so bytes changed in place are decoded again. The result is read only.
+ */
+function decodeShared (bytes: Uint8Array): Heartbeat | undefined {
+  const hit = decoded.get(bytes)
+  if (hit !== undefined && sameBytes(hit.copy, bytes)) return hit.h
+  const h = decodeHeartbeat(bytes)
+  if (bytes.byteLength <= 512) {
+    if (hit === undefined && decoded.size >= REMEMBERED) decoded.delete(decoded.keys().next().value as Uint8Array)
+    decoded.set(bytes, { copy: bytes.slice(), h })
+  }
+  return h
+}
+
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string }): Uint8Array {
@@ -187,7 +227,7 @@ export function createMembership (init: MembershipInit): Membership {
   const snapshot = (m: Mutable): MemberInfo => ({ peerId: m.peerId, incarnation: m.incarnation, region: m.region, weight: m.weight, policyVersion: m.policyVersion, policyHash: m.policyHash, state: m.state, lastSeenMs: m.lastSeenMs, skewMs: m.skewMs, rttMs: m.rttMs })
 
   const receive: MessageHandler = (data, from): Verdict => {
-    const h = decodeHeartbeat(data)
+    const h = decodeShared(data)
     if (h === undefined) {
       stats.heartbeatsRejected++
       return 'reject'
@@ -257,7 +297,7 @@ export function createMembership (init: MembershipInit): Membership {
     try {
       const answer = await transport.request(m.peerId, pingProtocol, encode([WIRE_VERSION, t0]), PROBE_TIMEOUT_MS)
       const t2 = clock.now()
-      const raw: unknown = decode(answer, { maxArrayLength: 4, maxStrLength: 0, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+      const raw: unknown = pingDecoder.decode(answer)
       if (!Array.isArray(raw) || raw[0] !== WIRE_VERSION || typeof raw[1] !== 'number' || !Number.isFinite(raw[1])) throw new Error('malformed ping answer')
       // An answer for a member that restarted or was forgotten meanwhile says nothing now.
       if (!running || members.get(m.peerId) !== m || m.incarnation !== incarnation) return
@@ -311,7 +351,7 @@ export function createMembership (init: MembershipInit): Membership {
       transport.handle(pingProtocol, (data) => {
         let raw: unknown
         try {
-          raw = decode(data, { maxArrayLength: 4, maxStrLength: 0, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+          raw = pingDecoder.decode(data)
         } catch {
           throw new Error('malformed ping')
         }
@@ -335,6 +375,9 @@ export function createMembership (init: MembershipInit): Membership {
     member: peerId => {
       const m = members.get(peerId)
       return m === undefined ? undefined : snapshot(m)
+    },
+    forEachMember (fn) {
+      for (const m of members.values()) fn(m)
     },
     aliveCount (region) {
       let n = 0

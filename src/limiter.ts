@@ -340,7 +340,9 @@ class LimiterImpl implements Limiter {
   private republishCursor: SnapshotCursor = { limit: '', index: 0 }
   private reachability: Reachability | undefined
   /** Last replica index seen per peer, so a message does not build its replica key string. */
-  private lastReplica = new Map<string, { incarnation: number, index: number }>()
+  private lastReplica = new Map<string, number>()
+  /** Incarnation of each replica index applyDelta looked up (a number array: no object to chase per message). */
+  private repIncarnation: number[] = []
 
   constructor (init: LimiterInit) {
     if (init.clock === undefined) {
@@ -753,14 +755,13 @@ class LimiterImpl implements Limiter {
   }
 
   applyDelta (from: string, msg: DeltaMessage): Verdict {
-    let last = this.lastReplica.get(from)
-    if (last === undefined || last.incarnation !== msg.incarnation) {
-      const index = this.replicaIndex(from, msg.incarnation)
-      if (index < 0) return 'reject'
-      last = { incarnation: msg.incarnation, index }
-      this.lastReplica.set(from, last)
+    let rep = this.lastReplica.get(from)
+    if (rep === undefined || this.repIncarnation[rep] !== msg.incarnation) {
+      rep = this.replicaIndex(from, msg.incarnation)
+      if (rep < 0) return 'reject'
+      this.repIncarnation[rep] = msg.incarnation
+      this.lastReplica.set(from, rep)
     }
-    const rep = last.index
     const now = this.clock.now()
     for (const g of msg.groups) {
       const store = this.wire.get(g.limit)
@@ -771,6 +772,7 @@ class LimiterImpl implements Limiter {
       }
       const nowEpoch = store.epochOf(now)
       const e = g.entries
+      store.warm(e, rep)
       for (let j = 0; j < e.length; j += 3) this.count(store.mergeHash(e[j], rep, e[j + 1], e[j + 2], nowEpoch))
     }
     return 'accept'

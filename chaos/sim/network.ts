@@ -96,6 +96,8 @@ export interface SimNetworkInit {
   observer?: NetworkObserver
 }
 
+const NO_BYTES = new Uint8Array(0)
+
 export function createSimNetwork (init: SimNetworkInit): SimNetwork {
   const { scheduler: sched, spec, regionOf, rnd } = init
   const obs = init.observer ?? {}
@@ -246,7 +248,8 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       if (m.pending === 0) finish(m)
       return
     }
-    const fan = new Fanout(topic, data, from, tag, depart(from))
+    const fan = fanouts.pop() ?? new Fanout()
+    fan.init(topic, data, from, tag, depart(from))
     for (let k = 0; k < list.length; k++) {
       const to = list[k]
       if (to === from) continue
@@ -276,36 +279,62 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
 
   /**
    * The copies of one message, delivered in arrival order by one task that reschedules
-   * itself: one heap entry per message in flight rather than one per copy.
+   * itself: one heap entry per message in flight rather than one per copy. Recycled
+   * through `fanouts` once its last copy is delivered, with typed arrays sized for the
+   * fleet (a copy, and maybe a duplicate, per node), so a publish allocates nothing.
    */
   class Fanout implements Task {
     at = 0
     seq = 0
     owner = ALWAYS
     cancelled = false
-    private readonly to: number[] = []
-    private readonly times: number[] = []
+    topic = ''
+    data: Uint8Array = NO_BYTES
+    from = 0
+    tag: unknown = undefined
+    flight = { at: 0, done: true }
+    private readonly to = new Int32Array(2 * size)
+    private readonly times = new Float64Array(2 * size)
     private readonly owners: EventOwner[] = []
-    private order: number[] = []
+    /** Copies in arrival order (indexes into to/times/owners); equal times keep the order of sending. */
+    private readonly order = new Int32Array(2 * size)
+    private n = 0
     private next = 0
 
-    constructor (readonly topic: string, readonly data: Uint8Array, readonly from: number, readonly tag: unknown, readonly flight: { at: number, done: boolean }) {}
+    init (topic: string, data: Uint8Array, from: number, tag: unknown, flight: { at: number, done: boolean }): void {
+      this.topic = topic
+      this.data = data
+      this.from = from
+      this.tag = tag
+      this.flight = flight
+      this.n = 0
+      this.next = 0
+    }
 
     add (to: number, at: number, owner: EventOwner): void {
-      this.to.push(to)
-      this.times.push(at)
-      this.owners.push(owner)
+      const k = this.n++
+      this.to[k] = to
+      this.times[k] = at
+      this.owners[k] = owner
+      // Insert after every copy arriving at or before `at` (upper bound).
+      let lo = 0
+      let hi = k
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        if (this.times[this.order[mid]] <= at) lo = mid + 1
+        else hi = mid
+      }
+      this.order.copyWithin(lo + 1, lo, k)
+      this.order[lo] = k
     }
 
     start (): void {
-      if (this.to.length === 0) {
+      if (this.n === 0) {
         this.flight.done = true
+        this.recycle()
         return
       }
-      const t = this.times
-      // Arrival order; equal times keep the order of sending.
-      this.order = this.to.map((_, k) => k).sort((a, b) => t[a] - t[b] || a - b)
-      this.at = t[this.order[0]]
+      this.at = this.times[this.order[0]]
       sched.push(this)
     }
 
@@ -313,12 +342,23 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       const k = this.order[this.next++]
       // A copy in flight to a node that crashed (or restarted) dies with the connection.
       if (!this.owners[k].dead) deliver(this.to[k], this.topic, this.data, this.from, this.tag)
-      if (this.next < this.order.length) {
+      if (this.next < this.n) {
         this.at = this.times[this.order[this.next]]
         sched.push(this)
-      } else this.flight.done = true
+      } else {
+        this.flight.done = true
+        this.recycle()
+      }
+    }
+
+    private recycle (): void {
+      this.data = NO_BYTES
+      this.tag = undefined
+      this.owners.length = 0
+      fanouts.push(this)
     }
   }
+  const fanouts: Fanout[] = []
 
   /** One leg of a request or answer: the arrival time, or undefined when it is lost or cut. */
   const leg = (from: number, to: number, bytes: number): number | undefined => {

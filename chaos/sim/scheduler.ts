@@ -59,30 +59,46 @@ export interface Scheduler {
 
 /**
  * A binary min-heap of events keyed by (at, seq). Cancelling marks the event; it is
- * dropped when it reaches the top, which keeps cancel O(1).
+ * dropped when it reaches the top, which keeps cancel O(1). The keys sit in typed
+ * arrays beside the tasks, so sifting compares neighbouring numbers instead of reading
+ * a task object (a cache miss each) per comparison.
  */
 export function createScheduler (): Scheduler {
   const heap: Task[] = []
+  let keyAt = new Float64Array(1024)
+  let keySeq = new Float64Array(1024)
   let now = 0
   let seq = 0
   let executed = 0
   let yieldRequested = false
 
-  const less = (a: Task, b: Task): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
-
   const push = (e: Task): void => {
     if (e.at < now) e.at = now
     e.seq = seq++
+    const at = e.at
+    const sq = e.seq
     let i = heap.length
+    if (i === keyAt.length) {
+      const a = new Float64Array(2 * i)
+      a.set(keyAt)
+      keyAt = a
+      const q = new Float64Array(2 * i)
+      q.set(keySeq)
+      keySeq = q
+    }
     heap.push(e)
     while (i > 0) {
       const p = (i - 1) >> 1
-      const parent = heap[p]
-      if (!less(e, parent)) break
-      heap[i] = parent
+      const pa = keyAt[p]
+      if (pa < at || (pa === at && keySeq[p] < sq)) break
+      heap[i] = heap[p]
+      keyAt[i] = pa
+      keySeq[i] = keySeq[p]
       i = p
     }
     heap[i] = e
+    keyAt[i] = at
+    keySeq[i] = sq
   }
 
   const pop = (): Task => {
@@ -90,17 +106,24 @@ export function createScheduler (): Scheduler {
     const last = heap.pop() as Task
     const n = heap.length
     if (n > 0) {
+      const at = keyAt[n]
+      const sq = keySeq[n]
       let i = 0
       for (;;) {
         const l = 2 * i + 1
         if (l >= n) break
         const r = l + 1
-        const c = r < n && less(heap[r], heap[l]) ? r : l
-        if (!less(heap[c], last)) break
+        const c = r < n && (keyAt[r] < keyAt[l] || (keyAt[r] === keyAt[l] && keySeq[r] < keySeq[l])) ? r : l
+        const ca = keyAt[c]
+        if (at < ca || (at === ca && sq < keySeq[c])) break
         heap[i] = heap[c]
+        keyAt[i] = ca
+        keySeq[i] = keySeq[c]
         i = c
       }
       heap[i] = last
+      keyAt[i] = at
+      keySeq[i] = sq
     }
     return top
   }
@@ -121,7 +144,7 @@ export function createScheduler (): Scheduler {
     push,
     runUntil (until, budget = Infinity) {
       let ran = 0
-      while (heap.length > 0 && heap[0].at <= until) {
+      while (heap.length > 0 && keyAt[0] <= until) {
         if (ran >= budget) return false
         const e = pop()
         if (e.cancelled || e.owner.dead) continue

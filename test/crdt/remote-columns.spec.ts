@@ -2,11 +2,18 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { RemoteColumns } from '../../crdt/remote-columns.js'
 
-/** What one live block must hold: its replicas in column order and every count. */
+/**
+ * What one live block must hold: its replicas in column order and every count. A full
+ * block may give back the columns of replicas without counts, so `reps` follows the
+ * block's order after each added column (checked: every replica with a count keeps its
+ * column and counts, and the live ones keep their order).
+ */
 interface BlockModel {
   b: number
   headPos: number
   reps: number[]
+  /** Replicas given a column since the block was created. */
+  added: number
   /** `${pos}|${rep}` -> count (> 0). */
   counts: Map<string, number>
   ahead: number
@@ -40,7 +47,8 @@ function opArb (ring: number, pool: number): fc.Arbitrary<Op> {
 function check (rc: RemoteColumns, live: BlockModel[], absent: number[]): void {
   expect(rc.size).toBe(live.length)
   for (const m of live) {
-    expect(rc.columns(m.b)).toBe(m.reps.length)
+    expect(rc.inUse(m.b)).toBe(m.reps.length)
+    expect(rc.columns(m.b)).toBe(m.added)
     expect(rc.headPos(m.b)).toBe(m.headPos)
     expect(rc.ahead(m.b)).toBe(m.ahead)
     m.reps.forEach((rep, c) => {
@@ -66,9 +74,10 @@ function check (rc: RemoteColumns, live: BlockModel[], absent: number[]): void {
 }
 
 describe('RemoteColumns against a model', () => {
+  // Rings of up to 32 positions track their non-empty positions in a header mask; longer ones read each row.
   it('every block keeps its columns, index and counts through growth, expiry, release and reuse of blocks, and compaction', () => {
     fc.assert(fc.property(
-      fc.tuple(fc.integer({ min: 1, max: 12 }), fc.constantFrom(1, 2, 5, 90)).chain(([ring, pool]) => fc.tuple(fc.constant(ring), fc.array(opArb(ring, pool), { maxLength: 250 }))),
+      fc.tuple(fc.oneof(fc.integer({ min: 1, max: 12 }), fc.constantFrom(31, 32, 33, 40)), fc.constantFrom(1, 2, 5, 90)).chain(([ring, pool]) => fc.tuple(fc.constant(ring), fc.array(opArb(ring, pool), { maxLength: 250 }))),
       ([ring, ops]) => {
         const rc = new RemoteColumns(ring)
         const live: BlockModel[] = []
@@ -79,10 +88,11 @@ describe('RemoteColumns against a model', () => {
             case 'create': {
               const b = rc.create(op.headPos, op.hint)
               // A new block, even one reusing released space, starts empty and overlaps no live block.
+              expect(rc.inUse(b)).toBe(0)
               expect(rc.columns(b)).toBe(0)
               expect(rc.empty(b)).toBe(true)
               for (const other of live) expect(other.b).not.toBe(b)
-              live.push({ b, headPos: op.headPos, reps: [], counts: new Map(), ahead: 0 })
+              live.push({ b, headPos: op.headPos, reps: [], added: 0, counts: new Map(), ahead: 0 })
               break
             }
             case 'write': {
@@ -90,9 +100,18 @@ describe('RemoteColumns against a model', () => {
               seen.add(op.rep)
               let c = rc.find(m.b, op.rep)
               if (c < 0) {
+                const had = m.reps.length
                 m.b = rc.addColumn(m.b, op.rep)
-                m.reps.push(op.rep)
-                c = rc.columns(m.b) - 1
+                m.added++
+                c = rc.inUse(m.b) - 1
+                expect(rc.repAt(m.b, c)).toBe(op.rep)
+                // Columns given back are exactly some of those without counts; the others keep their order.
+                const holds = (rep: number): boolean => [...m.counts.keys()].some(k => k.endsWith(`|${rep}`))
+                const kept = Array.from({ length: c }, (_, j) => rc.repAt(m.b, j))
+                expect(kept.filter(r => !m.reps.includes(r))).toEqual([])
+                expect(m.reps.filter(r => holds(r) || kept.includes(r))).toEqual(kept)
+                if (kept.length < had) expect(had - kept.length).toBeGreaterThanOrEqual(Math.max(1, had >> 2))
+                m.reps = [...kept, op.rep]
               }
               const key = `${op.pos}|${op.rep}`
               const before = m.counts.get(key) ?? 0
@@ -147,13 +166,34 @@ describe('RemoteColumns against a model', () => {
     reps.forEach((rep, c) => {
       expect(rc.find(b, rep)).toBe(-1)
       b = rc.addColumn(b, rep)
-      expect(rc.raise(b, c % 3, rc.columns(b) - 1, c + 1)).toBe(c + 1)
+      expect(rc.raise(b, c % 3, rc.inUse(b) - 1, c + 1)).toBe(c + 1)
     })
     reps.forEach((rep, c) => {
       expect(rc.find(b, rep)).toBe(c)
       expect(rc.f64[rc.row(b, c % 3) + c]).toBe(c + 1)
     })
     expect(rc.tot(b, 0) + rc.tot(b, 1) + rc.tot(b, 2)).toBe(3000 * 3001 / 2)
+  })
+
+  it('a busy key written by ever new replicas reuses the columns of those whose counts expired instead of growing', () => {
+    const rc = new RemoteColumns(4)
+    let b = rc.create(0)
+    // Each slot, four new replicas write position p; the slot then expires.
+    for (let round = 0; round < 50; round++) {
+      const p = round % 4
+      rc.expire(b, p)
+      for (let j = 0; j < 4; j++) {
+        const rep = round * 4 + j + 1
+        b = rc.addColumn(b, rep)
+        rc.raise(b, p, rc.inUse(b) - 1, 1)
+      }
+    }
+    // At most four positions of four writers hold counts: the block never needs more than 16 columns.
+    expect(rc.inUse(b)).toBeLessThanOrEqual(16)
+    expect(rc.columns(b)).toBe(200)
+    for (let rep = 185; rep <= 200; rep++) expect(rc.find(b, rep)).toBeGreaterThanOrEqual(0)
+    expect(rc.find(b, 1)).toBe(-1)
+    expect(rc.bytes).toBeLessThan(8 * 4096 + 1)
   })
 
   it('rejects a ring of size 0', () => {
