@@ -8,6 +8,9 @@ import { seededRandom, type Random } from './random.js'
  * tracks everyone else's: alive while heartbeats arrive, suspect after
  * `suspectAfterMs` without one, dead after `deadAfterMs`, forgotten after
  * `forgetAfterMs` more. A heartbeat with a higher incarnation means the peer restarted.
+ * A node that stops gracefully (`leave()`) says goodbye: peers forget it at once
+ * instead of holding it as unreachable until forgotten (which would keep partition
+ * modes engaged for a member that will not come back).
  * Clock skew is estimated per peer NTP-style over a request/response ping (offset =
  * peer time - midpoint of our send and receive times; the sample with the smallest
  * round trip wins), with an event when it passes `skewWarnMs`.
@@ -80,10 +83,15 @@ export type MembershipEvent =
   | { type: 'skew', member: MemberInfo }
   /** A member announced another policy (version, hash) than before. */
   | { type: 'policy', member: MemberInfo }
+  /** A member said goodbye (a graceful stop): it is forgotten at once, not held as dead. */
+  | { type: 'left', member: MemberInfo }
 
 export interface Membership {
   start(): void
+  /** Stops silently, as a crash would look to peers. */
   stop(): void
+  /** Says goodbye to peers (one message on the topic), then stops. */
+  leave(): void
   /** Every tracked member (dead ones until forgotten), excluding this node. */
   members(): MemberInfo[]
   member(peerId: string): MemberInfo | undefined
@@ -104,6 +112,8 @@ export interface MembershipStats {
   heartbeatsSent: number
   heartbeatsReceived: number
   heartbeatsRejected: number
+  /** Goodbyes heard from members that left gracefully. */
+  goodbyesReceived: number
   probesSent: number
   probesFailed: number
 }
@@ -143,9 +153,10 @@ const encode = (value: unknown): Uint8Array => encoder.encode(value)
 
 /**
  * Decodes a heartbeat; undefined when malformed. Never throws. The seventh element (the
- * policy bundle's hash, or null) is optional, so nodes that do not send it still parse.
+ * policy bundle's hash, or null) is optional, so nodes that do not send it still parse;
+ * an eighth, `true`, marks a goodbye (the sender stops gracefully).
  */
-export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string } | undefined {
+export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string, leaving?: true } | undefined {
   if (bytes.byteLength > 512) return undefined
   let raw: unknown
   try {
@@ -153,8 +164,9 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   } catch {
     return undefined
   }
-  if (!Array.isArray(raw) || (raw.length !== 6 && raw.length !== 7) || raw[0] !== WIRE_VERSION) return undefined
-  const [, incarnation, region, weight, policyVersion, sentAtMs, policyHash] = raw as unknown[]
+  if (!Array.isArray(raw) || raw.length < 6 || raw.length > 8 || raw[0] !== WIRE_VERSION) return undefined
+  const [, incarnation, region, weight, policyVersion, sentAtMs, policyHash, leaving] = raw as unknown[]
+  if (raw.length === 8 && leaving !== true) return undefined
   if (policyHash !== undefined && policyHash !== null && (typeof policyHash !== 'string' || !POLICY_HASH.test(policyHash))) return undefined
   if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
   // Regions name topics, so they follow topic-name rules.
@@ -162,7 +174,10 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   if (typeof weight !== 'number' || !(weight > 0) || weight > 1e6) return undefined
   if (typeof policyVersion !== 'number' || !Number.isSafeInteger(policyVersion) || policyVersion < 0) return undefined
   if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return undefined
-  return typeof policyHash === 'string' ? { incarnation, region, weight, policyVersion, sentAtMs, policyHash } : { incarnation, region, weight, policyVersion, sentAtMs }
+  const h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string, leaving?: true } = { incarnation, region, weight, policyVersion, sentAtMs }
+  if (typeof policyHash === 'string') h.policyHash = policyHash
+  if (leaving === true) h.leaving = true
+  return h
 }
 
 type Heartbeat = NonNullable<ReturnType<typeof decodeHeartbeat>>
@@ -193,7 +208,8 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   return true
 }
 
-export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string }): Uint8Array {
+export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string, leaving?: boolean }): Uint8Array {
+  if (h.leaving === true) return encode([WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs, h.policyHash ?? null, true])
   return encode(h.policyHash === undefined
     ? [WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs]
     : [WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs, h.policyHash])
@@ -216,7 +232,14 @@ export function createMembership (init: MembershipInit): Membership {
   }
   const members = new Map<string, Mutable>()
   const listeners = new Set<(e: MembershipEvent) => void>()
-  const stats: MembershipStats = { heartbeatsSent: 0, heartbeatsReceived: 0, heartbeatsRejected: 0, probesSent: 0, probesFailed: 0 }
+  const stats: MembershipStats = { heartbeatsSent: 0, heartbeatsReceived: 0, heartbeatsRejected: 0, goodbyesReceived: 0, probesSent: 0, probesFailed: 0 }
+  /**
+   * Members that said goodbye: peer id -> [incarnation, when]. A heartbeat of that
+   * incarnation or older relayed after the goodbye is ignored (it must not bring the
+   * member back to hold it as unreachable); a newer incarnation is a restart. Kept for
+   * forgetAfterMs, at most maxMembers.
+   */
+  const departed = new Map<string, [number, number]>()
   const cancels: Array<() => void> = []
   let running = false
   let generation = 0
@@ -234,7 +257,23 @@ export function createMembership (init: MembershipInit): Membership {
     }
     stats.heartbeatsReceived++
     const now = clock.now()
+    const gone = departed.get(from)
+    if (gone !== undefined) {
+      if (h.incarnation <= gone[0]) return 'ignore'
+      departed.delete(from)
+    }
     const m = members.get(from)
+    if (h.leaving === true) {
+      if (m !== undefined && h.incarnation < m.incarnation) return 'ignore'
+      stats.goodbyesReceived++
+      if (departed.size >= maxMembers) departed.delete(departed.keys().next().value as string)
+      departed.set(from, [h.incarnation, now])
+      if (m !== undefined) {
+        members.delete(from)
+        emit({ type: 'left', member: { ...snapshot(m), state: 'dead', lastSeenMs: now } })
+      }
+      return 'accept'
+    }
     if (m === undefined) {
       if (members.size >= maxMembers) return 'ignore'
       const fresh: Mutable = { peerId: from, incarnation: h.incarnation, region: h.region, weight: h.weight, policyVersion: h.policyVersion, policyHash: h.policyHash, state: 'alive', lastSeenMs: now, skewMs: undefined, rttMs: undefined, samples: [] }
@@ -267,13 +306,14 @@ export function createMembership (init: MembershipInit): Membership {
     return 'accept'
   }
 
-  const heartbeat = (): void => {
-    transport.publish(topic, encodeHeartbeat({ incarnation: init.self.incarnation, region: init.self.region, weight, policyVersion: init.policyVersion?.() ?? 0, policyHash: init.policyHash?.(), sentAtMs: clock.now() }))
+  const heartbeat = (leaving = false): void => {
+    transport.publish(topic, encodeHeartbeat({ incarnation: init.self.incarnation, region: init.self.region, weight, policyVersion: init.policyVersion?.() ?? 0, policyHash: init.policyHash?.(), sentAtMs: clock.now(), leaving }))
     stats.heartbeatsSent++
   }
 
   const checkLiveness = (): void => {
     const now = clock.now()
+    for (const [peer, [, at]] of departed) if (now - at >= forgetAfterMs) departed.delete(peer)
     for (const m of members.values()) {
       const silent = now - m.lastSeenMs
       // Forget once dead for forgetAfterMs, as documented: so a 'dead' event always comes first, whatever the options.
@@ -342,7 +382,7 @@ export function createMembership (init: MembershipInit): Membership {
     cancels.push(() => { cancel() })
   }
 
-  return {
+  const api: Membership = {
     stats,
     start () {
       if (running) return
@@ -359,9 +399,14 @@ export function createMembership (init: MembershipInit): Membership {
         return encode([WIRE_VERSION, clock.now()])
       })
       heartbeat()
-      every(heartbeatIntervalMs, heartbeat, true)
+      every(heartbeatIntervalMs, () => { heartbeat() }, true)
       every(Math.max(1, heartbeatIntervalMs / 2), checkLiveness, false)
       every(skewProbeIntervalMs, probeRound, true)
+    },
+    leave () {
+      if (!running) return
+      heartbeat(true)
+      api.stop()
     },
     stop () {
       if (!running) return
@@ -389,4 +434,5 @@ export function createMembership (init: MembershipInit): Membership {
       return () => { listeners.delete(listener) }
     }
   }
+  return api
 }

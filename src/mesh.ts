@@ -274,7 +274,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
   // costs one pass over the members, a few ms later (far below suspectAfterMs).
   let reachabilityDue = false
   membership.on(e => {
-    if (e.type !== 'change' || reachabilityDue) return
+    if ((e.type !== 'change' && e.type !== 'left') || reachabilityDue) return
     reachabilityDue = true
     clock.setTimer(REACHABILITY_DEBOUNCE_MS, () => {
       reachabilityDue = false
@@ -309,6 +309,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     membership.on((e: MembershipEvent) => {
       if (e.type === 'skew') logger.warn({ peer: e.member.peerId, skewMs: e.member.skewMs, rttMs: e.member.rttMs }, 'clock skew with peer beyond threshold')
       else if (e.type === 'change' && (e.member.state !== 'alive' || e.previous !== 'new')) logger.info({ peer: e.member.peerId, region: e.member.region, state: e.member.state, previous: e.previous }, 'mesh member changed')
+      else if (e.type === 'left') logger.info({ peer: e.member.peerId, region: e.member.region }, 'mesh member left')
     })
   }
   membership.start()
@@ -367,7 +368,8 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
       stopped = true
       // Order matters: the limiter's last flush goes out before the transport stops.
       limiter.close()
-      membership.stop()
+      // A goodbye, so peers forget this node now instead of treating it as unreachable.
+      membership.leave()
       antiEntropy.stop()
       aggregator.stop()
       distributor?.stop()

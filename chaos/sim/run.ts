@@ -589,8 +589,9 @@ function windowClasses (s: Scenario, trafficStart: number, trafficEnd: number): 
         disturbed.push({ from: at, to: at + 1.1 * beat + W })
         break
       case 'leave':
-        // A member that left stays unreachable until forgotten (membership has no goodbye).
-        disturbed.push({ from: at, to: Infinity })
+        // A member that leaves says goodbye and is forgotten at once; if the goodbye is
+        // lost it is held unreachable until forgotten, which only lowers admissions.
+        disturbed.push({ from: at, to: at + 1.1 * beat + W })
         break
     }
   }

@@ -104,6 +104,55 @@ describe('membership over the loopback network', () => {
     expect(a.seen).toHaveLength(3)
   })
 
+  it('forgets a member that says goodbye at once, with a left event; its late heartbeats do not bring it back, a restart does', () => {
+    const clock = new VirtualClock(T0)
+    const net = createLoopbackNetwork({ clock, latencyMs: 5 })
+    const a = join(net, clock, 'a')
+    const b = join(net, clock, 'b', { self: { incarnation: 7, region: 'eu' } })
+    clock.advance(500)
+    expect(a.m.member('b')?.state).toBe('alive')
+    b.m.leave()
+    clock.advance(10)
+    expect(a.m.member('b')).toBeUndefined()
+    expect(a.m.stats.goodbyesReceived).toBe(1)
+    const left = a.seen.filter(s => s.e.type === 'left')
+    expect(left).toHaveLength(1)
+    expect(left[0].e.member).toMatchObject({ peerId: 'b', incarnation: 7, state: 'dead' })
+    // leave() stopped b: no further heartbeats, and a never passes it through suspect or dead.
+    clock.advance(FAST.deadAfterMs * 2)
+    expect(changes(a.seen, 'b')).toEqual(['new->alive'])
+    expect(a.m.members()).toEqual([])
+    // A heartbeat of the same incarnation relayed after the goodbye is ignored...
+    // (b's transport is still connected: publish on it as a relayed copy would arrive.)
+    const c = b.t
+    c.publish(TOPIC, encodeHeartbeat({ incarnation: 7, region: 'eu', weight: 1, policyVersion: 0, sentAtMs: clock.now() }))
+    clock.advance(10)
+    expect(a.m.member('b')).toBeUndefined()
+    // ...and a restart (a higher incarnation) is a new member.
+    c.publish(TOPIC, encodeHeartbeat({ incarnation: 8, region: 'eu', weight: 1, policyVersion: 0, sentAtMs: clock.now() }))
+    clock.advance(10)
+    expect(a.m.member('b')).toMatchObject({ incarnation: 8, state: 'alive' })
+    expect(changes(a.seen, 'b')).toEqual(['new->alive', 'new->alive'])
+  })
+
+  it('a goodbye from an older incarnation is ignored, and stop() says no goodbye', () => {
+    const clock = new VirtualClock(T0)
+    const net = createLoopbackNetwork({ clock, latencyMs: 5 })
+    const a = join(net, clock, 'a')
+    const b = join(net, clock, 'b', { self: { incarnation: 7, region: 'eu' } })
+    clock.advance(300)
+    // A goodbye of incarnation 6 relayed late, after b restarted as 7: b stays.
+    b.t.publish(TOPIC, encodeHeartbeat({ incarnation: 6, region: 'eu', weight: 1, policyVersion: 0, sentAtMs: clock.now(), leaving: true }))
+    clock.advance(10)
+    expect(a.m.member('b')?.state).toBe('alive')
+    expect(a.m.stats.goodbyesReceived).toBe(0)
+    // A silent stop looks like a crash: suspect, then dead.
+    b.m.stop()
+    clock.advance(FAST.suspectAfterMs + 100)
+    expect(a.m.member('b')?.state).toBe('suspect')
+    expect(a.m.stats.goodbyesReceived).toBe(0)
+  })
+
   it('brings a silent member back to alive with an event naming the state it left', () => {
     const clock = new VirtualClock(T0)
     let blocked = false

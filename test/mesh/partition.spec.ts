@@ -115,3 +115,62 @@ describe('healing', () => {
     await Promise.all(nodes.map(async n => await n.stop()))
   })
 })
+
+describe('leaving', () => {
+  /**
+   * Four nodes of one region on a hot key (each offered 200/s against 100/s); then n3
+   * goes away, gracefully (stop(): a goodbye) or by crashing (its messages dropped,
+   * nothing said). Returns what the three survivors admit per second afterwards.
+   */
+  async function afterDeparture (graceful: boolean): Promise<number[]> {
+    const clock = new VirtualClock(T0)
+    let crashed = false
+    const net = createLoopbackNetwork({ clock, latencyMs: 5, drop: (_t, from) => crashed && from === 'n3' })
+    const nodes: MeshNode[] = []
+    for (let i = 0; i < 4; i++) {
+      nodes.push(await createMeshNode({
+        policies: { policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window', limit: 100, window: '1s' }] }] },
+        clock,
+        transport: net.connect(`n${i}`),
+        incarnation: 1,
+        syncOnStart: false,
+        flushIntervalMs: 20,
+        membership: { heartbeatIntervalMs: 100 }
+      }))
+    }
+    const survivors = nodes.slice(0, 3)
+    const perSecond = (seconds: number, serving: MeshNode[]): number[] => {
+      const out: number[] = []
+      for (let s = 0; s < seconds; s++) {
+        let admitted = 0
+        for (let t = 0; t < 1000; t += 5) {
+          clock.advance(5)
+          for (const n of serving) if (n.limiter.check({ user: 'hot' }).allowed) admitted++
+        }
+        out.push(admitted)
+      }
+      return out
+    }
+    clock.advance(T0 % 1000 === 0 ? 1000 : 1000 - (T0 % 1000))
+    perSecond(2, nodes)
+    if (graceful) await nodes[3].stop()
+    else crashed = true
+    // The first second covers detection of a crash (suspect after 300 ms of silence).
+    const after = perSecond(7, survivors).slice(1)
+    await Promise.all(survivors.map(async n => await n.stop()))
+    if (!graceful) await nodes[3].stop()
+    return after
+  }
+
+  it('a node that stops gracefully is forgotten at once, so the others regain the whole limit; a crash leaves them at their shares until it is forgotten', async () => {
+    // Seconds 2 to 7 after the departure. Gracefully: the partition cap never engages,
+    // and local shares release the leaver's part as its demand history fades (a few s).
+    const graceful = await afterDeparture(true)
+    for (const s of graceful) expect(s).toBeLessThanOrEqual(102)
+    for (const s of graceful.slice(3)) expect(s).toBeGreaterThanOrEqual(95)
+    // A crash looks like a partition: each survivor holds its quarter (75 in all) until
+    // the member is forgotten (dead after 1 s, forgotten 6 s later with these timings).
+    const crash = await afterDeparture(false)
+    for (const s of crash) expect(s).toBeLessThanOrEqual(76)
+  })
+})
