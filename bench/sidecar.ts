@@ -12,7 +12,8 @@
  * over `rate-connections` connections (calls in flight are then whatever the rate needs).
  *
  * The sidecar and the Redis baseline run in child processes; the load generators
- * (autocannon for HTTP, a gRPC client loop) run in this one. Installs redis-server with
+ * (autocannon for HTTP, a gRPC client loop) run in this one (`--pin`: servers on CPU 0,
+ * this process on CPU 1). Installs redis-server with
  * apt-get when it is missing. The last stdout line is one JSON object.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -29,10 +30,10 @@ import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
 import { loadRls } from '../src/sidecar/grpc.js'
 
-interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined }
+interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined }
+  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     const num = (): number => {
@@ -49,7 +50,8 @@ function parseArgs (argv: string[]): Args {
     else if (v === '--users') a.users = num()
     else if (v === '--no-redis') a.redis = false
     else if (v === '--only') a.only = argv[++i]
-    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis]`)
+    else if (v === '--pin') a.pin = true
+    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--pin]`)
   }
   return a
 }
@@ -71,9 +73,18 @@ function percentile (sorted: Float64Array, p: number): number {
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000
 
+/**
+ * With --pin, servers (sidecar, Redis and its front end) run on CPU 0 and this process
+ * (the load generators) on CPU 1, so a server's latency is not the generator's queueing
+ * (needs taskset, util-linux).
+ */
+let pinned = false
+const onServerCpu = (cmd: string, args: string[]): [string, string[]] => pinned ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]
+
 /** Spawns a child and resolves with the first JSON line it prints on stdout. */
 async function startChild (args: string[]): Promise<{ child: ChildProcess, ready: Record<string, string> }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const [cmd, argv] = onServerCpu(process.execPath, args)
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] })
   const ready = await new Promise<Record<string, string>>((resolve, reject) => {
     const t = setTimeout(() => { reject(new Error(`${args.join(' ')} did not start within 20 s`)) }, 20_000)
     child.once('exit', code => { clearTimeout(t); reject(new Error(`${args.join(' ')} exited with ${String(code)}`)) })
@@ -260,6 +271,12 @@ function ensureRedis (): string {
 
 async function main (): Promise<void> {
   const a = parseArgs(process.argv.slice(2))
+  if (a.pin) {
+    // Every thread of this process (load generators) to CPU 1; servers go to CPU 0.
+    const r = spawnSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`--pin needs taskset and 2 CPUs: ${r.stderr ?? r.error?.message ?? ''}`)
+    pinned = true
+  }
   const dir = mkdtempSync(join(tmpdir(), 'meshlimit-bench-'))
   const policyFile = join(dir, 'policies.yaml')
   writeFileSync(policyFile, POLICIES)
@@ -297,7 +314,8 @@ async function main (): Promise<void> {
     if (a.redis && want('redis')) {
       const bin = ensureRedis()
       const port = await freePort()
-      const server = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: 'ignore' })
+      const [rcmd, rargs] = onServerCpu(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'])
+      const server = spawn(rcmd, rargs, { stdio: 'ignore' })
       children.push(server)
       await new Promise(resolve => setTimeout(resolve, 500))
       const base = await startChild([dist('./redis-baseline.js'), String(port)])
@@ -312,6 +330,7 @@ async function main (): Promise<void> {
     const result = {
       bench: 'sidecar',
       node: process.version,
+      pinned,
       durationS: a.durationS,
       connections: a.connections,
       rateConnections: a.rateConnections,
