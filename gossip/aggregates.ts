@@ -1,4 +1,4 @@
-import type { Clock } from '../membership/clock.js'
+import { aheadBeyond, type Clock } from '../membership/clock.js'
 import type { Membership } from '../membership/membership.js'
 import { DEFAULT_CODEC_LIMITS, decodeAggregate, encodeAggregate, type CounterGroup } from './codec.js'
 import type { Transport, Verdict } from './transport.js'
@@ -113,8 +113,7 @@ export function createAggregator (init: AggregatorInit): Aggregator {
       stats.rejected++
       return 'reject'
     }
-    // As the replicator: a cached clock lags by a stall, so read the source before rejecting.
-    if (r.msg.sentAtMs > clock.now() + maxClockSkewMs && r.msg.sentAtMs > (clock.fresh?.() ?? clock.now()) + maxClockSkewMs) {
+    if (aheadBeyond(clock, r.msg.sentAtMs, maxClockSkewMs) > 0) {
       stats.rejected++
       return 'reject'
     }

@@ -1,4 +1,4 @@
-import type { Clock } from '../membership/clock.js'
+import { aheadBeyond, type Clock } from '../membership/clock.js'
 import { DEFAULT_CODEC_LIMITS, decodeDelta, encodeDelta, type CodecLimits, type CounterGroup, type DecodeResult, type DeltaMessage } from './codec.js'
 import type { Transport, Verdict } from './transport.js'
 
@@ -117,11 +117,8 @@ export function createReplicator (init: ReplicatorInit): Replicator {
     stats.messagesReceived++
     const r = decode(data, limits)
     if (!r.ok) return reject(`from ${from}: ${r.reason}`)
-    // A cached clock lags by a stalled event loop: read the source before wronging a peer.
-    if (r.msg.sentAtMs > clock.now() + maxClockSkewMs) {
-      const now = clock.fresh?.() ?? clock.now()
-      if (r.msg.sentAtMs > now + maxClockSkewMs) return reject(`from ${from}: stamped ${Math.round(r.msg.sentAtMs - now)} ms in the future`)
-    }
+    const ahead = aheadBeyond(clock, r.msg.sentAtMs, maxClockSkewMs)
+    if (ahead > 0) return reject(`from ${from}: stamped ${Math.round(ahead)} ms in the future`)
     return state.applyDelta(from, r.msg)
   }
 

@@ -16,6 +16,18 @@ export interface Clock {
   fresh?(): number
 }
 
+/**
+ * How far `stampMs` lies ahead of now beyond `toleranceMs`, in ms; 0 when it does not.
+ * A stamp ahead of the (possibly cached) time is checked again against the source
+ * (`fresh`) before it is called future-dated: a cached clock lags by a stalled event
+ * loop, and a rejection wrongs the peer that sent it. The common path is one read.
+ */
+export function aheadBeyond (clock: Clock, stampMs: number, toleranceMs: number): number {
+  if (stampMs <= clock.now() + toleranceMs) return 0
+  const ahead = stampMs - (clock.fresh?.() ?? clock.now())
+  return ahead > toleranceMs ? ahead : 0
+}
+
 /** Wall-clock time read on every call (~35 ns per read on the reference machine). */
 export const systemClock: Clock = {
   now: () => Date.now(),
