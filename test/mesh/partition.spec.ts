@@ -4,6 +4,37 @@ import { createMeshNode, type MeshNode } from '../../src/mesh.js'
 
 const T0 = 1_800_000_000_000
 
+/** Four mesh nodes of one region on `net`, a fixed window of 100/s per user (`onPartition` as given). */
+async function fourNodes (clock: VirtualClock, net: ReturnType<typeof createLoopbackNetwork>, onPartition?: PartitionMode): Promise<MeshNode[]> {
+  const nodes: MeshNode[] = []
+  for (let i = 0; i < 4; i++) {
+    nodes.push(await createMeshNode({
+      policies: { policies: [{ id: 'p', key: 'user', onPartition, limits: [{ id: 'w', algorithm: 'fixed-window', limit: 100, window: '1s' }] }] },
+      clock,
+      transport: net.connect(`n${i}`),
+      incarnation: 1,
+      syncOnStart: false,
+      flushIntervalMs: 20,
+      membership: { heartbeatIntervalMs: 100 }
+    }))
+  }
+  return nodes
+}
+
+/** For `seconds` seconds, one request per 5 ms on every serving node for one hot key; admissions per second. */
+function perSecond (clock: VirtualClock, serving: MeshNode[], seconds: number): number[] {
+  const out: number[] = []
+  for (let s = 0; s < seconds; s++) {
+    let admitted = 0
+    for (let t = 0; t < 1000; t += 5) {
+      clock.advance(5)
+      for (const n of serving) if (n.limiter.check({ user: 'hot' }).allowed) admitted++
+    }
+    out.push(admitted)
+  }
+  return out
+}
+
 /**
  * Four nodes of one region, split 2/2 by dropping every message across the cut (the
  * membership then marks the other side suspect after 3 heartbeats), then healed.
@@ -14,38 +45,15 @@ async function scenario (mode: PartitionMode): Promise<{ during: number[], after
   let cut = false
   const side = (peer: string): number => Number(peer.slice(1)) < 2 ? 0 : 1
   const net = createLoopbackNetwork({ clock, latencyMs: 5, drop: (_t, from, to) => cut && side(from) !== side(to) })
-  const nodes: MeshNode[] = []
-  for (let i = 0; i < 4; i++) {
-    nodes.push(await createMeshNode({
-      policies: { policies: [{ id: 'p', key: 'user', onPartition: mode, limits: [{ id: 'w', algorithm: 'fixed-window', limit: 100, window: '1s' }] }] },
-      clock,
-      transport: net.connect(`n${i}`),
-      incarnation: 1,
-      syncOnStart: false,
-      flushIntervalMs: 20,
-      membership: { heartbeatIntervalMs: 100 }
-    }))
-  }
-  const perSecond = (seconds: number): number[] => {
-    const out: number[] = []
-    for (let s = 0; s < seconds; s++) {
-      let admitted = 0
-      for (let t = 0; t < 1000; t += 5) {
-        clock.advance(5)
-        for (const n of nodes) if (n.limiter.check({ user: 'hot' }).allowed) admitted++
-      }
-      out.push(admitted)
-    }
-    return out
-  }
+  const nodes = await fourNodes(clock, net, mode)
   clock.advance(T0 % 1000 === 0 ? 1000 : 1000 - (T0 % 1000))
-  perSecond(3)
+  perSecond(clock, nodes, 3)
   cut = true
   // The first second after the cut is detection (suspect after 300 ms of silence).
-  const during = perSecond(6).slice(1)
+  const during = perSecond(clock, nodes, 6).slice(1)
   cut = false
-  perSecond(2)
-  const after = perSecond(3)
+  perSecond(clock, nodes, 2)
+  const after = perSecond(clock, nodes, 3)
   await Promise.all(nodes.map(async n => await n.stop()))
   return { during, after }
 }
@@ -126,37 +134,14 @@ describe('leaving', () => {
     const clock = new VirtualClock(T0)
     let crashed = false
     const net = createLoopbackNetwork({ clock, latencyMs: 5, drop: (_t, from) => crashed && from === 'n3' })
-    const nodes: MeshNode[] = []
-    for (let i = 0; i < 4; i++) {
-      nodes.push(await createMeshNode({
-        policies: { policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window', limit: 100, window: '1s' }] }] },
-        clock,
-        transport: net.connect(`n${i}`),
-        incarnation: 1,
-        syncOnStart: false,
-        flushIntervalMs: 20,
-        membership: { heartbeatIntervalMs: 100 }
-      }))
-    }
+    const nodes = await fourNodes(clock, net)
     const survivors = nodes.slice(0, 3)
-    const perSecond = (seconds: number, serving: MeshNode[]): number[] => {
-      const out: number[] = []
-      for (let s = 0; s < seconds; s++) {
-        let admitted = 0
-        for (let t = 0; t < 1000; t += 5) {
-          clock.advance(5)
-          for (const n of serving) if (n.limiter.check({ user: 'hot' }).allowed) admitted++
-        }
-        out.push(admitted)
-      }
-      return out
-    }
     clock.advance(T0 % 1000 === 0 ? 1000 : 1000 - (T0 % 1000))
-    perSecond(2, nodes)
+    perSecond(clock, nodes, 2)
     if (graceful) await nodes[3].stop()
     else crashed = true
     // The first second covers detection of a crash (suspect after 300 ms of silence).
-    const after = perSecond(7, survivors).slice(1)
+    const after = perSecond(clock, survivors, 7).slice(1)
     await Promise.all(survivors.map(async n => await n.stop()))
     if (!graceful) await nodes[3].stop()
     return after
