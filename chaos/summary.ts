@@ -48,6 +48,13 @@ export interface Series {
   offeredAll: number[]
 }
 
+/** An empty chart series for one limit's key and domain, in buckets covering `spanMs`. */
+export function emptySeries (limit: { name: string, limit: { limit: number, windowMs: number } }, key: string, domain: string, bucketMs: number, spanMs: number): Series {
+  const buckets = Math.max(1, Math.ceil(spanMs / bucketMs))
+  const zeros = (): number[] => new Array<number>(buckets).fill(0)
+  return { bucketMs, key, domain, limitName: limit.name, limit: limit.limit.limit, windowMs: limit.limit.windowMs, admitted: zeros(), offered: zeros(), admittedAll: zeros(), offeredAll: zeros() }
+}
+
 export interface Summary {
   scenario: string
   seed: number

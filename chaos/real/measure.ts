@@ -1,6 +1,6 @@
 import { createRuntime, type LimitRuntime } from '../../src/algorithms.js'
 import type { LimitMeta, Scenario } from '../scenario.js'
-import type { Series } from '../summary.js'
+import { emptySeries, type Series } from '../summary.js'
 import type { KeyState } from '../sim/run.js'
 import { KeyWindows } from '../sim/windows.js'
 
@@ -46,19 +46,7 @@ export function measure (log: RequestLog, s: Scenario, metas: LimitMeta[], t0: n
   const oracles: LimitRuntime[] = metas.map(m => createRuntime(m.name, m.limit, { maxKeys: 100_000_000, hashSeed: 0, maxClockSkewMs: 0, replicated: false, samplerSeed: 1 }))
   const keyStates = metas.map(() => new Map<string, KeyState>())
   const bucketMs = s.measure.chartBucketMs
-  const buckets = Math.max(1, Math.ceil((s.durationMs + s.quietMs) / bucketMs))
-  const series: Series = {
-    bucketMs,
-    key: chart.key,
-    domain: chart.domain,
-    limitName: metas[0].name,
-    limit: metas[0].limit.limit,
-    windowMs: metas[0].limit.windowMs,
-    admitted: new Array<number>(buckets).fill(0),
-    offered: new Array<number>(buckets).fill(0),
-    admittedAll: new Array<number>(buckets).fill(0),
-    offeredAll: new Array<number>(buckets).fill(0)
-  }
+  const series = emptySeries(metas[0], chart.key, chart.domain, bucketMs, s.durationMs + s.quietMs)
   let underLimit = 0
   let falseDenials = 0
   for (const i of order) {
@@ -80,7 +68,7 @@ export function measure (log: RequestLog, s: Scenario, metas: LimitMeta[], t0: n
     ks.offered++
     const allowed = log.allowed[i]
     ks.win.add(Math.floor(now / meta.slotMs), 1, allowed ? 1 : 0)
-    const b = Math.min(buckets - 1, Math.max(0, Math.floor((now - t0) / bucketMs)))
+    const b = Math.min(series.admitted.length - 1, Math.max(0, Math.floor((now - t0) / bucketMs)))
     series.offeredAll[b]++
     const charted = k === 0 && key === chart.key && domain === chart.domain
     if (charted) series.offered[b]++

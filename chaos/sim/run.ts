@@ -7,7 +7,7 @@ import type { LimitInfo } from '../../src/algorithms.js'
 import { MAX_NODES, type LimitMeta, type Scenario } from '../scenario.js'
 import { REACHABILITY_DEBOUNCE_MS } from '../../src/mesh.js'
 import { RECOVERY_SLOTS } from '../../src/limiter.js'
-import type { Marker, Series, Summary } from '../summary.js'
+import { emptySeries, type Marker, type Series, type Summary } from '../summary.js'
 import { auditKey, finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
 import { scheduleFaults } from './faults.js'
 import { sharedDecoder } from './decode.js'
@@ -288,19 +288,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   const sticky = new Map<string, number>()
   const chartKey = s.workload.hotKeys.length > 0 ? s.workload.hotKeys[0].key : 'k0'
   const chartDomain = metas[0].scope === 'global' ? '*' : metas[0].scope === 'region' ? regionNames[s.regions.findIndex(g => g.share > 0 && g.nodes > 0)] : peerIdOf[0]
-  const buckets = Math.ceil((durationMs + s.quietMs) / s.measure.chartBucketMs)
-  const series: Series = {
-    bucketMs: s.measure.chartBucketMs,
-    key: chartKey,
-    domain: chartDomain,
-    limitName: metas[0].name,
-    limit: metas[0].limit.limit,
-    windowMs: metas[0].limit.windowMs,
-    admitted: new Array<number>(buckets).fill(0),
-    offered: new Array<number>(buckets).fill(0),
-    admittedAll: new Array<number>(buckets).fill(0),
-    offeredAll: new Array<number>(buckets).fill(0)
-  }
+  const series = emptySeries(metas[0], chartKey, chartDomain, s.measure.chartBucketMs, durationMs + s.quietMs)
 
   const pickNode = (region: number, key: string): number => {
     const list = live[region]
