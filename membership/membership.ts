@@ -151,12 +151,23 @@ const pingDecoder = new Decoder({ maxArrayLength: 4, maxStrLength: 0, maxMapLeng
 const encoder = new Encoder()
 const encode = (value: unknown): Uint8Array => encoder.encode(value)
 
+/** What a heartbeat carries; `leaving` marks a goodbye. */
+export interface HeartbeatMessage {
+  incarnation: number
+  region: string
+  weight: number
+  policyVersion: number
+  sentAtMs: number
+  policyHash?: string
+  leaving?: boolean
+}
+
 /**
  * Decodes a heartbeat; undefined when malformed. Never throws. The seventh element (the
  * policy bundle's hash, or null) is optional, so nodes that do not send it still parse;
  * an eighth, `true`, marks a goodbye (the sender stops gracefully).
  */
-export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string, leaving?: true } | undefined {
+export function decodeHeartbeat (bytes: Uint8Array): HeartbeatMessage | undefined {
   if (bytes.byteLength > 512) return undefined
   let raw: unknown
   try {
@@ -174,24 +185,22 @@ export function decodeHeartbeat (bytes: Uint8Array): { incarnation: number, regi
   if (typeof weight !== 'number' || !(weight > 0) || weight > 1e6) return undefined
   if (typeof policyVersion !== 'number' || !Number.isSafeInteger(policyVersion) || policyVersion < 0) return undefined
   if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return undefined
-  const h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string, leaving?: true } = { incarnation, region, weight, policyVersion, sentAtMs }
+  const h: HeartbeatMessage = { incarnation, region, weight, policyVersion, sentAtMs }
   if (typeof policyHash === 'string') h.policyHash = policyHash
   if (leaving === true) h.leaving = true
   return h
 }
 
-type Heartbeat = NonNullable<ReturnType<typeof decodeHeartbeat>>
-
 /** Heartbeats whose decoding is remembered (more than are in flight at once in a simulated fleet). */
 const REMEMBERED = 256
-const decoded = new Map<Uint8Array, { copy: Uint8Array, h: Heartbeat | undefined }>()
+const decoded = new Map<Uint8Array, { copy: Uint8Array, h: HeartbeatMessage | undefined }>()
 
 /**
  * decodeHeartbeat shared by the members that receive the same byte array in one process
  * (the simulator hands every member the same bytes): a hit is checked byte for byte
  * against a copy, so bytes changed in place are decoded again. The result is read only.
  */
-function decodeShared (bytes: Uint8Array): Heartbeat | undefined {
+function decodeShared (bytes: Uint8Array): HeartbeatMessage | undefined {
   const hit = decoded.get(bytes)
   if (hit !== undefined && sameBytes(hit.copy, bytes)) return hit.h
   const h = decodeHeartbeat(bytes)
@@ -208,7 +217,7 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   return true
 }
 
-export function encodeHeartbeat (h: { incarnation: number, region: string, weight: number, policyVersion: number, sentAtMs: number, policyHash?: string, leaving?: boolean }): Uint8Array {
+export function encodeHeartbeat (h: HeartbeatMessage): Uint8Array {
   if (h.leaving === true) return encode([WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs, h.policyHash ?? null, true])
   return encode(h.policyHash === undefined
     ? [WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs]
