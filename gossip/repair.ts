@@ -1,0 +1,392 @@
+import type { Clock } from '../membership/clock.js'
+import { encodeDelta, type CodecLimits, type CounterGroup, type DecodeResult, type DeltaMessage } from './codec.js'
+import { DEFAULT_REPAIR_LIMITS, decodeRepairAnswer, decodeRepairRequest, encodeRepairAnswer, encodeRepairRequest, type RepairLimits } from './repair-codec.js'
+import type { Transport, Verdict } from './transport.js'
+
+/** Tuning of gap repair; every field has a default. */
+export interface RepairOptions {
+  /**
+   * A gap still open this long after it was seen is repaired (a reordered message has
+   * this long to arrive); two later messages past it trigger the request sooner.
+   * @default the flush interval
+   */
+  graceMs?: number
+  /**
+   * Repair requests to one peer are at least this far apart.
+   * @default 250
+   */
+  minRequestIntervalMs?: number
+  /** @default 2000 */
+  requestTimeoutMs?: number
+  /**
+   * Recent messages kept to answer repairs: at most this many...
+   * @default 1024
+   */
+  ringMessages?: number
+  /**
+   * ...and at most this many bytes; older seqs are answered with a snapshot.
+   * @default 4 MiB
+   */
+  ringBytes?: number
+  /**
+   * Senders tracked at most (the oldest tracked is dropped for a new one).
+   * @default 1024
+   */
+  maxSenders?: number
+  /**
+   * A node started less than this long ago takes a sender's first seq as its baseline
+   * (its start-up pull covered what came before); an older node asks for seqs from 1.
+   * @default 10000
+   */
+  youngMs?: number
+  /**
+   * Repair requests in flight at most (across peers).
+   * @default 16
+   */
+  maxInFlight?: number
+  /**
+   * Snapshot answers to one requester are at least this far apart (a snapshot costs
+   * the responder a pass over its live keys).
+   * @default 1000
+   */
+  snapshotIntervalMs?: number
+}
+
+export interface RepairInit extends RepairOptions {
+  transport: Transport
+  clock: Clock
+  /** Request/response protocol (one per counter topic). */
+  protocol: string
+  /** This replica's incarnation. */
+  incarnation: number
+  /** Largest counter message (snapshot answers are split to it). */
+  maxMessageBytes: number
+  codecLimits: CodecLimits
+  decode: (data: Uint8Array, limits: CodecLimits) => DecodeResult
+  /** This replica's own live entries (answers for seqs beyond the ring). */
+  snapshot: () => CounterGroup[]
+  /** Why a decoded message must not be merged (e.g. stamped in the future); undefined when fine. */
+  check: (msg: DeltaMessage) => string | undefined
+  /** Merges a validated message of peer `from`. */
+  apply: (from: string, msg: DeltaMessage) => Verdict
+  /** Called with the reason of every rejected answer. */
+  rejected?: (reason: string) => void
+  limits?: RepairLimits
+}
+
+export interface RepairStats {
+  /** Gaps seen (a sender's seq jumped, or a heartbeat announced seqs not received). */
+  gaps: number
+  requests: number
+  requestsFailed: number
+  answersRejected: number
+  /** Lost messages merged from ring answers. */
+  messagesRepaired: number
+  /** Snapshot answers merged (the gap had left the responder's ring). */
+  snapshotsMerged: number
+  served: number
+  servedSnapshots: number
+  /** Snapshot answers cut at the answer size bound (the rest waits for re-publication). */
+  snapshotsTruncated: number
+}
+
+export interface Repair {
+  /** Seq of the last message recorded with sent() (0 before any). */
+  readonly lastSeq: number
+  /** Records a published message, to answer repairs of it. */
+  sent(seq: number, bytes: Uint8Array): void
+  /** A message (incarnation, seq) of peer `from` was merged. */
+  received(from: string, incarnation: number, seq: number): void
+  /** Peer `from` says its incarnation published up to `lastSeq` (heartbeats): reveals a trailing loss. */
+  announced(from: string, incarnation: number, lastSeq: number): void
+  /** Drops what is tracked about `from` (dead or departed). */
+  forget(from: string): void
+  /** Requests the gaps that are due; called on every flush tick. */
+  check(): void
+  start(): void
+  stop(): void
+  /** Senders tracked now. */
+  readonly senders: number
+  readonly stats: RepairStats
+}
+
+interface Sender {
+  peer: string
+  incarnation: number
+  /** Every seq up to this one was received or repaired. */
+  hw: number
+  /** Highest seq known to exist (received or announced). */
+  top: number
+  /** Seqs received above hw (only within MAX_ABOVE of it). */
+  above: Set<number>
+  /** When the current gap opened; -1 when there is none. */
+  gapSince: number
+  nextRequestAt: number
+  inFlight: boolean
+}
+
+/** Seqs past the high-water mark remembered one by one (beyond: requested again, harmlessly). */
+const MAX_ABOVE = 256
+/** A peer whose answer was malformed or forged is not asked again for this long. */
+const PENALTY_MS = 30_000
+/** Room left in an answer for its envelope. */
+const ANSWER_OVERHEAD = 1024
+
+/**
+ * Gap repair of counter gossip. Every counter message carries its sender's (incarnation,
+ * seq); a receiver tracks per sender the contiguous high-water seq, and a gap still open
+ * after a short grace is requested from the sender, which answers from a bounded ring of
+ * its recent messages or, past the ring, with a snapshot of its own live entries.
+ * Answers are validated like gossip and max-merged (repeats are harmless). A trailing
+ * loss (no later message reveals it) shows when the sender's heartbeat announces its
+ * last seq. Lost messages thus cost one request, not a periodic re-send of every key.
+ */
+export function createRepair (init: RepairInit): Repair {
+  const { transport, clock, protocol, incarnation } = init
+  const limits = init.limits ?? DEFAULT_REPAIR_LIMITS
+  const graceMs = init.graceMs ?? 50
+  const minRequestIntervalMs = init.minRequestIntervalMs ?? 250
+  const requestTimeoutMs = init.requestTimeoutMs ?? 2000
+  const ringMessages = Math.max(1, Math.min(init.ringMessages ?? 1024, limits.maxMessages))
+  const ringBytes = Math.min(init.ringBytes ?? 4 << 20, limits.maxAnswerBytes - ANSWER_OVERHEAD)
+  const maxSenders = init.maxSenders ?? 1024
+  const youngMs = init.youngMs ?? 10_000
+  const maxInFlight = init.maxInFlight ?? 16
+  const snapshotIntervalMs = init.snapshotIntervalMs ?? 1000
+  const stats: RepairStats = { gaps: 0, requests: 0, requestsFailed: 0, answersRejected: 0, messagesRepaired: 0, snapshotsMerged: 0, served: 0, servedSnapshots: 0, snapshotsTruncated: 0 }
+
+  // --- the ring of recent messages: seqs [first, last] are all present -----------
+  const ring: Array<Uint8Array | undefined> = new Array(ringMessages).fill(undefined)
+  let first = 1
+  let last = 0
+  let bytesHeld = 0
+  const evictOldest = (): void => {
+    const slot = first % ringMessages
+    bytesHeld -= (ring[slot] as Uint8Array).byteLength
+    ring[slot] = undefined
+    first++
+  }
+
+  // --- senders -------------------------------------------------------------------
+  const senders = new Map<string, Sender>()
+  /** Senders with an open gap. */
+  const gaps = new Set<string>()
+  const snapshotServedAt = new Map<string, number>()
+  let startedAt = clock.now()
+  let running = false
+  let inFlight = 0
+
+  const track = (peer: string, inc: number, hw: number): Sender => {
+    if (!senders.has(peer) && senders.size >= maxSenders) {
+      const oldest = senders.keys().next().value as string
+      senders.delete(oldest)
+      gaps.delete(oldest)
+    }
+    const s: Sender = { peer, incarnation: inc, hw, top: hw, above: new Set(), gapSince: -1, nextRequestAt: 0, inFlight: false }
+    senders.set(peer, s)
+    return s
+  }
+
+  /** The sender state for (peer, inc), created or reset; undefined for an older incarnation. */
+  const senderOf = (peer: string, inc: number, firstSeq: number): Sender | undefined => {
+    const s = senders.get(peer)
+    if (s !== undefined && inc === s.incarnation) return s
+    if (s !== undefined && inc < s.incarnation) return undefined
+    // A restarted peer numbers from 1 again; a peer first heard by a young node was
+    // covered up to here by its start-up pull; otherwise we should have heard it all.
+    const young = s === undefined && clock.now() - startedAt < youngMs
+    return track(peer, inc, young ? Math.max(0, firstSeq) : 0)
+  }
+
+  const settle = (s: Sender): void => {
+    while (s.above.delete(s.hw + 1)) s.hw++
+    if (s.top < s.hw) s.top = s.hw
+    if (s.top === s.hw) {
+      s.gapSince = -1
+      gaps.delete(s.peer)
+    } else if (s.gapSince < 0) {
+      s.gapSince = clock.now()
+      stats.gaps++
+      gaps.add(s.peer)
+    }
+  }
+
+  const note = (s: Sender, seq: number): void => {
+    if (seq <= s.hw) return
+    if (seq === s.hw + 1) s.hw = seq
+    else if (seq - s.hw <= MAX_ABOVE) s.above.add(seq)
+    if (seq > s.top) s.top = seq
+    settle(s)
+  }
+
+  /** Missing seqs of `s` as flat inclusive ranges, at most limits.maxRanges of them. */
+  const missing = (s: Sender): number[] => {
+    const out: number[] = []
+    let from = s.hw + 1
+    for (const x of [...s.above].sort((a, b) => a - b)) {
+      if (out.length / 2 >= limits.maxRanges - 1) break
+      if (x > from) out.push(from, x - 1)
+      from = x + 1
+    }
+    if (from <= s.top) out.push(from, s.top)
+    return out
+  }
+
+  const reject = (s: Sender, reason: string): void => {
+    stats.answersRejected++
+    s.nextRequestAt = clock.now() + PENALTY_MS
+    init.rejected?.(`repair answer from ${s.peer}: ${reason}`)
+  }
+
+  const answered = (s: Sender, inc: number, ranges: number[], bytes: Uint8Array): void => {
+    if (!running || senders.get(s.peer) !== s) return
+    const r = decodeRepairAnswer(bytes, limits)
+    if (!r.ok) return reject(s, r.reason)
+    const a = r.answer
+    if (a.incarnation !== inc) {
+      // The peer restarted: the incarnation we track will never publish again.
+      if (a.incarnation > inc) forget(s.peer)
+      return
+    }
+    // Everything is checked before anything is merged: one bad message rejects the answer.
+    const msgs: DeltaMessage[] = []
+    for (const m of a.messages) {
+      const d = init.decode(m, init.codecLimits)
+      if (!d.ok) return reject(s, d.reason)
+      if (d.msg.incarnation !== inc) return reject(s, `a message of incarnation ${d.msg.incarnation}, not ${inc}`)
+      const seq = d.msg.seq ?? 0
+      if (!a.snapshot && (seq > a.lastSeq || !within(ranges, seq))) return reject(s, `seq ${seq} was not asked for`)
+      const why = init.check(d.msg)
+      if (why !== undefined) return reject(s, why)
+      msgs.push(d.msg)
+    }
+    for (const m of msgs) init.apply(s.peer, m)
+    if (a.snapshot) {
+      stats.snapshotsMerged++
+      // Absolute counts: the responder's live entries now supersede all it sent so far.
+      if (a.lastSeq > s.hw) {
+        s.hw = a.lastSeq
+        for (const x of s.above) if (x <= s.hw) s.above.delete(x)
+      }
+    } else {
+      stats.messagesRepaired += msgs.length
+      for (const m of msgs) note(s, m.seq ?? 0)
+    }
+    // Seqs past the responder's last one do not exist (a peer cannot announce beyond it).
+    if (s.top > Math.max(a.lastSeq, s.hw)) s.top = Math.max(a.lastSeq, s.hw)
+    settle(s)
+  }
+
+  const request = (s: Sender): void => {
+    const ranges = missing(s)
+    if (ranges.length === 0) return
+    const inc = s.incarnation
+    s.inFlight = true
+    s.nextRequestAt = clock.now() + minRequestIntervalMs
+    inFlight++
+    stats.requests++
+    transport.request(s.peer, protocol, encodeRepairRequest({ incarnation: inc, ranges }), requestTimeoutMs).then(
+      bytes => { answered(s, inc, ranges, bytes) },
+      () => { stats.requestsFailed++ }
+    ).finally(() => {
+      s.inFlight = false
+      inFlight--
+    })
+  }
+
+  const serve = (data: Uint8Array, from: string): Uint8Array => {
+    const req = decodeRepairRequest(data, limits)
+    if (req === undefined) throw new Error('malformed repair request')
+    stats.served++
+    if (req.incarnation !== incarnation) return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: false, messages: [] })
+    const messages: Uint8Array[] = []
+    let fromRing = true
+    for (let i = 0; i < req.ranges.length && fromRing; i += 2) {
+      const to = Math.min(req.ranges[i + 1], last)
+      if (req.ranges[i] > to) continue
+      if (req.ranges[i] < first) fromRing = false
+      else for (let seq = req.ranges[i]; seq <= to; seq++) messages.push(ring[seq % ringMessages] as Uint8Array)
+    }
+    if (fromRing) return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: false, messages })
+    const now = clock.now()
+    if (now - (snapshotServedAt.get(from) ?? -Infinity) < snapshotIntervalMs) throw new Error('repair snapshot asked too often')
+    if (snapshotServedAt.size >= maxSenders) snapshotServedAt.delete(snapshotServedAt.keys().next().value as string)
+    snapshotServedAt.delete(from)
+    snapshotServedAt.set(from, now)
+    stats.servedSnapshots++
+    const parts = encodeDelta({ incarnation, seq: Math.max(1, last), sentAtMs: now, groups: init.snapshot() }, init.maxMessageBytes)
+    const out: Uint8Array[] = []
+    let size = 0
+    for (const p of parts) {
+      if (out.length >= limits.maxMessages || size + p.byteLength + 8 > limits.maxAnswerBytes - ANSWER_OVERHEAD) {
+        stats.snapshotsTruncated++
+        break
+      }
+      out.push(p)
+      size += p.byteLength + 8
+    }
+    return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: true, messages: out })
+  }
+
+  const forget = (peer: string): void => {
+    senders.delete(peer)
+    gaps.delete(peer)
+  }
+
+  return {
+    stats,
+    get lastSeq () { return last },
+    get senders () { return senders.size },
+    sent (seq, bytes) {
+      if (seq !== last + 1) throw new RangeError(`repair: sent seq ${seq} after ${last}`)
+      last = seq
+      const slot = seq % ringMessages
+      if (ring[slot] !== undefined) evictOldest()
+      ring[slot] = bytes
+      bytesHeld += bytes.byteLength
+      while (bytesHeld > ringBytes && first < last) evictOldest()
+    },
+    received (from, inc, seq) {
+      const s = senderOf(from, inc, seq - 1)
+      if (s !== undefined) note(s, seq)
+    },
+    announced (from, inc, lastSeq) {
+      if (lastSeq === 0 && !senders.has(from)) return
+      const s = senderOf(from, inc, lastSeq)
+      if (s === undefined || lastSeq <= s.top) return
+      s.top = lastSeq
+      settle(s)
+    },
+    forget,
+    check () {
+      if (!running || gaps.size === 0) return
+      const now = clock.now()
+      for (const peer of gaps) {
+        if (inFlight >= maxInFlight) return
+        const s = senders.get(peer)
+        if (s === undefined || s.top <= s.hw) {
+          gaps.delete(peer)
+          continue
+        }
+        if (s.inFlight || now < s.nextRequestAt) continue
+        if (now - s.gapSince >= graceMs || s.above.size >= 2) request(s)
+      }
+    },
+    start () {
+      if (running) return
+      running = true
+      startedAt = clock.now()
+      transport.handle(protocol, serve)
+    },
+    stop () {
+      if (!running) return
+      running = false
+      transport.unhandle(protocol)
+    }
+  }
+}
+
+function within (ranges: number[], seq: number): boolean {
+  for (let i = 0; i < ranges.length; i += 2) if (seq >= ranges[i] && seq <= ranges[i + 1]) return true
+  return false
+}
