@@ -12,6 +12,9 @@ import { decode, Encoder } from '@msgpack/msgpack'
  * message cannot name any other replica. `seq` numbers the sender's counter messages
  * within one incarnation (1, 2, 3...; every message, re-publication included), so a
  * receiver sees a lost message as a gap and asks the sender for it (gossip/repair.ts).
+ * A message without groups is an idle marker (encodeMarker): it carries no count and
+ * takes no seq of its own; its seq is the sender's last, so a receiver that lost that
+ * last message sees the gap although nothing follows it.
  * Version 1 (no seq) is rejected: a mesh upgrades to version 2 as a whole.
  */
 export const CODEC_VERSION = 2
@@ -116,6 +119,11 @@ export function encodeDelta (msg: DeltaMessage, maxMessageBytes = DEFAULT_CODEC_
   const seq = msg.seq ?? 1
   if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError(`seq must be a positive integer, got ${seq}`)
   return encodeMessages(msg.incarnation, seq, msg.sentAtMs, msg.groups, maxMessageBytes)
+}
+
+/** An idle marker: `seq` is the sender's last message, announced (not carried) by it. */
+export function encodeMarker (incarnation: number, seq: number, sentAtMs: number): Uint8Array {
+  return encoder.encode([CODEC_VERSION, incarnation, seq, sentAtMs, []])
 }
 
 /** Encodes a region aggregate, split like encodeDelta. */

@@ -8,15 +8,19 @@ export interface RepairOptions {
   /**
    * A gap still open this long after it was seen is repaired (a reordered message has
    * this long to arrive); two later messages past it trigger the request sooner.
-   * @default the flush interval
+   * @default 50 (the replicator passes half its flush interval)
    */
   graceMs?: number
   /**
    * Repair requests to one peer are at least this far apart.
-   * @default 250
+   * @default 2 x graceMs
    */
   minRequestIntervalMs?: number
-  /** @default 2000 */
+  /**
+   * Timeout of one repair request; a lost request or answer is retried after it. Short:
+   * repairs go to peers of the same region (counters are gossiped per region).
+   * @default 250
+   */
   requestTimeoutMs?: number
   /**
    * Recent messages kept to answer repairs: at most this many...
@@ -145,8 +149,8 @@ export function createRepair (init: RepairInit): Repair {
   const { transport, clock, protocol, incarnation } = init
   const limits = init.limits ?? DEFAULT_REPAIR_LIMITS
   const graceMs = init.graceMs ?? 50
-  const minRequestIntervalMs = init.minRequestIntervalMs ?? 250
-  const requestTimeoutMs = init.requestTimeoutMs ?? 2000
+  const minRequestIntervalMs = init.minRequestIntervalMs ?? 2 * graceMs
+  const requestTimeoutMs = init.requestTimeoutMs ?? 250
   const ringMessages = Math.max(1, Math.min(init.ringMessages ?? 1024, limits.maxMessages))
   const ringBytes = Math.min(init.ringBytes ?? 4 << 20, limits.maxAnswerBytes - ANSWER_OVERHEAD)
   const maxSenders = init.maxSenders ?? 1024
@@ -175,6 +179,16 @@ export function createRepair (init: RepairInit): Repair {
   let startedAt = clock.now()
   let running = false
   let inFlight = 0
+  let wakePending = false
+  /** Runs check() in `ms` (one timer at a time; the flush tick checks too). */
+  const wake = (ms: number): void => {
+    if (wakePending || !running) return
+    wakePending = true
+    clock.setTimer(ms, () => {
+      wakePending = false
+      check()
+    })
+  }
 
   const track = (peer: string, inc: number, hw: number): Sender => {
     if (!senders.has(peer) && senders.size >= maxSenders) {
@@ -208,6 +222,7 @@ export function createRepair (init: RepairInit): Repair {
       s.gapSince = clock.now()
       stats.gaps++
       gaps.add(s.peer)
+      wake(graceMs)
     }
   }
 
@@ -291,6 +306,8 @@ export function createRepair (init: RepairInit): Repair {
     ).finally(() => {
       s.inFlight = false
       inFlight--
+      // Retry (or serve the next gap) as soon as the rate limit allows, not at the next tick.
+      if (gaps.size > 0) wake(Math.max(1, s.nextRequestAt - clock.now()))
     })
   }
 
@@ -328,6 +345,23 @@ export function createRepair (init: RepairInit): Repair {
     return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: true, messages: out })
   }
 
+  function check (): void {
+    if (!running || gaps.size === 0) return
+    const now = clock.now()
+    for (const peer of gaps) {
+      if (inFlight >= maxInFlight) return
+      const s = senders.get(peer)
+      if (s === undefined || s.top <= s.hw) {
+        gaps.delete(peer)
+        continue
+      }
+      if (s.inFlight) continue
+      if (now < s.nextRequestAt) wake(s.nextRequestAt - now)
+      else if (now - s.gapSince >= graceMs || s.above.size >= 2) request(s)
+      else wake(graceMs - (now - s.gapSince))
+    }
+  }
+
   const forget = (peer: string): void => {
     senders.delete(peer)
     gaps.delete(peer)
@@ -358,20 +392,7 @@ export function createRepair (init: RepairInit): Repair {
       settle(s)
     },
     forget,
-    check () {
-      if (!running || gaps.size === 0) return
-      const now = clock.now()
-      for (const peer of gaps) {
-        if (inFlight >= maxInFlight) return
-        const s = senders.get(peer)
-        if (s === undefined || s.top <= s.hw) {
-          gaps.delete(peer)
-          continue
-        }
-        if (s.inFlight || now < s.nextRequestAt) continue
-        if (now - s.gapSince >= graceMs || s.above.size >= 2) request(s)
-      }
-    },
+    check,
     start () {
       if (running) return
       running = true

@@ -1,5 +1,5 @@
 import { aheadBeyond, type Clock } from '../membership/clock.js'
-import { DEFAULT_CODEC_LIMITS, decodeDelta, encodeDelta, type CodecLimits, type CounterGroup, type DecodeResult, type DeltaMessage } from './codec.js'
+import { DEFAULT_CODEC_LIMITS, decodeDelta, encodeDelta, encodeMarker, type CodecLimits, type CounterGroup, type DecodeResult, type DeltaMessage } from './codec.js'
 import { createRepair, type RepairOptions, type RepairStats } from './repair.js'
 import type { Transport, Verdict } from './transport.js'
 
@@ -76,6 +76,8 @@ export interface ReplicatorStats {
   republishMessages: number
   republishBytes: number
   republishEntries: number
+  /** Idle markers sent (no counts; they announce the last seq after a burst). */
+  markersSent: number
   messagesReceived: number
   messagesRejected: number
   /** Reasons of the last rejections (bounded), newest last; rejected repair answers included. */
@@ -101,6 +103,13 @@ export interface Replicator {
 }
 
 const MAX_REASONS = 16
+/**
+ * After a flush with changes, the following idle flushes number 1, 2, 4 and 8 send an
+ * idle marker (the last seq, no counts): a receiver that lost the burst's last message
+ * sees the gap within a flush or two instead of at the next heartbeat. Four markers
+ * all lost is rare (0.2^4 at 20% loss); heartbeats still announce the seq every second.
+ */
+const MARKER_AT = new Set([1, 2, 4, 8])
 /** Re-publication runs at most this often; each tick re-sends its share of the live entries. */
 const REPUBLISH_TICK_MS = 1000
 
@@ -123,12 +132,14 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   const limits: CodecLimits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes }
   const { transport, clock, state } = init
   const decode = init.decode ?? decodeDelta
-  const stats: ReplicatorStats = { flushes: 0, messagesSent: 0, bytesSent: 0, entriesSent: 0, republishMessages: 0, republishBytes: 0, republishEntries: 0, messagesReceived: 0, messagesRejected: 0, lastRejections: [], repair: undefined }
+  const stats: ReplicatorStats = { flushes: 0, messagesSent: 0, bytesSent: 0, entriesSent: 0, republishMessages: 0, republishBytes: 0, republishEntries: 0, markersSent: 0, messagesReceived: 0, messagesRejected: 0, lastRejections: [], repair: undefined }
   let cancel: (() => void) | undefined
   let cancelRepublish: (() => void) | undefined
   let running = false
   /** Seq of the last message sent (when repair is off; otherwise the repair ring's). */
   let seq = 0
+  /** Flushes without changes since the last one with changes (-1 before any change). */
+  let idleFlushes = -1
 
   const note = (reason: string): void => {
     stats.lastRejections.push(reason)
@@ -147,7 +158,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   const repair = init.repair === false
     ? undefined
     : createRepair({
-      graceMs: flushIntervalMs,
+      graceMs: Math.max(1, flushIntervalMs / 2),
       ...init.repair,
       transport,
       clock,
@@ -169,6 +180,11 @@ export function createReplicator (init: ReplicatorInit): Replicator {
     if (!r.ok) return reject(`from ${from}: ${r.reason}`)
     const why = future(r.msg)
     if (why !== undefined) return reject(`from ${from}: ${why}`)
+    if (r.msg.groups.length === 0) {
+      // An idle marker: nothing to merge; it tells which seq the sender reached.
+      repair?.announced(from, r.msg.incarnation, r.msg.seq ?? 0)
+      return 'accept'
+    }
     const verdict = state.applyDelta(from, r.msg)
     if (verdict === 'accept') repair?.received(from, r.msg.incarnation, r.msg.seq ?? 0)
     return verdict
@@ -198,7 +214,16 @@ export function createReplicator (init: ReplicatorInit): Replicator {
 
   const flush = (): number => {
     stats.flushes++
-    return send(state.collectDelta())[0]
+    const sent = send(state.collectDelta())[0]
+    if (sent > 0) idleFlushes = 0
+    else if (idleFlushes >= 0 && repair !== undefined) {
+      idleFlushes++
+      if (MARKER_AT.has(idleFlushes)) {
+        transport.publish(topic, encodeMarker(state.incarnation, repair.lastSeq, clock.now()))
+        stats.markersSent++
+      }
+    }
+    return sent
   }
 
   const republish = (): void => {
