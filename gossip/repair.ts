@@ -17,8 +17,10 @@ export interface RepairOptions {
    */
   minRequestIntervalMs?: number
   /**
-   * Timeout of one repair request; a lost request or answer is retried after it. Short:
-   * repairs go to peers of the same region (counters are gossiped per region).
+   * Timeout of one repair request before a peer's round trip is known, and the most a
+   * measured one may set (srtt + 4 x rttvar, at least 25 ms); a lost request or answer
+   * is retried after it. Short: repairs go to peers of the same region (counters are
+   * gossiped per region).
    * @default 250
    */
   requestTimeoutMs?: number
@@ -81,7 +83,11 @@ export interface RepairInit extends RepairOptions {
 export interface RepairStats {
   /** Gaps seen (a sender's seq jumped, or a heartbeat announced seqs not received). */
   gaps: number
+  /** Repair attempts (a retry after a failure sends two copies, counted once here)... */
   requests: number
+  /** ...the extra copies of those retries... */
+  hedgedCopies: number
+  /** ...and the attempts of which no copy was answered. */
   requestsFailed: number
   answersRejected: number
   /** Lost messages merged from ring answers. */
@@ -101,8 +107,12 @@ export interface Repair {
   sent(seq: number, bytes: Uint8Array): void
   /** A message (incarnation, seq) of peer `from` was merged. */
   received(from: string, incarnation: number, seq: number): void
-  /** Peer `from` says its incarnation published up to `lastSeq` (heartbeats): reveals a trailing loss. */
-  announced(from: string, incarnation: number, lastSeq: number): void
+  /**
+   * Peer `from` says its incarnation published up to `lastSeq` (heartbeats, idle
+   * markers): reveals a trailing loss. `overdue`: the announcement left a flush interval
+   * or more after that message (a marker), so a gap it reveals is due without grace.
+   */
+  announced(from: string, incarnation: number, lastSeq: number, overdue?: boolean): void
   /** Drops what is tracked about `from` (dead or departed). */
   forget(from: string): void
   /** Requests the gaps that are due; called on every flush tick. */
@@ -127,12 +137,25 @@ interface Sender {
   gapSince: number
   nextRequestAt: number
   inFlight: boolean
+  /** Attempts failed in a row (timeout, unreachable). */
+  failures: number
+  /** Smoothed round trip of answered requests and its variation, in ms (TCP-style); -1 before the first. */
+  srtt: number
+  rttvar: number
 }
 
 /** Seqs past the high-water mark remembered one by one (beyond: requested again, harmlessly). */
 const MAX_ABOVE = 256
 /** A peer whose answer was malformed or forged is not asked again for this long. */
 const PENALTY_MS = 30_000
+/** Shortest timeout a measured round trip may set. */
+const MIN_TIMEOUT_MS = 25
+/** Weight of one copy in the moving failure rate of repair request copies. */
+const RATE_WEIGHT = 0.05
+/** Hedged requests aim at attempts failing at most this often... */
+const HEDGE_TARGET = 0.01
+/** ...with at most this many copies of one request. */
+const MAX_COPIES = 3
 /** Room left in an answer for its envelope. */
 const ANSWER_OVERHEAD = 1024
 
@@ -157,7 +180,7 @@ export function createRepair (init: RepairInit): Repair {
   const youngMs = init.youngMs ?? 10_000
   const maxInFlight = init.maxInFlight ?? 16
   const snapshotIntervalMs = init.snapshotIntervalMs ?? 1000
-  const stats: RepairStats = { gaps: 0, requests: 0, requestsFailed: 0, answersRejected: 0, messagesRepaired: 0, snapshotsMerged: 0, served: 0, servedSnapshots: 0, snapshotsTruncated: 0 }
+  const stats: RepairStats = { gaps: 0, requests: 0, hedgedCopies: 0, requestsFailed: 0, answersRejected: 0, messagesRepaired: 0, snapshotsMerged: 0, served: 0, servedSnapshots: 0, snapshotsTruncated: 0 }
 
   // --- the ring of recent messages: seqs [first, last] are all present -----------
   const ring: Array<Uint8Array | undefined> = new Array(ringMessages).fill(undefined)
@@ -179,13 +202,17 @@ export function createRepair (init: RepairInit): Repair {
   let startedAt = clock.now()
   let running = false
   let inFlight = 0
-  let wakePending = false
-  /** Runs check() in `ms` (one timer at a time; the flush tick checks too). */
+  /** Moving share of repair request copies that failed (all peers). */
+  let copyFailureRate = 0
+  /** When the earliest pending wake-up fires (Infinity: none). */
+  let wakeAt = Infinity
+  /** Runs check() in `ms`, unless a wake-up already comes sooner (the flush tick checks too). */
   const wake = (ms: number): void => {
-    if (wakePending || !running) return
-    wakePending = true
+    const at = clock.now() + ms
+    if (at >= wakeAt || !running) return
+    wakeAt = at
     clock.setTimer(ms, () => {
-      wakePending = false
+      if (wakeAt === at) wakeAt = Infinity
       check()
     })
   }
@@ -196,7 +223,7 @@ export function createRepair (init: RepairInit): Repair {
       senders.delete(oldest)
       gaps.delete(oldest)
     }
-    const s: Sender = { peer, incarnation: inc, hw, top: hw, above: new Set(), gapSince: -1, nextRequestAt: 0, inFlight: false }
+    const s: Sender = { peer, incarnation: inc, hw, top: hw, above: new Set(), gapSince: -1, nextRequestAt: 0, inFlight: false, failures: 0, srtt: -1, rttvar: 0 }
     senders.set(peer, s)
     return s
   }
@@ -300,9 +327,42 @@ export function createRepair (init: RepairInit): Repair {
     s.nextRequestAt = clock.now() + minRequestIntervalMs
     inFlight++
     stats.requests++
-    transport.request(s.peer, protocol, encodeRepairRequest({ incarnation: inc, ranges }), requestTimeoutMs).then(
-      bytes => { answered(s, inc, ranges, bytes) },
-      () => { stats.requestsFailed++ }
+    // On a lossy path the request goes out in copies, the first answer winning: as many as
+    // make an attempt fail less than 1% of the time at the measured loss of a copy (at
+    // most 3), and at least 2 when the last attempt to this peer failed.
+    const data = encodeRepairRequest({ incarnation: inc, ranges })
+    const needed = copyFailureRate <= HEDGE_TARGET ? 1 : Math.ceil(Math.log(HEDGE_TARGET) / Math.log(Math.min(copyFailureRate, 0.9)))
+    const copies = Math.min(MAX_COPIES, Math.max(needed, s.failures > 0 ? 2 : 1))
+    stats.hedgedCopies += copies - 1
+    const timeoutMs = s.srtt < 0 ? requestTimeoutMs : Math.min(requestTimeoutMs, Math.max(MIN_TIMEOUT_MS, s.srtt + 4 * s.rttvar))
+    const sentAt = clock.now()
+    const copy = async (): Promise<Uint8Array> => {
+      try {
+        const answer = await transport.request(s.peer, protocol, data, timeoutMs)
+        copyFailureRate *= 1 - RATE_WEIGHT
+        return answer
+      } catch (err) {
+        copyFailureRate = copyFailureRate * (1 - RATE_WEIGHT) + RATE_WEIGHT
+        throw err
+      }
+    }
+    Promise.any(Array.from({ length: copies }, copy)).then(
+      bytes => {
+        s.failures = 0
+        const rtt = clock.now() - sentAt
+        if (s.srtt < 0) {
+          s.srtt = rtt
+          s.rttvar = rtt / 2
+        } else {
+          s.rttvar = 0.75 * s.rttvar + 0.25 * Math.abs(s.srtt - rtt)
+          s.srtt = 0.875 * s.srtt + 0.125 * rtt
+        }
+        answered(s, inc, ranges, bytes)
+      },
+      () => {
+        s.failures++
+        stats.requestsFailed++
+      }
     ).finally(() => {
       s.inFlight = false
       inFlight--
@@ -384,12 +444,17 @@ export function createRepair (init: RepairInit): Repair {
       const s = senderOf(from, inc, seq - 1)
       if (s !== undefined) note(s, seq)
     },
-    announced (from, inc, lastSeq) {
+    announced (from, inc, lastSeq, overdue = false) {
       if (lastSeq === 0 && !senders.has(from)) return
       const s = senderOf(from, inc, lastSeq)
       if (s === undefined || lastSeq <= s.top) return
       s.top = lastSeq
+      const opens = s.gapSince < 0
       settle(s)
+      if (opens && overdue && s.gapSince >= 0) {
+        s.gapSince -= graceMs
+        check()
+      }
     },
     forget,
     check,

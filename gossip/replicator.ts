@@ -182,7 +182,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
     if (why !== undefined) return reject(`from ${from}: ${why}`)
     if (r.msg.groups.length === 0) {
       // An idle marker: nothing to merge; it tells which seq the sender reached.
-      repair?.announced(from, r.msg.incarnation, r.msg.seq ?? 0)
+      repair?.announced(from, r.msg.incarnation, r.msg.seq ?? 0, true)
       return 'accept'
     }
     const verdict = state.applyDelta(from, r.msg)
