@@ -19,7 +19,8 @@ export interface RepairOptions {
   /**
    * Timeout of one repair request before a peer's round trip is known, and the most a
    * measured one may set (srtt + 4 x rttvar, at least 25 ms); a lost request or answer
-   * is retried after it. Short: repairs go to peers of the same region (counters are
+   * is retried after it. Consecutive failures to one peer double it and the request
+   * spacing (up to x16). Short: repairs go to peers of the same region (counters are
    * gossiped per region).
    * @default 250
    */
@@ -148,6 +149,8 @@ interface Sender {
 const MAX_ABOVE = 256
 /** A peer whose answer was malformed or forged is not asked again for this long. */
 const PENALTY_MS = 30_000
+/** Timeouts and request spacing double per consecutive failure at most this many times (x16). */
+const MAX_BACKOFF_DOUBLINGS = 4
 /** Shortest timeout a measured round trip may set. */
 const MIN_TIMEOUT_MS = 25
 /** Weight of one copy in the moving failure rate of repair request copies. */
@@ -324,7 +327,10 @@ export function createRepair (init: RepairInit): Repair {
     if (ranges.length === 0) return
     const inc = s.incarnation
     s.inFlight = true
-    s.nextRequestAt = clock.now() + minRequestIntervalMs
+    // Consecutive failures back off exponentially (an overloaded peer or path is not
+    // hammered; a single lost copy is retried at once): x2 per failure after the first.
+    const backoff = 2 ** Math.min(MAX_BACKOFF_DOUBLINGS, Math.max(0, s.failures - 1))
+    s.nextRequestAt = clock.now() + minRequestIntervalMs * backoff
     inFlight++
     stats.requests++
     // On a lossy path the request goes out in copies, the first answer winning: as many as
@@ -334,7 +340,7 @@ export function createRepair (init: RepairInit): Repair {
     const needed = copyFailureRate <= HEDGE_TARGET ? 1 : Math.ceil(Math.log(HEDGE_TARGET) / Math.log(Math.min(copyFailureRate, 0.9)))
     const copies = Math.min(MAX_COPIES, Math.max(needed, s.failures > 0 ? 2 : 1))
     stats.hedgedCopies += copies - 1
-    const timeoutMs = s.srtt < 0 ? requestTimeoutMs : Math.min(requestTimeoutMs, Math.max(MIN_TIMEOUT_MS, s.srtt + 4 * s.rttvar))
+    const timeoutMs = backoff * (s.srtt < 0 ? requestTimeoutMs : Math.min(requestTimeoutMs, Math.max(MIN_TIMEOUT_MS, s.srtt + 4 * s.rttvar)))
     const sentAt = clock.now()
     const copy = async (): Promise<Uint8Array> => {
       try {
