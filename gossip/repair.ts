@@ -99,6 +99,8 @@ export interface RepairStats {
   servedSnapshots: number
   /** Snapshot answers cut at the answer size bound (the rest waits for re-publication). */
   snapshotsTruncated: number
+  /** Senders tracked now (at most maxSenders; dead and departed members are dropped). */
+  senders: number
 }
 
 export interface Repair {
@@ -183,7 +185,7 @@ export function createRepair (init: RepairInit): Repair {
   const youngMs = init.youngMs ?? 10_000
   const maxInFlight = init.maxInFlight ?? 16
   const snapshotIntervalMs = init.snapshotIntervalMs ?? 1000
-  const stats: RepairStats = { gaps: 0, requests: 0, hedgedCopies: 0, requestsFailed: 0, answersRejected: 0, messagesRepaired: 0, snapshotsMerged: 0, served: 0, servedSnapshots: 0, snapshotsTruncated: 0 }
+  const stats: RepairStats = { gaps: 0, requests: 0, hedgedCopies: 0, requestsFailed: 0, answersRejected: 0, messagesRepaired: 0, snapshotsMerged: 0, served: 0, servedSnapshots: 0, snapshotsTruncated: 0, senders: 0 }
 
   // --- the ring of recent messages: seqs [first, last] are all present -----------
   const ring: Array<Uint8Array | undefined> = new Array(ringMessages).fill(undefined)
@@ -228,6 +230,7 @@ export function createRepair (init: RepairInit): Repair {
     }
     const s: Sender = { peer, incarnation: inc, hw, top: hw, above: new Set(), gapSince: -1, nextRequestAt: 0, inFlight: false, failures: 0, srtt: -1, rttvar: 0 }
     senders.set(peer, s)
+    stats.senders = senders.size
     return s
   }
 
@@ -431,6 +434,7 @@ export function createRepair (init: RepairInit): Repair {
   const forget = (peer: string): void => {
     senders.delete(peer)
     gaps.delete(peer)
+    stats.senders = senders.size
   }
 
   return {
