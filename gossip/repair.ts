@@ -52,8 +52,9 @@ export interface RepairOptions {
    */
   maxInFlight?: number
   /**
-   * Snapshot answers to one requester are at least this far apart (a snapshot costs
-   * the responder a pass over its live keys).
+   * Snapshot answers to one requester are at least this far apart, and at most 8 are
+   * served per such interval in all (a snapshot costs the responder a pass over its
+   * live keys); a refused requester retries later.
    * @default 1000
    */
   snapshotIntervalMs?: number
@@ -153,6 +154,8 @@ const MAX_ABOVE = 256
 const PENALTY_MS = 30_000
 /** Timeouts and request spacing double per consecutive failure at most this many times (x16). */
 const MAX_BACKOFF_DOUBLINGS = 4
+/** Snapshot answers per snapshotIntervalMs at most, all requesters together. */
+const MAX_SNAPSHOTS_PER_INTERVAL = 8
 /** Shortest timeout a measured round trip may set. */
 const MIN_TIMEOUT_MS = 25
 /** Weight of one copy in the moving failure rate of repair request copies. */
@@ -204,6 +207,8 @@ export function createRepair (init: RepairInit): Repair {
   /** Senders with an open gap. */
   const gaps = new Set<string>()
   const snapshotServedAt = new Map<string, number>()
+  /** When the snapshot answers of the last snapshotIntervalMs were served (all requesters). */
+  const recentSnapshots: number[] = []
   let startedAt = clock.now()
   let running = false
   let inFlight = 0
@@ -396,6 +401,10 @@ export function createRepair (init: RepairInit): Repair {
     if (fromRing) return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: false, messages })
     const now = clock.now()
     if (now - (snapshotServedAt.get(from) ?? -Infinity) < snapshotIntervalMs) throw new Error('repair snapshot asked too often')
+    // And across requesters: a flood of peers cannot make this node walk its keys at will.
+    while (recentSnapshots.length > 0 && now - recentSnapshots[0] >= snapshotIntervalMs) recentSnapshots.shift()
+    if (recentSnapshots.length >= MAX_SNAPSHOTS_PER_INTERVAL) throw new Error('repair snapshots busy')
+    recentSnapshots.push(now)
     if (snapshotServedAt.size >= maxSenders) snapshotServedAt.delete(snapshotServedAt.keys().next().value as string)
     snapshotServedAt.delete(from)
     snapshotServedAt.set(from, now)

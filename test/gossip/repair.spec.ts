@@ -280,3 +280,51 @@ describe('createRepair bounds', () => {
     expect(encodeMarker(1, 5000, T0).byteLength).toBeLessThan(24)
   })
 })
+
+describe('snapshot answers are rate limited', () => {
+  it('per requester and across requesters', async () => {
+    const clock = new VirtualClock(T0)
+    const net = createLoopbackNetwork({ clock })
+    let walks = 0
+    const repair = createRepair({
+      transport: net.connect('me'),
+      clock,
+      protocol: PROTOCOL,
+      incarnation: 1,
+      maxMessageBytes: 65536,
+      codecLimits: DEFAULT_CODEC_LIMITS,
+      decode: decodeDelta,
+      snapshot: () => { walks++; return [{ limit: 'fixed/w', slotMs: 1000, entries: [1, 5, 1] }] },
+      check: () => undefined,
+      apply: () => 'accept',
+      ringMessages: 2
+    })
+    repair.start()
+    for (let seq = 1; seq <= 5; seq++) repair.sent(seq, encodeDelta({ incarnation: 1, seq, sentAtMs: T0, groups: [{ limit: 'fixed/w', slotMs: 1000, entries: [seq, 5, 1] }] })[0])
+    const { encodeRepairRequest, decodeRepairAnswer } = await import('../../gossip/repair-codec.js')
+    const ask = async (peer: string): Promise<boolean> => {
+      const t = net.connect(peer)
+      try {
+        const r = decodeRepairAnswer(await t.request('me', PROTOCOL, encodeRepairRequest({ incarnation: 1, ranges: [1, 5] }), 1000))
+        return r.ok && r.answer.snapshot
+      } catch {
+        return false
+      } finally {
+        net.disconnect(peer)
+      }
+    }
+    // Seqs 1-3 left the ring of 2: a snapshot, once per requester per second...
+    expect(await ask('p0')).toBe(true)
+    net.disconnect('p0')
+    const again = net.connect('p0')
+    await expect(again.request('me', PROTOCOL, encodeRepairRequest({ incarnation: 1, ranges: [1, 5] }), 1000)).rejects.toThrow(/too often/)
+    net.disconnect('p0')
+    // ...and at most 8 per second in all.
+    const answers: boolean[] = []
+    for (let i = 1; i <= 12; i++) answers.push(await ask(`p${i}`))
+    expect(answers.filter(Boolean)).toHaveLength(7)
+    expect(walks).toBe(8)
+    clock.advance(1000)
+    expect(await ask('p0')).toBe(true)
+  })
+})
