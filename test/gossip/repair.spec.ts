@@ -272,11 +272,32 @@ describe('createRepair bounds', () => {
     expect(repair.stats.requestsFailed).toBe(repair.stats.requests)
   })
 
-  it('the ring holds at most ringMessages messages and ringBytes bytes; a marker is not recorded', () => {
-    const { repair } = make()
-    for (let seq = 1; seq <= 5000; seq++) repair.sent(seq, new Uint8Array(2000))
-    expect(repair.lastSeq).toBe(5000)
-    expect(() => { repair.sent(5002, new Uint8Array(1)) }).toThrow(RangeError)
+  it('the ring holds at most ringMessages messages and at most ringBytes bytes; older seqs get a snapshot', async () => {
+    const { encodeRepairRequest, decodeRepairAnswer } = await import('../../gossip/repair-codec.js')
+    const ringOf = async (o: { ringMessages?: number, ringBytes?: number }): Promise<(from: number, to: number) => Promise<{ snapshot: boolean, n: number }>> => {
+      const clock = new VirtualClock(T0)
+      const net = createLoopbackNetwork({ clock })
+      const repair = createRepair({ ...o, transport: net.connect('me'), clock, protocol: PROTOCOL, incarnation: 1, maxMessageBytes: 65536, codecLimits: DEFAULT_CODEC_LIMITS, decode: decodeDelta, snapshot: () => [], check: () => undefined, apply: () => 'accept' })
+      repair.start()
+      for (let seq = 1; seq <= 3000; seq++) repair.sent(seq, new Uint8Array(2000))
+      expect(repair.lastSeq).toBe(3000)
+      expect(() => { repair.sent(3002, new Uint8Array(1)) }).toThrow(RangeError)
+      let peer = 0
+      return async (from, to) => {
+        const r = decodeRepairAnswer(await net.connect(`p${peer++}`).request('me', PROTOCOL, encodeRepairRequest({ incarnation: 1, ranges: [from, to] }), 1000))
+        if (!r.ok) throw new Error(r.reason)
+        return { snapshot: r.answer.snapshot, n: r.answer.messages.length }
+      }
+    }
+    // Count-bound: the last 1,024 messages.
+    const byCount = await ringOf({})
+    expect(await byCount(1977, 3000)).toEqual({ snapshot: false, n: 1024 })
+    expect((await byCount(1976, 1976)).snapshot).toBe(true)
+    // Byte-bound: 10,000 bytes hold five 2,000-byte messages.
+    const byBytes = await ringOf({ ringBytes: 10_000 })
+    expect(await byBytes(2996, 3000)).toEqual({ snapshot: false, n: 5 })
+    expect((await byBytes(2995, 2995)).snapshot).toBe(true)
+    // An idle marker takes no seq and is a couple dozen bytes.
     expect(encodeMarker(T0, 5000, T0).byteLength).toBeLessThanOrEqual(26)
   })
 })
