@@ -1,6 +1,7 @@
 import type { Clock } from '../membership/clock.js'
-import { encodeDelta, type CodecLimits, type CounterGroup, type DecodeResult, type DeltaMessage } from './codec.js'
-import { DEFAULT_REPAIR_LIMITS, decodeRepairAnswer, decodeRepairRequest, encodeRepairAnswer, encodeRepairRequest, type RepairLimits } from './repair-codec.js'
+import type { CodecLimits, CounterGroup, DecodeResult, DeltaMessage } from './codec.js'
+import { DEFAULT_REPAIR_LIMITS, decodeRepairAnswer, encodeRepairRequest, type RepairLimits } from './repair-codec.js'
+import { createRepairResponder } from './repair-ring.js'
 import type { Transport, Verdict } from './transport.js'
 
 /** Tuning of gap repair; every field has a default. */
@@ -154,8 +155,6 @@ const MAX_ABOVE = 256
 const PENALTY_MS = 30_000
 /** Timeouts and request spacing double per consecutive failure at most this many times (x16). */
 const MAX_BACKOFF_DOUBLINGS = 4
-/** Snapshot answers per snapshotIntervalMs at most, all requesters together. */
-const MAX_SNAPSHOTS_PER_INTERVAL = 8
 /** Shortest timeout a measured round trip may set. */
 const MIN_TIMEOUT_MS = 25
 /** Weight of one copy in the moving failure rate of repair request copies. */
@@ -164,8 +163,6 @@ const RATE_WEIGHT = 0.05
 const HEDGE_TARGET = 0.01
 /** ...with at most this many copies of one request. */
 const MAX_COPIES = 3
-/** Room left in an answer for its envelope. */
-const ANSWER_OVERHEAD = 1024
 
 /**
  * Gap repair of counter gossip. Every counter message carries its sender's (incarnation,
@@ -182,33 +179,29 @@ export function createRepair (init: RepairInit): Repair {
   const graceMs = init.graceMs ?? 50
   const minRequestIntervalMs = init.minRequestIntervalMs ?? 2 * graceMs
   const requestTimeoutMs = init.requestTimeoutMs ?? 250
-  const ringMessages = Math.max(1, Math.min(init.ringMessages ?? 1024, limits.maxMessages))
-  const ringBytes = Math.min(init.ringBytes ?? 4 << 20, limits.maxAnswerBytes - ANSWER_OVERHEAD)
   const maxSenders = init.maxSenders ?? 1024
   const youngMs = init.youngMs ?? 10_000
   const maxInFlight = init.maxInFlight ?? 16
-  const snapshotIntervalMs = init.snapshotIntervalMs ?? 1000
   const stats: RepairStats = { gaps: 0, requests: 0, hedgedCopies: 0, requestsFailed: 0, answersRejected: 0, messagesRepaired: 0, snapshotsMerged: 0, served: 0, servedSnapshots: 0, snapshotsTruncated: 0, senders: 0 }
 
-  // --- the ring of recent messages: seqs [first, last] are all present -----------
-  const ring: Array<Uint8Array | undefined> = new Array(ringMessages).fill(undefined)
-  let first = 1
-  let last = 0
-  let bytesHeld = 0
-  const evictOldest = (): void => {
-    const slot = first % ringMessages
-    bytesHeld -= (ring[slot] as Uint8Array).byteLength
-    ring[slot] = undefined
-    first++
-  }
+  // Answers for peers that miss our messages: a ring of our recent ones, or a snapshot.
+  const responder = createRepairResponder({
+    clock,
+    incarnation,
+    ringMessages: init.ringMessages,
+    ringBytes: init.ringBytes,
+    maxMessageBytes: init.maxMessageBytes,
+    snapshot: init.snapshot,
+    snapshotIntervalMs: init.snapshotIntervalMs,
+    maxRequesters: maxSenders,
+    limits,
+    stats
+  })
 
   // --- senders -------------------------------------------------------------------
   const senders = new Map<string, Sender>()
   /** Senders with an open gap. */
   const gaps = new Set<string>()
-  const snapshotServedAt = new Map<string, number>()
-  /** When the snapshot answers of the last snapshotIntervalMs were served (all requesters). */
-  const recentSnapshots: number[] = []
   let startedAt = clock.now()
   let running = false
   let inFlight = 0
@@ -385,44 +378,6 @@ export function createRepair (init: RepairInit): Repair {
     })
   }
 
-  const serve = (data: Uint8Array, from: string): Uint8Array => {
-    const req = decodeRepairRequest(data, limits)
-    if (req === undefined) throw new Error('malformed repair request')
-    stats.served++
-    if (req.incarnation !== incarnation) return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: false, messages: [] })
-    const messages: Uint8Array[] = []
-    let fromRing = true
-    for (let i = 0; i < req.ranges.length && fromRing; i += 2) {
-      const to = Math.min(req.ranges[i + 1], last)
-      if (req.ranges[i] > to) continue
-      if (req.ranges[i] < first) fromRing = false
-      else for (let seq = req.ranges[i]; seq <= to; seq++) messages.push(ring[seq % ringMessages] as Uint8Array)
-    }
-    if (fromRing) return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: false, messages })
-    const now = clock.now()
-    if (now - (snapshotServedAt.get(from) ?? -Infinity) < snapshotIntervalMs) throw new Error('repair snapshot asked too often')
-    // And across requesters: a flood of peers cannot make this node walk its keys at will.
-    while (recentSnapshots.length > 0 && now - recentSnapshots[0] >= snapshotIntervalMs) recentSnapshots.shift()
-    if (recentSnapshots.length >= MAX_SNAPSHOTS_PER_INTERVAL) throw new Error('repair snapshots busy')
-    recentSnapshots.push(now)
-    if (snapshotServedAt.size >= maxSenders) snapshotServedAt.delete(snapshotServedAt.keys().next().value as string)
-    snapshotServedAt.delete(from)
-    snapshotServedAt.set(from, now)
-    stats.servedSnapshots++
-    const parts = encodeDelta({ incarnation, seq: Math.max(1, last), sentAtMs: now, groups: init.snapshot() }, init.maxMessageBytes)
-    const out: Uint8Array[] = []
-    let size = 0
-    for (const p of parts) {
-      if (out.length >= limits.maxMessages || size + p.byteLength + 8 > limits.maxAnswerBytes - ANSWER_OVERHEAD) {
-        stats.snapshotsTruncated++
-        break
-      }
-      out.push(p)
-      size += p.byteLength + 8
-    }
-    return encodeRepairAnswer({ incarnation, lastSeq: last, snapshot: true, messages: out })
-  }
-
   function check (): void {
     if (!running || gaps.size === 0) return
     const now = clock.now()
@@ -448,17 +403,9 @@ export function createRepair (init: RepairInit): Repair {
 
   return {
     stats,
-    get lastSeq () { return last },
+    get lastSeq () { return responder.lastSeq },
     get senders () { return senders.size },
-    sent (seq, bytes) {
-      if (seq !== last + 1) throw new RangeError(`repair: sent seq ${seq} after ${last}`)
-      last = seq
-      const slot = seq % ringMessages
-      if (ring[slot] !== undefined) evictOldest()
-      ring[slot] = bytes
-      bytesHeld += bytes.byteLength
-      while (bytesHeld > ringBytes && first < last) evictOldest()
-    },
+    sent: (seq, bytes) => { responder.sent(seq, bytes) },
     received (from, inc, seq) {
       const s = senderOf(from, inc, seq - 1)
       if (s !== undefined) note(s, seq)
@@ -481,7 +428,7 @@ export function createRepair (init: RepairInit): Repair {
       if (running) return
       running = true
       startedAt = clock.now()
-      transport.handle(protocol, serve)
+      transport.handle(protocol, responder.serve)
     },
     stop () {
       if (!running) return
