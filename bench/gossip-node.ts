@@ -104,6 +104,10 @@ process.on('message', (raw: unknown) => {
         messagesSent: (s?.replicator?.messagesSent ?? 0) - (s?.replicator?.republishMessages ?? 0),
         entriesSent: (s?.replicator?.entriesSent ?? 0) - (s?.replicator?.republishEntries ?? 0),
         republishBytes: s?.replicator?.republishBytes ?? 0,
+        // Gap repair: requests this node made, lost messages it merged back, answers it served.
+        repairRequests: s?.replicator?.repair?.requests ?? 0,
+        messagesRepaired: s?.replicator?.repair?.messagesRepaired ?? 0,
+        repairsServed: s?.replicator?.repair?.served ?? 0,
         merged: s?.mergedEntries ?? 0,
         cpuMicros: process.cpuUsage().user + process.cpuUsage().system,
         allMessagesSent: s?.replicator?.messagesSent ?? 0,

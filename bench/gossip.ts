@@ -85,7 +85,7 @@ function mergeThroughput (): { mergeEntriesPerSec: number, decodeMergeEntriesPer
   return { mergeEntriesPerSec: Math.round(mergeEntriesPerSec), decodeMergeEntriesPerSec: Math.round(decodeMergeEntriesPerSec) }
 }
 
-interface Report { cpuMicros: number, allMessagesSent: number, checks: number, bytesSent: number, messagesSent: number, entriesSent: number, republishBytes: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
+interface Report { repairRequests?: number, messagesRepaired?: number, cpuMicros: number, allMessagesSent: number, checks: number, bytesSent: number, messagesSent: number, entriesSent: number, republishBytes: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
 
 async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
@@ -162,6 +162,8 @@ async function main (): Promise<void> {
     const republished = sum(after, r => r.republishBytes) - sum(before, r => r.republishBytes)
     const cpuMs = (sum(after, r => r.cpuMicros) - sum(before, r => r.cpuMicros)) / 1000
     const allMessages = sum(after, r => r.allMessagesSent) - sum(before, r => r.allMessagesSent)
+    const repairRequests = sum(after, r => r.repairRequests ?? 0) - sum(before, r => r.repairRequests ?? 0)
+    const repaired = sum(after, r => r.messagesRepaired ?? 0) - sum(before, r => r.messagesRepaired ?? 0)
     const convergence: number[] = []
     let incomplete = 0
     for (const [id, seen] of probeSeen) {
@@ -184,6 +186,9 @@ async function main (): Promise<void> {
       entriesPerMessage: Math.round(entries / messages),
       payloadBytesPerNodePerSec: Math.round(bytes / args.nodes / elapsed),
       republishBytesPerNodePerSec: Math.round(republished / args.nodes / elapsed),
+      // Gap repair (gossip/repair.ts): requests made and lost messages merged back, over the run.
+      repairRequestsPerNodePerSec: Number((repairRequests / args.nodes / elapsed).toFixed(2)),
+      messagesRepaired: repaired,
       // CPU of all nodes per counter message published (its delivery to every peer included):
       // comparable across machines under load, unlike the latencies.
       cpuMsPerNodePerSec: Math.round(cpuMs / args.nodes / elapsed),

@@ -3,15 +3,23 @@ import { decode, Encoder } from '@msgpack/msgpack'
 /**
  * Wire format of counter deltas (msgpack):
  *
- *   [version, incarnation, sentAtMs, [group...]]
+ *   [version = 2, incarnation, seq, sentAtMs, [group...]]
  *   group = [limitName, slotMs, baseEpoch, [hash, epoch - baseEpoch, count, ...]]
  *
  * Entries are the sender's own absolute counts (never increments), so a receiver
  * max-merges them and duplicates, reordering and re-sends change nothing. The sender's
  * replica id is the authenticated peer id of the transport plus `incarnation`: a
- * message cannot name any other replica.
+ * message cannot name any other replica. `seq` numbers the sender's counter messages
+ * within one incarnation (1, 2, 3...; every message, re-publication included), so a
+ * receiver sees a lost message as a gap and asks the sender for it (gossip/repair.ts).
+ * A message without groups is an idle marker (encodeMarker): it carries no count and
+ * takes no seq of its own; its seq is the sender's last, so a receiver that lost that
+ * last message sees the gap although nothing follows it.
+ * Version 1 (no seq) is rejected: a mesh upgrades to version 2 as a whole.
  */
-export const CODEC_VERSION = 1
+export const CODEC_VERSION = 2
+/** Version of region aggregates: [1, region, sentAtMs, [group...]] (no seq: they are re-sent whole). */
+export const AGGREGATE_CODEC_VERSION = 1
 
 /** One limit's entries: flat (hash, epoch, count) triples. */
 export interface CounterGroup {
@@ -22,6 +30,12 @@ export interface CounterGroup {
 
 export interface DeltaMessage {
   incarnation: number
+  /**
+   * Sequence number of the message within the sender's incarnation (>= 1). When
+   * encodeDelta splits a delta, the parts take seq, seq + 1, ...
+   * @default 1
+   */
+  seq?: number
   sentAtMs: number
   groups: CounterGroup[]
 }
@@ -78,7 +92,7 @@ const REGION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 // buffer) per call; encode() on an instance returns a copy, so messages never share bytes.
 const encoder = new Encoder()
 
-function encodeOne (tag: number | string, sentAtMs: number, groups: CounterGroup[]): Uint8Array {
+function encodeOne (tag: number | string, seq: number | undefined, sentAtMs: number, groups: CounterGroup[]): Uint8Array {
   const wire = groups.map(g => {
     let base = Infinity
     let top = -Infinity
@@ -93,7 +107,7 @@ function encodeOne (tag: number | string, sentAtMs: number, groups: CounterGroup
     for (let j = 1; j < flat.length; j += 3) flat[j] -= base
     return [g.limit, g.slotMs, base, flat]
   })
-  return encoder.encode([CODEC_VERSION, tag, sentAtMs, wire])
+  return encoder.encode(seq === undefined ? [AGGREGATE_CODEC_VERSION, tag, sentAtMs, wire] : [CODEC_VERSION, tag, seq, sentAtMs, wire])
 }
 
 /**
@@ -102,23 +116,30 @@ function encodeOne (tag: number | string, sentAtMs: number, groups: CounterGroup
  * delta encodes to no message at all.
  */
 export function encodeDelta (msg: DeltaMessage, maxMessageBytes = DEFAULT_CODEC_LIMITS.maxMessageBytes): Uint8Array[] {
-  return encodeMessages(msg.incarnation, msg.sentAtMs, msg.groups, maxMessageBytes)
+  const seq = msg.seq ?? 1
+  if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError(`seq must be a positive integer, got ${seq}`)
+  return encodeMessages(msg.incarnation, seq, msg.sentAtMs, msg.groups, maxMessageBytes)
+}
+
+/** An idle marker: `seq` is the sender's last message, announced (not carried) by it. */
+export function encodeMarker (incarnation: number, seq: number, sentAtMs: number): Uint8Array {
+  return encoder.encode([CODEC_VERSION, incarnation, seq, sentAtMs, []])
 }
 
 /** Encodes a region aggregate, split like encodeDelta. */
 export function encodeAggregate (msg: AggregateMessage, maxMessageBytes = DEFAULT_CODEC_LIMITS.maxMessageBytes): Uint8Array[] {
   if (!REGION.test(msg.region)) throw new RangeError(`region ${JSON.stringify(msg.region)} is not a valid region name`)
-  return encodeMessages(msg.region, msg.sentAtMs, msg.groups, maxMessageBytes)
+  return encodeMessages(msg.region, undefined, msg.sentAtMs, msg.groups, maxMessageBytes)
 }
 
-function encodeMessages (tag: number | string, sentAtMs: number, groups: CounterGroup[], maxMessageBytes: number): Uint8Array[] {
+function encodeMessages (tag: number | string, seq: number | undefined, sentAtMs: number, groups: CounterGroup[], maxMessageBytes: number): Uint8Array[] {
   const out: Uint8Array[] = []
   let batch: CounterGroup[] = []
   let budget = maxMessageBytes - MESSAGE_OVERHEAD
   // Decoders also cap groups and entries per message (DEFAULT_CODEC_LIMITS), not only bytes.
   let entriesLeft = DEFAULT_CODEC_LIMITS.maxEntries
   const flushBatch = (): void => {
-    if (batch.length > 0) out.push(encodeOne(tag, sentAtMs, batch))
+    if (batch.length > 0) out.push(encodeOne(tag, seq === undefined ? undefined : seq + out.length, sentAtMs, batch))
     batch = []
     budget = maxMessageBytes - MESSAGE_OVERHEAD
     entriesLeft = DEFAULT_CODEC_LIMITS.maxEntries
@@ -152,21 +173,21 @@ const isSafeNonNegInt = (v: unknown): v is number => typeof v === 'number' && Nu
  * out of range yields `{ ok: false, reason }` naming the first problem.
  */
 export function decodeDelta (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CODEC_LIMITS): DecodeResult {
-  const r = decodeMessage(bytes, limits)
+  const r = decodeMessage(bytes, limits, true)
   if (!r.ok) return r
   if (!isSafeNonNegInt(r.tag)) return { ok: false, reason: 'incarnation is not a non-negative integer' }
-  return { ok: true, msg: { incarnation: r.tag, sentAtMs: r.sentAtMs, groups: r.groups } }
+  return { ok: true, msg: { incarnation: r.tag, seq: r.seq, sentAtMs: r.sentAtMs, groups: r.groups } }
 }
 
 /** Decodes and validates a region aggregate. Never throws. */
 export function decodeAggregate (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CODEC_LIMITS): AggregateDecodeResult {
-  const r = decodeMessage(bytes, limits)
+  const r = decodeMessage(bytes, limits, false)
   if (!r.ok) return r
   if (typeof r.tag !== 'string' || !REGION.test(r.tag)) return { ok: false, reason: 'region is not a valid region name' }
   return { ok: true, msg: { region: r.tag, sentAtMs: r.sentAtMs, groups: r.groups } }
 }
 
-function decodeMessage (bytes: Uint8Array, limits: CodecLimits): { ok: true, tag: unknown, sentAtMs: number, groups: CounterGroup[] } | { ok: false, reason: string } {
+function decodeMessage (bytes: Uint8Array, limits: CodecLimits, withSeq: boolean): { ok: true, tag: unknown, seq: number, sentAtMs: number, groups: CounterGroup[] } | { ok: false, reason: string } {
   if (!(bytes instanceof Uint8Array)) return { ok: false, reason: 'not bytes' }
   if (bytes.byteLength > limits.maxMessageBytes) return { ok: false, reason: `message of ${bytes.byteLength} bytes exceeds ${limits.maxMessageBytes}` }
   let raw: unknown
@@ -181,9 +202,15 @@ function decodeMessage (bytes: Uint8Array, limits: CodecLimits): { ok: true, tag
   } catch (err) {
     return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` }
   }
-  if (!Array.isArray(raw) || raw.length !== 4) return { ok: false, reason: 'not a 4-element array' }
-  const [version, tag, sentAtMs, wireGroups] = raw as unknown[]
-  if (version !== CODEC_VERSION) return { ok: false, reason: `unsupported version ${String(version)}` }
+  const arity = withSeq ? 5 : 4
+  if (!Array.isArray(raw) || raw.length !== arity) return { ok: false, reason: `not a ${arity}-element array` }
+  const version: unknown = raw[0]
+  const tag: unknown = raw[1]
+  const seq: unknown = withSeq ? raw[2] : 0
+  const sentAtMs: unknown = raw[arity - 2]
+  const wireGroups: unknown = raw[arity - 1]
+  if (version !== (withSeq ? CODEC_VERSION : AGGREGATE_CODEC_VERSION)) return { ok: false, reason: `unsupported version ${String(version)}` }
+  if (withSeq && (!isSafeNonNegInt(seq) || seq === 0)) return { ok: false, reason: 'seq is not a positive integer' }
   if (typeof sentAtMs !== 'number' || !Number.isFinite(sentAtMs) || sentAtMs < 0) return { ok: false, reason: 'sentAtMs is not a finite non-negative number' }
   if (!Array.isArray(wireGroups)) return { ok: false, reason: 'groups is not an array' }
   if (wireGroups.length > limits.maxGroups) return { ok: false, reason: `more than ${limits.maxGroups} groups` }
@@ -215,5 +242,5 @@ function decodeMessage (bytes: Uint8Array, limits: CodecLimits): { ok: true, tag
     }
     groups.push({ limit, slotMs, entries })
   }
-  return { ok: true, tag, sentAtMs, groups }
+  return { ok: true, tag, seq: seq as number, sentAtMs, groups }
 }

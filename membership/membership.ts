@@ -58,6 +58,14 @@ export interface MembershipInit {
   policyVersion?: () => number
   /** The hash of the policy bundle this node runs, read at every heartbeat. @default () => undefined */
   policyHash?: () => string | undefined
+  /**
+   * Seq of this node's last counter message, read at every heartbeat: peers that missed
+   * that message see the gap even when nothing follows it (gossip/repair.ts).
+   * @default none (heartbeats carry no seq)
+   */
+  counterSeq?: () => number
+  /** Called for every accepted heartbeat that carries a counter seq. @default none */
+  onCounterSeq?: (member: MemberInfo, seq: number) => void
   /** @default 1000 */
   heartbeatIntervalMs?: number
   /** No heartbeat for this long: suspect. @default 3 x heartbeatIntervalMs */
@@ -160,12 +168,15 @@ export interface HeartbeatMessage {
   sentAtMs: number
   policyHash?: string
   leaving?: boolean
+  /** Seq of the sender's last counter message (absent from older nodes). */
+  counterSeq?: number
 }
 
 /**
  * Decodes a heartbeat; undefined when malformed. Never throws. The seventh element (the
  * policy bundle's hash, or null) is optional, so nodes that do not send it still parse;
- * an eighth, `true`, marks a goodbye (the sender stops gracefully).
+ * an eighth, `true`, marks a goodbye (the sender stops gracefully); a ninth, the seq of
+ * the sender's last counter message, comes with an eighth that is `true` or `false`.
  */
 export function decodeHeartbeat (bytes: Uint8Array): HeartbeatMessage | undefined {
   if (bytes.byteLength > 512) return undefined
@@ -175,9 +186,10 @@ export function decodeHeartbeat (bytes: Uint8Array): HeartbeatMessage | undefine
   } catch {
     return undefined
   }
-  if (!Array.isArray(raw) || raw.length < 6 || raw.length > 8 || raw[0] !== WIRE_VERSION) return undefined
-  const [, incarnation, region, weight, policyVersion, sentAtMs, policyHash, leaving] = raw as unknown[]
+  if (!Array.isArray(raw) || raw.length < 6 || raw.length > 9 || raw[0] !== WIRE_VERSION) return undefined
+  const [, incarnation, region, weight, policyVersion, sentAtMs, policyHash, leaving, counterSeq] = raw as unknown[]
   if (raw.length === 8 && leaving !== true) return undefined
+  if (raw.length === 9 && (typeof leaving !== 'boolean' || typeof counterSeq !== 'number' || !Number.isSafeInteger(counterSeq) || counterSeq < 0)) return undefined
   if (policyHash !== undefined && policyHash !== null && (typeof policyHash !== 'string' || !POLICY_HASH.test(policyHash))) return undefined
   if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
   // Regions name topics, so they follow topic-name rules.
@@ -188,6 +200,7 @@ export function decodeHeartbeat (bytes: Uint8Array): HeartbeatMessage | undefine
   const h: HeartbeatMessage = { incarnation, region, weight, policyVersion, sentAtMs }
   if (typeof policyHash === 'string') h.policyHash = policyHash
   if (leaving === true) h.leaving = true
+  if (typeof counterSeq === 'number') h.counterSeq = counterSeq
   return h
 }
 
@@ -218,6 +231,7 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export function encodeHeartbeat (h: HeartbeatMessage): Uint8Array {
+  if (h.counterSeq !== undefined) return encode([WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs, h.policyHash ?? null, h.leaving === true, h.counterSeq])
   if (h.leaving === true) return encode([WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs, h.policyHash ?? null, true])
   return encode(h.policyHash === undefined
     ? [WIRE_VERSION, h.incarnation, h.region, h.weight, h.policyVersion, h.sentAtMs]
@@ -289,6 +303,7 @@ export function createMembership (init: MembershipInit): Membership {
       members.set(from, fresh)
       emit({ type: 'change', member: snapshot(fresh), previous: 'new' })
       emit({ type: 'policy', member: snapshot(fresh) })
+      if (h.counterSeq !== undefined) init.onCounterSeq?.(fresh, h.counterSeq)
       return 'accept'
     }
     // An older incarnation's heartbeat, relayed late: the peer has restarted since.
@@ -312,11 +327,12 @@ export function createMembership (init: MembershipInit): Membership {
       emit({ type: 'change', member: snapshot(m), previous })
     }
     if (policyChanged) emit({ type: 'policy', member: snapshot(m) })
+    if (h.counterSeq !== undefined) init.onCounterSeq?.(m, h.counterSeq)
     return 'accept'
   }
 
   const heartbeat = (leaving = false): void => {
-    transport.publish(topic, encodeHeartbeat({ incarnation: init.self.incarnation, region: init.self.region, weight, policyVersion: init.policyVersion?.() ?? 0, policyHash: init.policyHash?.(), sentAtMs: clock.now(), leaving }))
+    transport.publish(topic, encodeHeartbeat({ incarnation: init.self.incarnation, region: init.self.region, weight, policyVersion: init.policyVersion?.() ?? 0, policyHash: init.policyHash?.(), sentAtMs: clock.now(), leaving, counterSeq: init.counterSeq?.() }))
     stats.heartbeatsSent++
   }
 

@@ -3,6 +3,7 @@ import { ReplicaTable, parseReplicaKey, replicaKey, type ReplicaId } from '../cr
 import { MergeResult, type WindowStore } from '../crdt/window-store.js'
 import type { CodecLimits, CounterGroup, DecodeResult, DeltaMessage } from '../gossip/codec.js'
 import type { SnapshotCursor, SnapshotGroup, SnapshotPage } from '../gossip/sync-codec.js'
+import type { RepairOptions } from '../gossip/repair.js'
 import { createReplicator, type Replicator, type ReplicatorStats } from '../gossip/replicator.js'
 import type { Transport, Verdict } from '../gossip/transport.js'
 import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
@@ -96,10 +97,16 @@ export interface LimiterInit {
    */
   topic?: string
   /**
-   * Every live entry of this node is re-published once per this period (0 disables).
-   * @default 5000
+   * Every live entry of this node is re-published once per this period, a slow safety
+   * net behind gap repair (0 disables).
+   * @default 30000
    */
   republishIntervalMs?: number
+  /**
+   * Gap repair of lost gossip (gossip/repair.ts): tuning, or false to turn it off.
+   * @default {}
+   */
+  repair?: RepairOptions | false
   /**
    * Interval of the idle-key sweep, in ms.
    * @default 1000
@@ -220,8 +227,16 @@ export interface Limiter {
   collectDelta(): CounterGroup[]
   /** The local replica's live counts of the next rotating `fraction` of its keys (re-publication). */
   collectRepublish(fraction: number): CounterGroup[]
+  /** Every live count of the local replica (used by replicators to answer repairs). */
+  collectOwn(): CounterGroup[]
   /** Merges a validated delta from peer `from` (used by replicators). */
   applyDelta(from: string, msg: DeltaMessage): Verdict
+  /** Seq of the last counter message this replica published (0 before any, or without a transport); heartbeats carry it. */
+  gossipSeq(): number
+  /** Peer `from` announced that its `incarnation` published counter messages up to `seq`: a trailing loss shows. */
+  announcedSeq(from: string, incarnation: number, seq: number): void
+  /** Drops the gap tracking of peer `from` (dead or departed). */
+  forgetPeer(from: string): void
   /**
    * This region's totals of global limits for keys that changed since the last call
    * (or of every key with `all`), for the region aggregate.
@@ -383,7 +398,8 @@ class LimiterImpl implements Limiter {
         topic: init.topic,
         flushIntervalMs,
         maxMessageBytes: checkInteger('maxMessageBytes', init.maxMessageBytes, 1024, 65536),
-        republishIntervalMs: checkInteger('republishIntervalMs', init.republishIntervalMs, 0, 5000),
+        republishIntervalMs: checkInteger('republishIntervalMs', init.republishIntervalMs, 0, 30_000),
+        repair: init.repair,
         maxClockSkewMs,
         decode: init.decodeDelta
       })
@@ -680,6 +696,29 @@ class LimiterImpl implements Limiter {
       if (entries.length > 0) groups.push({ limit: name, slotMs: store.slotMs, entries })
     }
     return groups
+  }
+
+  collectOwn (): CounterGroup[] {
+    const groups: CounterGroup[] = []
+    const now = this.clock.now()
+    for (const [name, store] of this.wire) {
+      const entries: number[] = []
+      store.ownRange(0, Infinity, store.epochOf(now), entries)
+      if (entries.length > 0) groups.push({ limit: name, slotMs: store.slotMs, entries })
+    }
+    return groups
+  }
+
+  gossipSeq (): number {
+    return this.replicator?.lastSeq ?? 0
+  }
+
+  announcedSeq (from: string, incarnation: number, seq: number): void {
+    this.replicator?.announced(from, incarnation, seq)
+  }
+
+  forgetPeer (from: string): void {
+    this.replicator?.forget(from)
   }
 
   collectRepublish (fraction: number): CounterGroup[] {

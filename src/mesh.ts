@@ -232,7 +232,16 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     topic: topics.membership,
     self: { incarnation, region, weight },
     policyVersion: policyVersion ?? (() => manager?.version ?? limiter.policies.version),
-    policyHash: () => manager?.hash
+    policyHash: () => manager?.hash,
+    // Heartbeats carry the seq of our last counter message, so a peer that lost it (and
+    // heard nothing after it) still sees the gap; only same-region peers hear our counters.
+    counterSeq: () => limiter.gossipSeq(),
+    onCounterSeq: (m, seq) => { if (m.region === region) limiter.announcedSeq(m.peerId, m.incarnation, seq) }
+  })
+  // Gap tracking of a member that died or left is dropped (bounded state; a member back
+  // from dead is tracked afresh and asked for everything it sent).
+  membership.on(e => {
+    if (e.type === 'left' || (e.type === 'change' && e.member.state === 'dead')) limiter.forgetPeer(e.member.peerId)
   })
   // A member running a newer bundle than ours: pull it.
   if (distributor !== undefined) {

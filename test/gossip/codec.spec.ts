@@ -31,8 +31,10 @@ const groupArb = (maxEntries: number): fc.Arbitrary<CounterGroup> => fc.record({
   slotMs,
   entries: entries.flatMap(([h, off, c]) => [h, base + (off % (span + 1)), c])
 }))
+const seqArb = fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: MAX_SAFE - 100_000 }))
 const messageArb = (maxGroups: number, maxEntries: number): fc.Arbitrary<DeltaMessage> => fc.record({
   incarnation: fc.oneof(fc.nat(5), fc.maxSafeNat()),
+  seq: seqArb,
   sentAtMs: fc.oneof(fc.nat(), fc.constant(1_764_000_000_000), fc.double({ min: 0, max: 1e15, noNaN: true })),
   groups: fc.array(groupArb(maxEntries), { maxLength: maxGroups })
 })
@@ -61,6 +63,7 @@ const isSafeNat = (v: unknown): boolean => typeof v === 'number' && Number.isSaf
 /** Independent check of everything a decoded message promises; returns the first problem. */
 function problemOf (msg: DeltaMessage, limits: CodecLimits): string | undefined {
   if (!isSafeNat(msg.incarnation)) return 'incarnation'
+  if (!isSafeNat(msg.seq) || (msg.seq as number) < 1) return 'seq'
   if (!Number.isFinite(msg.sentAtMs) || msg.sentAtMs < 0) return 'sentAtMs'
   if (!Array.isArray(msg.groups) || msg.groups.length > limits.maxGroups) return 'groups'
   let total = 0
@@ -94,10 +97,11 @@ function expectRejected (bytes: Uint8Array, limits: CodecLimits = DEFAULT_CODEC_
 }
 
 /** A valid wire message with one group, for tweaking one field at a time. */
-function wire (fields: { version?: unknown, incarnation?: unknown, sentAtMs?: unknown, groups?: unknown[] } = {}): unknown[] {
+function wire (fields: { version?: unknown, incarnation?: unknown, seq?: unknown, sentAtMs?: unknown, groups?: unknown[] } = {}): unknown[] {
   return [
     'version' in fields ? fields.version : CODEC_VERSION,
     'incarnation' in fields ? fields.incarnation : 3,
+    'seq' in fields ? fields.seq : 4,
     'sentAtMs' in fields ? fields.sentAtMs : 1000,
     fields.groups ?? [['api', 1000, 50, [7, 0, 2, 8, 1, 5]]]
   ]
@@ -114,6 +118,7 @@ describe('codec round trip', () => {
       expect(parts).toHaveLength(kept.length === 0 ? 0 : 1)
       for (const d of decodeAll(parts)) {
         expect(d.incarnation).toBe(msg.incarnation)
+        expect(d.seq).toBe(msg.seq)
         expect(d.sentAtMs).toBe(msg.sentAtMs)
         expect(d.groups).toEqual(kept)
         expect(problemOf(d, DEFAULT_CODEC_LIMITS)).toBeUndefined()
@@ -139,7 +144,12 @@ describe('codec round trip', () => {
     const big = new Uint8Array(bytes.byteLength + 10)
     big.set(bytes, 5)
     const r = decodeDelta(big.subarray(5, 5 + bytes.byteLength))
-    expect(r).toEqual({ ok: true, msg: { incarnation: 2, sentAtMs: 9, groups: [{ limit: 'a', slotMs: 1000, entries: [1, 2, 3] }] } })
+    expect(r).toEqual({ ok: true, msg: { incarnation: 2, seq: 1, sentAtMs: 9, groups: [{ limit: 'a', slotMs: 1000, entries: [1, 2, 3] }] } })
+  })
+
+  it('refuses to encode a seq that is not a positive safe integer', () => {
+    const groups = [{ limit: 'a', slotMs: 1000, entries: [1, 2, 3] }]
+    for (const seq of [0, -1, 1.5, NaN, 2 ** 53]) expect(() => encodeDelta({ incarnation: 1, seq, sentAtMs: 0, groups })).toThrow(RangeError)
   })
 
   it('refuses to encode a group spanning 65536 epochs or more', () => {
@@ -157,6 +167,8 @@ describe('codec splitting', () => {
       const limits = { ...DEFAULT_CODEC_LIMITS, maxMessageBytes: max }
       for (const p of parts) expect(p.byteLength).toBeLessThanOrEqual(max)
       const decoded = decodeAll(parts, limits)
+      // Split parts take consecutive seqs from the delta's own: a receiver sees each one missing.
+      expect(decoded.map(d => d.seq)).toEqual(decoded.map((_, i) => (msg.seq as number) + i))
       for (const d of decoded) {
         expect(d.incarnation).toBe(msg.incarnation)
         expect(d.sentAtMs).toBe(msg.sentAtMs)
@@ -249,7 +261,7 @@ const wireGroupArb: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 1, arbitrary: oddValueArb }
 )
 const wireMessageArb: fc.Arbitrary<unknown> = fc.oneof(
-  { weight: 8, arbitrary: fc.tuple(maybe(fc.constant(CODEC_VERSION)), maybe(fc.maxSafeNat()), maybe(fc.nat()), fc.oneof({ weight: 5, arbitrary: fc.array(wireGroupArb, { maxLength: 4 }) }, { weight: 1, arbitrary: oddValueArb })) },
+  { weight: 8, arbitrary: fc.tuple(maybe(fc.constant(CODEC_VERSION)), maybe(fc.maxSafeNat()), maybe(fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.maxSafeNat())), maybe(fc.nat()), fc.oneof({ weight: 5, arbitrary: fc.array(wireGroupArb, { maxLength: 4 }) }, { weight: 1, arbitrary: oddValueArb })) },
   { weight: 1, arbitrary: fc.array(oddValueArb, { maxLength: 6 }) },
   { weight: 1, arbitrary: oddValueArb }
 )
@@ -261,7 +273,7 @@ describe('codec fuzz', () => {
   })
 
   it('arbitrary bytes behind a plausible header: same', () => {
-    fc.assert(fc.property(fc.constantFrom([0x94, 0x01], [0x94, 0x01, 0x00, 0x00], [0x94, 0x01, 0x03, 0xcd, 0x03, 0xe8, 0x91, 0x94]), fc.uint8Array({ maxLength: 60 }), (head, tail) => {
+    fc.assert(fc.property(fc.constantFrom([0x95, 0x02], [0x95, 0x02, 0x00, 0x01, 0x00], [0x95, 0x02, 0x03, 0x04, 0xcd, 0x03, 0xe8, 0x91, 0x94]), fc.uint8Array({ maxLength: 60 }), (head, tail) => {
       checkDecode(Uint8Array.from([...head, ...tail]))
     }), { numRuns: 2000 })
   })
@@ -285,11 +297,19 @@ describe('codec fuzz', () => {
 
 describe('codec rejects malformed messages', () => {
   it('accepts the baseline message the cases below tweak', () => {
-    expect(decodeDelta(encode(wire()))).toEqual({ ok: true, msg: { incarnation: 3, sentAtMs: 1000, groups: [{ limit: 'api', slotMs: 1000, entries: [7, 50, 2, 8, 51, 5] }] } })
+    expect(decodeDelta(encode(wire()))).toEqual({ ok: true, msg: { incarnation: 3, seq: 4, sentAtMs: 1000, groups: [{ limit: 'api', slotMs: 1000, entries: [7, 50, 2, 8, 51, 5] }] } })
   })
 
   it.each<[string, unknown]>([
-    ['version 2', wire({ version: 2 })],
+    ['version 1 (no seq)', [1, 3, 1000, [['api', 1000, 50, [7, 0, 2]]]]],
+    ['version 1 with a seq', wire({ version: 1 })],
+    ['version 3', wire({ version: 3 })],
+    ['zero seq', wire({ seq: 0 })],
+    ['negative seq', wire({ seq: -1 })],
+    ['fractional seq', wire({ seq: 1.5 })],
+    ['unsafe seq', wire({ seq: 2 ** 53 })],
+    ['seq as a string', wire({ seq: '4' })],
+    ['nil seq', wire({ seq: null })],
     ['version 0', wire({ version: 0 })],
     ['version as a string', wire({ version: '1' })],
     ['negative incarnation', wire({ incarnation: -1 })],
@@ -319,15 +339,15 @@ describe('codec rejects malformed messages', () => {
     ['empty limit name', wire({ groups: [group([7, 0, 1], '')] })],
     ['limit name too long', wire({ groups: [group([7, 0, 1], 'x'.repeat(DEFAULT_CODEC_LIMITS.maxLimitNameLength + 1))] })],
     ['limit name not a string', wire({ groups: [group([7, 0, 1], 42)] })],
-    ['a map at the top', { version: 1, incarnation: 0, sentAtMs: 0, groups: [] }],
+    ['a map at the top', { version: 2, incarnation: 0, seq: 1, sentAtMs: 0, groups: [] }],
     ['a map as a group', wire({ groups: [{ limit: 'api', entries: [] }] })],
     ['a map as an entry', wire({ groups: [group([{ h: 7 }, 0, 1])] })],
     ['binary as a limit name', wire({ groups: [group([7, 0, 1], new Uint8Array([97]))] })],
     ['binary as entries', wire({ groups: [group(new Uint8Array([7, 0, 1]) as unknown as unknown[])] })],
     ['an ext value as a count', wire({ groups: [group([7, 0, new ExtData(5, new Uint8Array([1]))])] })],
     ['a timestamp ext as sentAtMs', wire({ sentAtMs: new Date(1000) })],
-    ['an array of 3', [1, 0, []]],
-    ['an array of 5', [1, 0, 0, [], 0]],
+    ['an array of 4', [2, 0, 1, []]],
+    ['an array of 6', [2, 0, 1, 0, [], 0]],
     ['a bare number', 1],
     ['nil', null]
   ])('%s', (_what, value) => {

@@ -32,6 +32,24 @@ describe('heartbeat codec', () => {
     expect(accepted).toBeGreaterThan(0)
   })
 
+  it('round-trips the seq of the last counter message, alone or with a policy hash or a goodbye (property)', () => {
+    fc.assert(fc.property(validHeartbeat, fc.oneof(fc.nat(10), fc.maxSafeNat()), fc.option(fc.constant('ab'.repeat(16)), { nil: undefined }), fc.boolean(), (h, counterSeq, policyHash, leaving) => {
+      const full = { ...h, counterSeq, ...(policyHash === undefined ? {} : { policyHash }), ...(leaving ? { leaving: true } : {}) }
+      const d = decodeHeartbeat(encodeHeartbeat(full))
+      expect(d).toEqual(full)
+      if (d !== undefined) assertValidHeartbeat(d)
+    }), { numRuns: 300 })
+  })
+
+  it('refuses a counter seq that is not a non-negative safe integer, or that comes without a boolean eighth field', async () => {
+    const { encode } = await import('@msgpack/msgpack')
+    const base = [1, 1, 'eu', 1, 0, 1000, null]
+    expect(decodeHeartbeat(encode([...base, false, 7]))?.counterSeq).toBe(7)
+    for (const bad of [[...base, false, -1], [...base, false, 1.5], [...base, false, 2 ** 53], [...base, false, '7'], [...base, null, 7], [...base, 0, 7]]) {
+      expect(decodeHeartbeat(encode(bad)), JSON.stringify(bad)).toBeUndefined()
+    }
+  })
+
   it('refuses malformed heartbeats and accepts the exact boundaries', () => {
     for (const [why, bytes] of MALFORMED) expect(decodeHeartbeat(bytes), why).toBeUndefined()
     const edge = { incarnation: 0, region: 'r'.repeat(64), weight: 1e6, policyVersion: Number.MAX_SAFE_INTEGER, sentAtMs: 0 }

@@ -144,5 +144,6 @@ export function assertValidHeartbeat (h: Heartbeat): void {
   expect(h.weight > 0 && h.weight <= 1e6).toBe(true)
   expect(Number.isSafeInteger(h.policyVersion) && h.policyVersion >= 0).toBe(true)
   expect(Number.isFinite(h.sentAtMs) && h.sentAtMs >= 0).toBe(true)
+  if (h.counterSeq !== undefined) expect(Number.isSafeInteger(h.counterSeq) && h.counterSeq >= 0).toBe(true)
 }
 
