@@ -24,11 +24,12 @@ type Call = (req: unknown) => Promise<any>
 let s: Sidecar
 let client: grpc.Client
 let should: Call
+let pkg: any
 
 beforeAll(async () => {
   s = await sidecar(POLICIES, { escalation: { enabled: false } })
   // A client built from the proto, as Envoy's would be: nothing shared with the server but the wire.
-  const pkg = loadRls() as any
+  pkg = loadRls() as any
   const Ctor = pkg.envoy.service.ratelimit.v3.RateLimitService as grpc.ServiceClientConstructor
   client = new Ctor(s.grpcAddress as string, grpc.credentials.createInsecure())
   should = async req => await new Promise((resolve, reject) => {
@@ -97,6 +98,16 @@ describe('Envoy rate limit service v3 (ShouldRateLimit)', () => {
       expect(err?.code, JSON.stringify(req)).toBe(grpc.status.INVALID_ARGUMENT)
       expect(err?.details).toMatch(reason)
     }
+  })
+
+  it('refuses bytes that are not a RateLimitRequest with INVALID_ARGUMENT and a reason', async () => {
+    // A client that sends raw bytes: a truncated domain field (says 5 bytes, carries 1).
+    const path = (pkg.envoy.service.ratelimit.v3.RateLimitService as grpc.ServiceClientConstructor).service.ShouldRateLimit.path
+    const err = await new Promise<grpc.ServiceError | null>(resolve => {
+      client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, Buffer.from([0x0a, 0x05, 0x61]), { deadline: Date.now() + 5000 }, e => { resolve(e) })
+    })
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT)
+    expect(err?.details).toMatch(/not a valid RateLimitRequest: length-delimited field past the end/)
   })
 
   it('counts gRPC decisions in the metrics', async () => {
