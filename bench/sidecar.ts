@@ -6,6 +6,17 @@
  *
  *   npm run bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N]
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
+ *                            [--only grpc|http|redis] [--pin] [--sidecar-cli PATH]
+ *                            [--sidecar-node-args "ARGS"]
+ *
+ * `--sidecar-cli` runs another build's CLI (main's dist) under the same load generators,
+ * for back-to-back comparisons; `--sidecar-node-args` passes node/V8 flags to the sidecar
+ * (`--trace-gc`, `--cpu-prof`...; its extra stdout lines are copied to stderr).
+ *
+ * Stalls are located, not guessed: every fixed-rate phase reports the sidecar's
+ * event-loop delay (p99, max, from its /metrics, which reset at each scrape) and this
+ * process's own (the generator's lateness would otherwise look like server latency),
+ * and for gRPC how many calls took over 5 ms and in how many 50 ms windows they fell.
  *
  * Saturation phases keep `connections` requests in flight (HTTP connections, gRPC
  * calls); fixed-rate phases offer `--http-rate` / `--grpc-rate` requests per second
@@ -21,8 +32,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { performance } from 'node:perf_hooks'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { fileURLToPath } from 'node:url'
 import * as http2 from 'node:http2'
 import * as grpc from '@grpc/grpc-js'
@@ -30,10 +43,10 @@ import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
 import { loadRls } from '../src/sidecar/grpc.js'
 
-interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean }
+interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false }
+  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, sidecarNodeArgs: [], sidecarCli: undefined }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     const num = (): number => {
@@ -51,7 +64,9 @@ function parseArgs (argv: string[]): Args {
     else if (v === '--no-redis') a.redis = false
     else if (v === '--only') a.only = argv[++i]
     else if (v === '--pin') a.pin = true
-    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--pin]`)
+    else if (v === '--sidecar-cli') a.sidecarCli = argv[++i]
+    else if (v === '--sidecar-node-args') a.sidecarNodeArgs = argv[++i].split(' ').filter(x => x !== '')
+    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"]`)
   }
   return a
 }
@@ -88,7 +103,11 @@ async function startChild (args: string[]): Promise<{ child: ChildProcess, ready
   const ready = await new Promise<Record<string, string>>((resolve, reject) => {
     const t = setTimeout(() => { reject(new Error(`${args.join(' ')} did not start within 20 s`)) }, 20_000)
     child.once('exit', code => { clearTimeout(t); reject(new Error(`${args.join(' ')} exited with ${String(code)}`)) })
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', line => {
+    let started = false
+    // Lines other than the ready line (--trace-gc output through --sidecar-node-args) go to stderr.
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', line => {
+      if (started || !line.startsWith('{')) { log(`[child] ${line}`); return }
+      started = true
       clearTimeout(t)
       resolve(JSON.parse(line) as Record<string, string>)
     })
@@ -165,6 +184,12 @@ interface GrpcRun {
   p99Ms: number
   /** From each call's scheduled time (fixed rate only): also charges lateness of this process. */
   scheduledP99Ms: number
+  /** This process's event-loop delay during the run (p99, max): how late the generator itself was. */
+  clientLoopP99Ms: number
+  clientLoopMaxMs: number
+  /** Calls slower than 5 ms, and in how many distinct 50 ms windows (by send time) they fell: few windows mean stalls, not queueing. */
+  slowCalls: number
+  slowWindows: number
   errors: number
   offered: number | null
 }
@@ -185,15 +210,19 @@ interface GrpcRun {
 async function grpcRun (address: string, a: Args, rate: number | undefined, durationS: number): Promise<GrpcRun> {
   const pkg = loadRls() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } }
   const method = pkg.envoy.service.ratelimit.v3.RateLimitService.service.ShouldRateLimit
-  const frame = (b: Buffer): Buffer => {
-    const f = Buffer.allocUnsafe(5 + b.length)
-    f[0] = 0
-    f.writeUInt32BE(b.length, 1)
-    b.copy(f, 5)
-    return f
-  }
+  // Every request pre-encoded and framed in one buffer: 65,536 separate Buffers would be
+  // long-lived objects for this process's collector to mark again and again.
   const rnd = seededRandom(13)
-  const reqs = Array.from({ length: 1 << 16 }, () => frame(method.requestSerialize({ domain: 'bench', descriptors: [{ entries: [{ key: 'user', value: `u${Math.floor(rnd() * a.users)}` }] }] })))
+  const encoded = Array.from({ length: 1 << 16 }, () => method.requestSerialize({ domain: 'bench', descriptors: [{ entries: [{ key: 'user', value: `u${Math.floor(rnd() * a.users)}` }] }] }))
+  const offsets = new Uint32Array(encoded.length + 1)
+  for (let i = 0; i < encoded.length; i++) offsets[i + 1] = offsets[i] + 5 + encoded[i].length
+  const pool = Buffer.allocUnsafe(offsets[encoded.length])
+  for (let i = 0; i < encoded.length; i++) {
+    pool[offsets[i]] = 0
+    pool.writeUInt32BE(encoded[i].length, offsets[i] + 1)
+    encoded[i].copy(pool, offsets[i] + 5)
+  }
+  encoded.length = 0
   const session = http2.connect(`http://${address}`)
   await new Promise<void>((resolve, reject) => { session.once('connect', () => { resolve() }); session.once('error', reject) })
   const headers = { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' }
@@ -203,17 +232,36 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
     let status: string | undefined
     const chunks: Buffer[] | undefined = sample === undefined ? [] : undefined
     stream.on('trailers', (t: http2.IncomingHttpHeaders) => { status = t['grpc-status'] as string | undefined })
-    stream.on('data', (c: Buffer) => { chunks?.push(c) })
+    if (chunks !== undefined) stream.on('data', (c: Buffer) => { chunks.push(c) })
+    else stream.resume()
     stream.on('error', () => {})
     stream.on('close', () => {
       if (status !== '0') { cb(new Error(`grpc-status ${String(status)}`)); return }
       if (chunks !== undefined && sample === undefined) sample = Buffer.concat(chunks).subarray(5)
       cb(null)
     })
-    stream.end(reqs[i & 0xffff])
+    const k = i & 0xffff
+    stream.end(pool.subarray(offsets[k], offsets[k + 1]))
   }
-  const lat: number[] = []
-  const late: number[] = []
+  // Preallocated: growing arrays of 100,000+ numbers are old-generation garbage mid-run.
+  let lat: Float64Array = new Float64Array(Math.ceil(durationS * (rate ?? 40_000) * 1.1) + 1024)
+  let late: Float64Array = new Float64Array(lat.length)
+  let count = 0
+  const record = (latency: number, fromSchedule: number): void => {
+    if (count === lat.length) {
+      const grow = (x: Float64Array): Float64Array => { const y = new Float64Array(x.length * 2); y.set(x); return y }
+      lat = grow(lat)
+      late = grow(late)
+    }
+    lat[count] = latency
+    late[count++] = fromSchedule
+  }
+  const slow = new Set<number>()
+  let slowCalls = 0
+  // A full collection now, so that garbage of the previous phase is not collected during this one.
+  collectGarbage()
+  const loop = monitorEventLoopDelay({ resolution: 1 })
+  loop.enable()
   let errors = 0
   let n = 0
   const t0 = performance.now()
@@ -228,8 +276,8 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
         const now = performance.now()
         if (err !== null) errors++
         else {
-          lat.push(now - sentAt)
-          late.push(now - scheduled)
+          record(now - sentAt, now - scheduled)
+          if (now - sentAt > 5) { slowCalls++; slow.add(Math.floor((sentAt - t0) / 50)) }
         }
         if (again && now < end) one(performance.now(), true)
         else if (inFlight === 0 && now >= end) resolve()
@@ -252,12 +300,32 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
     tick()
   })
   const elapsed = (performance.now() - t0) / 1000
+  loop.disable()
   session.close()
   const answer = sample === undefined ? undefined : method.responseDeserialize(sample) as { overall_code: string, statuses: unknown[] }
   if (answer === undefined || answer.statuses.length !== 1) throw new Error(`unexpected ShouldRateLimit answer: ${JSON.stringify(answer)}`)
-  const sorted = Float64Array.from(lat).sort()
-  const sortedLate = Float64Array.from(late).sort()
-  return { reqPerSec: Math.round(lat.length / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), errors, offered: rate ?? null }
+  const sorted = lat.subarray(0, count).sort()
+  const sortedLate = late.subarray(0, count).sort()
+  return { reqPerSec: Math.round(count / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), clientLoopP99Ms: round3(loop.percentile(99) / 1e6), clientLoopMaxMs: round3(loop.max / 1e6), slowCalls, slowWindows: slow.size, errors, offered: rate ?? null }
+}
+
+/** A full collection of this process (gc() without --expose-gc, for the bench only). */
+function collectGarbage (): void {
+  setFlagsFromString('--expose-gc')
+  ;(runInNewContext('gc') as () => void)()
+}
+
+/**
+ * The sidecar's event-loop delay since the previous call (p99, max in ms), read from
+ * its /metrics: prom-client resets the delay histogram at every scrape.
+ */
+async function serverLoop (httpUrl: string): Promise<{ p99Ms: number, maxMs: number }> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text()
+  const read = (name: string): number => {
+    const m = new RegExp(`^meshlimit_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)
+    return m === null ? NaN : round3(Number(m[1]) * 1000)
+  }
+  return { p99Ms: read('p99'), maxMs: read('max') }
 }
 
 function ensureRedis (): string {
@@ -284,19 +352,24 @@ async function main (): Promise<void> {
   const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }
   try {
     log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${a.users} users; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
-    const side = await startChild([dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile])
+    const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile])
     children.push(side.child)
     const warm = Math.max(1, Math.min(3, a.durationS / 3))
     const want = (phase: string): boolean => a.only === undefined || a.only === phase
     const none: HttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, non2xx: 0, errors: 0, timeouts: 0, offered: null }
-    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, errors: 0, offered: null }
+    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null }
     let grpcFixed = grpcSat
+    let grpcServerLoop = { p99Ms: NaN, maxMs: NaN }
+    let httpServerLoop = { p99Ms: NaN, maxMs: NaN }
     // gRPC first: its client loop in this process runs before autocannon has loaded it.
     if (want('grpc')) {
       await grpcRun(side.ready.grpc, a, undefined, warm)
       grpcSat = await grpcRun(side.ready.grpc, a, undefined, a.durationS)
       log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
+      await serverLoop(side.ready.http)
       grpcFixed = await grpcRun(side.ready.grpc, a, a.grpcRate, a.durationS)
+      grpcServerLoop = await serverLoop(side.ready.http)
+      log(`gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${grpcServerLoop.p99Ms} ms, max ${grpcServerLoop.maxMs} ms; generator's p99 ${grpcFixed.clientLoopP99Ms} ms, max ${grpcFixed.clientLoopMaxMs} ms; ${grpcFixed.slowCalls} calls over 5 ms in ${grpcFixed.slowWindows} windows of 50 ms`)
       log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
     }
     let httpSat = none
@@ -305,7 +378,10 @@ async function main (): Promise<void> {
       await httpRun(side.ready.http, a, undefined, warm)
       httpSat = await httpRun(side.ready.http, a, undefined, a.durationS)
       log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
+      await serverLoop(side.ready.http)
       httpFixed = await httpRun(side.ready.http, a, a.httpRate, a.durationS)
+      httpServerLoop = await serverLoop(side.ready.http)
+      log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${httpServerLoop.p99Ms} ms, max ${httpServerLoop.maxMs} ms`)
       log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms} ms)`)
     }
     await stopChild(side.child)
@@ -349,6 +425,13 @@ async function main (): Promise<void> {
       grpcP50Ms: grpcFixed.p50Ms,
       grpcScheduledP99Ms: grpcFixed.scheduledP99Ms,
       grpcSaturationP99Ms: grpcSat.p99Ms,
+      grpcServerLoopP99Ms: grpcServerLoop.p99Ms,
+      grpcServerLoopMaxMs: grpcServerLoop.maxMs,
+      grpcClientLoopMaxMs: grpcFixed.clientLoopMaxMs,
+      grpcSlowCalls: grpcFixed.slowCalls,
+      grpcSlowWindows: grpcFixed.slowWindows,
+      httpServerLoopP99Ms: httpServerLoop.p99Ms,
+      httpServerLoopMaxMs: httpServerLoop.maxMs,
       errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
       baselines: redis === undefined
         ? null
