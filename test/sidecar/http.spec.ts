@@ -96,6 +96,10 @@ describe('decision API (POST /v1/check)', () => {
     expect(text).toContain('meshlimit_policy_version 7')
     expect(text).toContain('meshlimit_peers 0')
     expect(text).toMatch(/meshlimit_keys\{limit="per-user\/0"\} 1/)
+    // Event-loop stalls and collection pauses, to correlate latency tails with (bench:sidecar reads them).
+    expect(text).toMatch(/^meshlimit_process_nodejs_eventloop_lag_p99_seconds \d/m)
+    expect(text).toMatch(/^meshlimit_process_nodejs_eventloop_lag_max_seconds \d/m)
+    expect(text).toContain('# TYPE meshlimit_process_nodejs_gc_duration_seconds histogram')
   })
 
   it('logs every throttle with a hashed key, policy, latency, node and region; samples allowed decisions', async () => {
