@@ -28,7 +28,7 @@
  * apt-get when it is missing. The last stdout line is one JSON object.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -225,9 +225,15 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
   encoded.length = 0
   const session = http2.connect(`http://${address}`)
   await new Promise<void>((resolve, reject) => { session.once('connect', () => { resolve() }); session.once('error', reject) })
+  // A session lost mid-run is reported with its cause, and the calls after it count as errors.
+  let lost: string | undefined
+  session.on('goaway', (code: number) => { lost ??= `GOAWAY ${code}`; log(`gRPC session: ${lost}`) })
+  session.on('error', (err: Error) => { lost ??= err.message; log(`gRPC session error: ${err.message}`) })
+  session.on('close', () => { lost ??= 'closed' })
   const headers = { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' }
   let sample: Buffer | undefined
   const call = (i: number, cb: (err: Error | null) => void): void => {
+    if (lost !== undefined) { setImmediate(cb, new Error(`session lost: ${lost}`)); return }
     const stream = session.request(headers)
     let status: string | undefined
     const chunks: Buffer[] | undefined = sample === undefined ? [] : undefined
@@ -279,8 +285,8 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
           record(now - sentAt, now - scheduled)
           if (now - sentAt > 5) { slowCalls++; slow.add(Math.floor((sentAt - t0) / 50)) }
         }
-        if (again && now < end) one(performance.now(), true)
-        else if (inFlight === 0 && now >= end) resolve()
+        if (again && now < end && lost === undefined) one(performance.now(), true)
+        else if (inFlight === 0 && (now >= end || (again && lost !== undefined))) resolve()
       })
     }
     if (rate === undefined) {
@@ -307,6 +313,18 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
   const sorted = lat.subarray(0, count).sort()
   const sortedLate = late.subarray(0, count).sort()
   return { reqPerSec: Math.round(count / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), clientLoopP99Ms: round3(loop.percentile(99) / 1e6), clientLoopMaxMs: round3(loop.max / 1e6), slowCalls, slowWindows: slow.size, errors, offered: rate ?? null }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux; NaN elsewhere). */
+function cpuSeconds (pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return NaN
+  }
 }
 
 /** A full collection of this process (gc() without --expose-gc, for the bench only). */
@@ -361,13 +379,18 @@ async function main (): Promise<void> {
     let grpcFixed = grpcSat
     let grpcServerLoop = { p99Ms: NaN, maxMs: NaN }
     let httpServerLoop = { p99Ms: NaN, maxMs: NaN }
+    // The sidecar's CPU time per request at the fixed rate: what the load on the machine changes least.
+    let grpcServerCpuUs = NaN
+    let httpServerCpuUs = NaN
     // gRPC first: its client loop in this process runs before autocannon has loaded it.
     if (want('grpc')) {
       await grpcRun(side.ready.grpc, a, undefined, warm)
       grpcSat = await grpcRun(side.ready.grpc, a, undefined, a.durationS)
       log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
       await serverLoop(side.ready.http)
+      const cpu = cpuSeconds(side.child.pid)
       grpcFixed = await grpcRun(side.ready.grpc, a, a.grpcRate, a.durationS)
+      grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (grpcFixed.reqPerSec * a.durationS))
       grpcServerLoop = await serverLoop(side.ready.http)
       log(`gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${grpcServerLoop.p99Ms} ms, max ${grpcServerLoop.maxMs} ms; generator's p99 ${grpcFixed.clientLoopP99Ms} ms, max ${grpcFixed.clientLoopMaxMs} ms; ${grpcFixed.slowCalls} calls over 5 ms in ${grpcFixed.slowWindows} windows of 50 ms`)
       log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
@@ -379,7 +402,9 @@ async function main (): Promise<void> {
       httpSat = await httpRun(side.ready.http, a, undefined, a.durationS)
       log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
       await serverLoop(side.ready.http)
+      const cpu = cpuSeconds(side.child.pid)
       httpFixed = await httpRun(side.ready.http, a, a.httpRate, a.durationS)
+      httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (httpFixed.reqPerSec * a.durationS))
       httpServerLoop = await serverLoop(side.ready.http)
       log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${httpServerLoop.p99Ms} ms, max ${httpServerLoop.maxMs} ms`)
       log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms} ms)`)
@@ -425,11 +450,13 @@ async function main (): Promise<void> {
       grpcP50Ms: grpcFixed.p50Ms,
       grpcScheduledP99Ms: grpcFixed.scheduledP99Ms,
       grpcSaturationP99Ms: grpcSat.p99Ms,
+      grpcServerCpuUsPerCall: grpcServerCpuUs,
       grpcServerLoopP99Ms: grpcServerLoop.p99Ms,
       grpcServerLoopMaxMs: grpcServerLoop.maxMs,
       grpcClientLoopMaxMs: grpcFixed.clientLoopMaxMs,
       grpcSlowCalls: grpcFixed.slowCalls,
       grpcSlowWindows: grpcFixed.slowWindows,
+      httpServerCpuUsPerRequest: httpServerCpuUs,
       httpServerLoopP99Ms: httpServerLoop.p99Ms,
       httpServerLoopMaxMs: httpServerLoop.maxMs,
       errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
