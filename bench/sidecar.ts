@@ -7,7 +7,7 @@
  *   npm run bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N]
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
  *                            [--only grpc|http|redis] [--pin] [--sidecar-cli PATH]
- *                            [--sidecar-node-args "ARGS"]
+ *                            [--sidecar-node-args "ARGS"] [--stall-watch MS]
  *
  * `--sidecar-cli` runs another build's CLI (main's dist) under the same load generators,
  * for back-to-back comparisons; `--sidecar-node-args` passes node/V8 flags to the sidecar
@@ -17,6 +17,8 @@
  * event-loop delay (p99, max, from its /metrics, which reset at each scrape) and this
  * process's own (the generator's lateness would otherwise look like server latency),
  * and for gRPC how many calls took over 5 ms and in how many 50 ms windows they fell.
+ * `--stall-watch MS` runs the sidecar with MESHLIMIT_STALL_WATCH_MS=MS: its stalls of MS
+ * or more are then split into collection pauses, long tasks and waits for a CPU.
  *
  * Saturation phases keep `connections` requests in flight (HTTP connections, gRPC
  * calls); fixed-rate phases offer `--http-rate` / `--grpc-rate` requests per second
@@ -43,10 +45,10 @@ import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
 import { loadRls } from '../src/sidecar/grpc.js'
 
-interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined }
+interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, sidecarNodeArgs: [], sidecarCli: undefined }
+  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, sidecarNodeArgs: [], sidecarCli: undefined, stallWatchMs: 0 }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     const num = (): number => {
@@ -65,8 +67,9 @@ function parseArgs (argv: string[]): Args {
     else if (v === '--only') a.only = argv[++i]
     else if (v === '--pin') a.pin = true
     else if (v === '--sidecar-cli') a.sidecarCli = argv[++i]
+    else if (v === '--stall-watch') a.stallWatchMs = num()
     else if (v === '--sidecar-node-args') a.sidecarNodeArgs = argv[++i].split(' ').filter(x => x !== '')
-    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"]`)
+    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"] [--stall-watch MS]`)
   }
   return a
 }
@@ -97,9 +100,9 @@ let pinned = false
 const onServerCpu = (cmd: string, args: string[]): [string, string[]] => pinned ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]
 
 /** Spawns a child and resolves with the first JSON line it prints on stdout. */
-async function startChild (args: string[]): Promise<{ child: ChildProcess, ready: Record<string, string> }> {
+async function startChild (args: string[], env?: Record<string, string>): Promise<{ child: ChildProcess, ready: Record<string, string> }> {
   const [cmd, argv] = onServerCpu(process.execPath, args)
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
   const ready = await new Promise<Record<string, string>>((resolve, reject) => {
     const t = setTimeout(() => { reject(new Error(`${args.join(' ')} did not start within 20 s`)) }, 20_000)
     child.once('exit', code => { clearTimeout(t); reject(new Error(`${args.join(' ')} exited with ${String(code)}`)) })
@@ -337,13 +340,34 @@ function collectGarbage (): void {
  * The sidecar's event-loop delay since the previous call (p99, max in ms), read from
  * its /metrics: prom-client resets the delay histogram at every scrape.
  */
-async function serverLoop (httpUrl: string): Promise<{ p99Ms: number, maxMs: number }> {
+async function serverLoop (httpUrl: string): Promise<ServerLoop> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text()
   const read = (name: string): number => {
     const m = new RegExp(`^meshlimit_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)
     return m === null ? NaN : round3(Number(m[1]) * 1000)
   }
-  return { p99Ms: read('p99'), maxMs: read('max') }
+  const counter = (series: string): number => {
+    const i = text.indexOf('\n' + series + ' ')
+    return i < 0 ? NaN : Number(text.slice(i + series.length + 2, text.indexOf('\n', i + 1)))
+  }
+  return {
+    p99Ms: read('p99'),
+    maxMs: read('max'),
+    gcStalls: counter('meshlimit_event_loop_stalls_total{cause="gc"}'),
+    taskStalls: counter('meshlimit_event_loop_stalls_total{cause="task"}'),
+    waitStalls: counter('meshlimit_event_loop_stalls_total{cause="wait"}'),
+    gcStallMs: counter('meshlimit_event_loop_stall_seconds_total{cause="gc"}') * 1000,
+    taskStallMs: counter('meshlimit_event_loop_stall_seconds_total{cause="task"}') * 1000,
+    waitStallMs: counter('meshlimit_event_loop_stall_seconds_total{cause="wait"}') * 1000
+  }
+}
+
+interface ServerLoop { p99Ms: number, maxMs: number, gcStalls: number, taskStalls: number, waitStalls: number, gcStallMs: number, taskStallMs: number, waitStallMs: number }
+
+/** Stalls of the sidecar between two scrapes (NaN without --stall-watch). */
+function stallsBetween (before: ServerLoop, after: ServerLoop): Record<string, number> {
+  const d = (k: keyof ServerLoop): number => round3(after[k] - before[k])
+  return { gcStalls: d('gcStalls'), gcStallMs: d('gcStallMs'), taskStalls: d('taskStalls'), taskStallMs: d('taskStallMs'), waitStalls: d('waitStalls'), waitStallMs: d('waitStallMs') }
 }
 
 function ensureRedis (): string {
@@ -370,15 +394,18 @@ async function main (): Promise<void> {
   const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }
   try {
     log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${a.users} users; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
-    const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile])
+    const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile], a.stallWatchMs > 0 ? { MESHLIMIT_STALL_WATCH_MS: String(a.stallWatchMs) } : undefined)
     children.push(side.child)
     const warm = Math.max(1, Math.min(3, a.durationS / 3))
     const want = (phase: string): boolean => a.only === undefined || a.only === phase
     const none: HttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, non2xx: 0, errors: 0, timeouts: 0, offered: null }
     let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null }
     let grpcFixed = grpcSat
-    let grpcServerLoop = { p99Ms: NaN, maxMs: NaN }
-    let httpServerLoop = { p99Ms: NaN, maxMs: NaN }
+    const noLoop: ServerLoop = { p99Ms: NaN, maxMs: NaN, gcStalls: NaN, taskStalls: NaN, waitStalls: NaN, gcStallMs: NaN, taskStallMs: NaN, waitStallMs: NaN }
+    let grpcServerLoop = noLoop
+    let httpServerLoop = noLoop
+    let grpcStalls = stallsBetween(noLoop, noLoop)
+    let httpStalls = grpcStalls
     // The sidecar's CPU time per request at the fixed rate: what the load on the machine changes least.
     let grpcServerCpuUs = NaN
     let httpServerCpuUs = NaN
@@ -387,11 +414,15 @@ async function main (): Promise<void> {
       await grpcRun(side.ready.grpc, a, undefined, warm)
       grpcSat = await grpcRun(side.ready.grpc, a, undefined, a.durationS)
       log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
-      await serverLoop(side.ready.http)
+      const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
       grpcFixed = await grpcRun(side.ready.grpc, a, a.grpcRate, a.durationS)
       grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (grpcFixed.reqPerSec * a.durationS))
+      // Stalls end up classified 50 ms after they end.
+      await new Promise(resolve => setTimeout(resolve, 100))
       grpcServerLoop = await serverLoop(side.ready.http)
+      grpcStalls = stallsBetween(before, grpcServerLoop)
+      if (a.stallWatchMs > 0) log(`gRPC at ${a.grpcRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${grpcStalls.gcStalls} collections (${grpcStalls.gcStallMs} ms), ${grpcStalls.taskStalls} long tasks (${grpcStalls.taskStallMs} ms), ${grpcStalls.waitStalls} waits for a CPU (${grpcStalls.waitStallMs} ms)`)
       log(`gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${grpcServerLoop.p99Ms} ms, max ${grpcServerLoop.maxMs} ms; generator's p99 ${grpcFixed.clientLoopP99Ms} ms, max ${grpcFixed.clientLoopMaxMs} ms; ${grpcFixed.slowCalls} calls over 5 ms in ${grpcFixed.slowWindows} windows of 50 ms`)
       log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
     }
@@ -401,11 +432,14 @@ async function main (): Promise<void> {
       await httpRun(side.ready.http, a, undefined, warm)
       httpSat = await httpRun(side.ready.http, a, undefined, a.durationS)
       log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
-      await serverLoop(side.ready.http)
+      const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
       httpFixed = await httpRun(side.ready.http, a, a.httpRate, a.durationS)
       httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (httpFixed.reqPerSec * a.durationS))
+      await new Promise(resolve => setTimeout(resolve, 100))
       httpServerLoop = await serverLoop(side.ready.http)
+      httpStalls = stallsBetween(before, httpServerLoop)
+      if (a.stallWatchMs > 0) log(`HTTP at ${a.httpRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${httpStalls.gcStalls} collections (${httpStalls.gcStallMs} ms), ${httpStalls.taskStalls} long tasks (${httpStalls.taskStallMs} ms), ${httpStalls.waitStalls} waits for a CPU (${httpStalls.waitStallMs} ms)`)
       log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${httpServerLoop.p99Ms} ms, max ${httpServerLoop.maxMs} ms`)
       log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms} ms)`)
     }
@@ -459,6 +493,8 @@ async function main (): Promise<void> {
       httpServerCpuUsPerRequest: httpServerCpuUs,
       httpServerLoopP99Ms: httpServerLoop.p99Ms,
       httpServerLoopMaxMs: httpServerLoop.maxMs,
+      grpcStalls: a.stallWatchMs > 0 ? grpcStalls : null,
+      httpStalls: a.stallWatchMs > 0 ? httpStalls : null,
       errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
       baselines: redis === undefined
         ? null

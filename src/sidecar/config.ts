@@ -20,6 +20,8 @@ export interface SidecarConfig {
   network: { listen: string[], bootstrap: string[], pskFile: string | undefined, allowNoPsk: boolean, identityFile: string | undefined, mdns: boolean }
   /** Signed policy bundles: with trusted keys the node runs bundles gossiped on the mesh; `policies` is the fallback. */
   policy: { trustedKeys: string[] }
+  /** Debugging aids exported in /metrics. `stallWatchMs`: event-loop stalls at least this long are counted by cause (0: off). */
+  metrics: { stallWatchMs: number }
 }
 
 /** Whether these settings put the node on a libp2p mesh. */
@@ -53,7 +55,8 @@ export const DEFAULT_CONFIG: SidecarConfig = {
   escalation: { enabled: true, windowMs: 60_000, threshold: 10, blockMs: 600_000 },
   blocklist: { maxEntries: 100_000, maxBlockMs: 86_400_000 },
   network: { listen: [], bootstrap: [], pskFile: undefined, allowNoPsk: false, identityFile: undefined, mdns: false },
-  policy: { trustedKeys: [] }
+  policy: { trustedKeys: [] },
+  metrics: { stallWatchMs: 0 }
 }
 
 type Kind = 'string' | 'port' | 'int' | 'bool' | 'level' | 'reset' | 'name' | 'list'
@@ -104,6 +107,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'network.allowNoPsk', kind: 'bool', flag: '--allow-no-psk', env: 'MESHLIMIT_ALLOW_NO_PSK', help: 'run a mesh without a private-network key (local development only)' },
   { path: 'network.identityFile', kind: 'string', flag: '--identity', env: 'MESHLIMIT_IDENTITY_FILE', help: 'peer identity file, created on first start (keeps the peer id)' },
   { path: 'network.mdns', kind: 'bool', flag: '--mdns', env: 'MESHLIMIT_MDNS', help: 'find peers on the local network by mDNS (development)' },
+  { path: 'metrics.stallWatchMs', kind: 'int', flag: '--stall-watch-ms', env: 'MESHLIMIT_STALL_WATCH_MS', help: 'count event-loop stalls this long or longer by cause (gc or other) in /metrics; 0: off' },
   { path: 'policy.trustedKeys', kind: 'list', flag: '--trusted-keys', env: 'MESHLIMIT_TRUSTED_KEYS', help: 'operator public keys (meshlimit keygen), comma-separated: run signed bundles' }
 ]
 
