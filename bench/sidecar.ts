@@ -392,6 +392,8 @@ async function main (): Promise<void> {
   writeFileSync(policyFile, POLICIES)
   const children: ChildProcess[] = []
   const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }
+  // Whatever ends this process (an uncaught error included), no server outlives it.
+  process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
   try {
     log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${a.users} users; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
     const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile], a.stallWatchMs > 0 ? { MESHLIMIT_STALL_WATCH_MS: String(a.stallWatchMs) } : undefined)
