@@ -182,9 +182,24 @@ function ensure (n: number): void {
   scratch = bigger
 }
 
-/** A non-negative integer below 2^53 as a varint; negative ones as 64-bit two's complement, as protobuf does. */
+const INT64_MAX = 2 ** 63
+
+/**
+ * An integer as a varint: non-negative ones directly, negative ones as 64-bit two's
+ * complement, as protobuf does; NaN is 0 and values past the int64 range are clamped
+ * to it, as protobufjs's Long.fromNumber does (an Infinity must not loop forever).
+ */
 function writeVarint (n: number): void {
   ensure(10)
+  if (!(n > -INT64_MAX && n < INT64_MAX)) {
+    if (Number.isNaN(n)) n = 0
+    else {
+      let v = BigInt.asUintN(64, n > 0 ? 2n ** 63n - 1n : -(2n ** 63n))
+      while (v >= 0x80n) { scratch[pos++] = Number(v & 0x7fn) | 0x80; v >>= 7n }
+      scratch[pos++] = Number(v)
+      return
+    }
+  }
   if (n < 0) {
     let v = BigInt.asUintN(64, BigInt(n))
     while (v >= 0x80n) { scratch[pos++] = Number(v & 0x7fn) | 0x80; v >>= 7n }

@@ -75,6 +75,13 @@ describe('RLS codec against the proto-loader codec', () => {
     expect(refDecodeResponse(encodeRlsResponse(res)).statuses[0]).toMatchObject({ limit_remaining: 2, duration_until_reset: { seconds: 1, nanos: 5 } })
   })
 
+  it('writes seconds out of the int64 range, NaN and infinities as protobufjs does (and returns)', () => {
+    for (const seconds of [Infinity, -Infinity, NaN, 2 ** 63, 2 ** 64, -(2 ** 63), 2 ** 60, -5]) {
+      const res = { overall_code: 'OK', statuses: [{ code: 'OK', duration_until_reset: { seconds, nanos: 0 } }], response_headers_to_add: [] } as unknown as RlsResponse
+      expect(encodeRlsResponse(res).equals(refEncodeResponse(res)), String(seconds)).toBe(true)
+    }
+  })
+
   it('steps over fields it does not know, of every wire type', () => {
     const base = refEncodeRequest({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'u1' }] }], hits_addend: 3 })
     // Field 9 varint 300, field 10 fixed64, field 11 bytes "xy", field 12 fixed32.
