@@ -75,6 +75,14 @@ describe('RLS codec against the proto-loader codec', () => {
     expect(refDecodeResponse(encodeRlsResponse(res)).statuses[0]).toMatchObject({ limit_remaining: 2, duration_until_reset: { seconds: 1, nanos: 5 } })
   })
 
+  it('encodes any number in any numeric field as protobufjs truncates, wraps or clamps it', () => {
+    const num = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(2 ** 32, 2 ** 53, -(2 ** 31) - 1))
+    fc.assert(fc.property(num, num, num, num, (a, b, c, d) => {
+      const res = { overall_code: 'OK', statuses: [{ code: 'OK', current_limit: { name: 'p', requests_per_unit: a, unit: 'SECOND' }, limit_remaining: b, duration_until_reset: { seconds: c, nanos: d } }], response_headers_to_add: [] } as unknown as RlsResponse
+      expect(encodeRlsResponse(res).equals(refEncodeResponse(res))).toBe(true)
+    }), { numRuns: 1000 })
+  })
+
   it('writes seconds out of the int64 range, NaN and infinities as protobufjs does (and returns)', () => {
     for (const seconds of [Infinity, -Infinity, NaN, 2 ** 63, 2 ** 64, -(2 ** 63), 2 ** 60, -5]) {
       const res = { overall_code: 'OK', statuses: [{ code: 'OK', duration_until_reset: { seconds, nanos: 0 } }], response_headers_to_add: [] } as unknown as RlsResponse
