@@ -232,11 +232,12 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
   let lost: string | undefined
   session.on('goaway', (code: number) => { lost ??= `GOAWAY ${code}`; log(`gRPC session: ${lost}`) })
   session.on('error', (err: Error) => { lost ??= err.message; log(`gRPC session error: ${err.message}`) })
-  session.on('close', () => { if (lost === undefined) { lost = 'closed'; log('gRPC session closed by the peer') } })
+  let ending = false
+  session.on('close', () => { if (lost === undefined && !ending) { lost = 'closed'; log('gRPC session closed by the peer') } })
   const headers = { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' }
   let sample: Buffer | undefined
   const call = (i: number, cb: (err: Error | null) => void): void => {
-    if (lost === undefined && session.destroyed) { lost = 'destroyed'; log('gRPC session destroyed (socket closed)') }
+    if (lost === undefined && session.destroyed) { lost = 'destroyed'; log(`gRPC session destroyed (socket closed) after ${n} calls`) }
     if (lost !== undefined) { setImmediate(cb, new Error(`session lost: ${lost}`)); return }
     const stream = session.request(headers)
     let status: string | undefined
@@ -311,6 +312,7 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
   })
   const elapsed = (performance.now() - t0) / 1000
   loop.disable()
+  ending = true
   session.close()
   const answer = sample === undefined ? undefined : method.responseDeserialize(sample) as { overall_code: string, statuses: unknown[] }
   if (answer === undefined || answer.statuses.length !== 1) throw new Error(`unexpected ShouldRateLimit answer: ${JSON.stringify(answer)}`)
