@@ -7,7 +7,7 @@
  *   npm run bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N]
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
  *                            [--only grpc|http|redis] [--pin] [--sidecar-cli PATH]
- *                            [--sidecar-node-args "ARGS"] [--stall-watch MS]
+ *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
  *
  * `--sidecar-cli` runs another build's CLI (main's dist) under the same load generators,
  * for back-to-back comparisons; `--sidecar-node-args` passes node/V8 flags to the sidecar
@@ -19,6 +19,8 @@
  * and for gRPC how many calls took over 5 ms and in how many 50 ms windows they fell.
  * `--stall-watch MS` runs the sidecar with MESHLIMIT_STALL_WATCH_MS=MS: its stalls of MS
  * or more are then split into collection pauses, long tasks and waits for a CPU.
+ * `--grpc-max-streams N` runs it with MESHLIMIT_GRPC_MAX_STREAMS=N (calls in flight per
+ * connection; the generator's session then queues the rest).
  *
  * Saturation phases keep `connections` requests in flight (HTTP connections, gRPC
  * calls); fixed-rate phases offer `--http-rate` / `--grpc-rate` requests per second
@@ -45,10 +47,10 @@ import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
 import { loadRls } from '../src/sidecar/grpc.js'
 
-interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number }
+interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, sidecarNodeArgs: [], sidecarCli: undefined, stallWatchMs: 0 }
+  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, sidecarNodeArgs: [], sidecarCli: undefined, stallWatchMs: 0, grpcMaxStreams: 0 }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     const num = (): number => {
@@ -68,8 +70,9 @@ function parseArgs (argv: string[]): Args {
     else if (v === '--pin') a.pin = true
     else if (v === '--sidecar-cli') a.sidecarCli = argv[++i]
     else if (v === '--stall-watch') a.stallWatchMs = num()
+    else if (v === '--grpc-max-streams') a.grpcMaxStreams = num()
     else if (v === '--sidecar-node-args') a.sidecarNodeArgs = argv[++i].split(' ').filter(x => x !== '')
-    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"] [--stall-watch MS]`)
+    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]`)
   }
   return a
 }
@@ -227,7 +230,8 @@ async function grpcRun (address: string, a: Args, rate: number | undefined, dura
   }
   encoded.length = 0
   const session = http2.connect(`http://${address}`)
-  await new Promise<void>((resolve, reject) => { session.once('connect', () => { resolve() }); session.once('error', reject) })
+  // The server's settings first: calls opened past a stream limit it has not yet told would be refused.
+  await new Promise<void>((resolve, reject) => { session.once('remoteSettings', () => { resolve() }); session.once('error', reject) })
   // A session lost mid-run is reported with its cause, and the calls after it count as errors.
   let lost: string | undefined
   session.on('goaway', (code: number) => { lost ??= `GOAWAY ${code}`; log(`gRPC session: ${lost}`) })
@@ -399,7 +403,10 @@ async function main (): Promise<void> {
   process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
   try {
     log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${a.users} users; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
-    const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile], a.stallWatchMs > 0 ? { MESHLIMIT_STALL_WATCH_MS: String(a.stallWatchMs) } : undefined)
+    const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile], {
+      ...(a.stallWatchMs > 0 ? { MESHLIMIT_STALL_WATCH_MS: String(a.stallWatchMs) } : {}),
+      ...(a.grpcMaxStreams > 0 ? { MESHLIMIT_GRPC_MAX_STREAMS: String(a.grpcMaxStreams) } : {})
+    })
     children.push(side.child)
     const warm = Math.max(1, Math.min(3, a.durationS / 3))
     const want = (phase: string): boolean => a.only === undefined || a.only === phase

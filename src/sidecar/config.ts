@@ -9,7 +9,8 @@ export interface SidecarConfig {
   /** A policy file path, or inline policy text (JSON or YAML). */
   policies: string
   http: { host: string, port: number, maxBodyBytes: number }
-  grpc: { enabled: boolean, host: string, port: number }
+  /** `maxConcurrentStreams`: calls in flight per HTTP/2 connection, advertised to clients (0: unlimited). */
+  grpc: { enabled: boolean, host: string, port: number, maxConcurrentStreams: number }
   admin: { enabled: boolean, host: string, port: number, token: string | undefined, maxBodyBytes: number }
   headers: { legacy: boolean, ietf: boolean, resetFormat: 'delta-seconds' | 'epoch-seconds', retryAfterJitterMs: number }
   log: { level: string, sampleEvery: number }
@@ -47,7 +48,7 @@ export const DEFAULT_CONFIG: SidecarConfig = {
   region: 'local',
   policies: EXAMPLE_POLICIES,
   http: { host: '127.0.0.1', port: 8080, maxBodyBytes: 65536 },
-  grpc: { enabled: true, host: '127.0.0.1', port: 8081 },
+  grpc: { enabled: true, host: '127.0.0.1', port: 8081, maxConcurrentStreams: 0 },
   admin: { enabled: true, host: '127.0.0.1', port: 8082, token: undefined, maxBodyBytes: 1 << 20 },
   headers: { legacy: true, ietf: true, resetFormat: 'delta-seconds', retryAfterJitterMs: 0 },
   log: { level: 'info', sampleEvery: 1000 },
@@ -81,6 +82,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'grpc.enabled', kind: 'bool', flag: '--grpc', env: 'MESHLIMIT_GRPC', help: 'serve the Envoy rate limit service' },
   { path: 'grpc.host', kind: 'string', flag: '--grpc-host', env: 'MESHLIMIT_GRPC_HOST', help: 'address of the gRPC service' },
   { path: 'grpc.port', kind: 'port', flag: '--grpc-port', env: 'MESHLIMIT_GRPC_PORT', help: 'port of the gRPC service' },
+  { path: 'grpc.maxConcurrentStreams', kind: 'int', flag: '--grpc-max-streams', env: 'MESHLIMIT_GRPC_MAX_STREAMS', help: 'calls in flight per gRPC connection; more wait in the client (0: unlimited)' },
   { path: 'admin.enabled', kind: 'bool', flag: '--admin', env: 'MESHLIMIT_ADMIN', help: 'serve the admin API' },
   { path: 'admin.host', kind: 'string', flag: '--admin-host', env: 'MESHLIMIT_ADMIN_HOST', help: 'address of the admin API' },
   { path: 'admin.port', kind: 'port', flag: '--admin-port', env: 'MESHLIMIT_ADMIN_PORT', help: 'port of the admin API' },

@@ -157,11 +157,25 @@ export interface GrpcServerHandle {
   close(): Promise<void>
 }
 
-/** Serves the rate limit service on host:port (0 picks a free port). */
-export async function startGrpcServer (init: RateLimitServiceInit & { host: string, port: number }): Promise<GrpcServerHandle> {
+export interface GrpcServerInit extends RateLimitServiceInit {
+  host: string
+  /** 0 picks a free port. */
+  port: number
+  /**
+   * Calls in flight per HTTP/2 connection, advertised in its settings: clients queue
+   * the rest. Bounds what one connection makes the server read and hold at once.
+   * @default 0 (unlimited)
+   */
+  maxConcurrentStreams?: number
+}
+
+/** Serves the rate limit service on host:port. */
+export async function startGrpcServer (init: GrpcServerInit): Promise<GrpcServerHandle> {
+  const max = init.maxConcurrentStreams ?? 0
   const server = new grpc.Server({
     // Channelz tracks every call (timestamps, counters, closures): garbage per call for a debugging service nobody queries here.
-    'grpc.enable_channelz': 0
+    'grpc.enable_channelz': 0,
+    ...(max > 0 ? { 'grpc.max_concurrent_streams': max } : {})
   })
   server.addService(rlsServiceDefinition(), createRateLimitService(init))
   const address = init.host.includes(':') ? `[${init.host}]:${init.port}` : `${init.host}:${init.port}`

@@ -1,3 +1,4 @@
+import * as http2 from 'node:http2'
 import * as grpc from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadRls } from '../../src/sidecar/grpc.js'
@@ -120,5 +121,32 @@ describe('hostile field names', () => {
   it('entry keys named like Object.prototype members are plain fields', async () => {
     const r = await should({ domain: 'api', descriptors: [{ entries: entries({ constructor: 'x', __proto__: 'y', toString: 'z' }) }] })
     expect(r.overall_code).toBe('OK')
+  })
+})
+
+describe('calls in flight per connection (grpc.maxConcurrentStreams)', () => {
+  it('is advertised to clients, which queue the calls past it: every call is answered', async () => {
+    const side = await sidecar(POLICIES, { escalation: { enabled: false }, grpc: { port: 0, maxConcurrentStreams: 2 } })
+    const session = http2.connect(`http://${side.grpcAddress as string}`)
+    try {
+      const settings = await new Promise<http2.Settings>(resolve => session.once('remoteSettings', resolve))
+      expect(settings.maxConcurrentStreams).toBe(2)
+      const method = (loadRls() as any).envoy.service.ratelimit.v3.RateLimitService.service.ShouldRateLimit
+      const body = method.requestSerialize({ domain: 'api', descriptors: [{ entries: [{ key: 'tenant', value: 'streams' }] }] }) as Buffer
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body])
+      const call = async (): Promise<string | undefined> => await new Promise((resolve, reject) => {
+        const st = session.request({ ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' })
+        let status: string | undefined
+        st.on('trailers', t => { status = t['grpc-status'] as string })
+        st.on('error', reject)
+        st.resume()
+        st.on('close', () => { resolve(status) })
+        st.end(frame)
+      })
+      expect(await Promise.all(Array.from({ length: 6 }, call))).toEqual(Array(6).fill('0'))
+    } finally {
+      session.close()
+      await side.close()
+    }
   })
 })
