@@ -6,6 +6,21 @@
  *
  *   npm run bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N]
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
+ *                            [--only grpc|http|redis] [--pin] [--sidecar-cli PATH]
+ *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
+ *
+ * `--sidecar-cli` runs another build's CLI (main's dist) under the same load generators,
+ * for back-to-back comparisons; `--sidecar-node-args` passes node/V8 flags to the sidecar
+ * (`--trace-gc`, `--cpu-prof`...; its extra stdout lines are copied to stderr).
+ *
+ * Stalls are located, not guessed: every fixed-rate phase reports the sidecar's
+ * event-loop delay (p99, max, from its /metrics, which reset at each scrape) and this
+ * process's own (the generator's lateness would otherwise look like server latency),
+ * and for gRPC how many calls took over 5 ms and in how many 50 ms windows they fell.
+ * `--stall-watch MS` runs the sidecar with MESHLIMIT_STALL_WATCH_MS=MS: its stalls of MS
+ * or more are then split into collection pauses, long tasks and waits for a CPU.
+ * `--grpc-max-streams N` runs it with MESHLIMIT_GRPC_MAX_STREAMS=N (calls in flight per
+ * connection; the generator's session then queues the rest).
  *
  * Saturation phases keep `connections` requests in flight (HTTP connections, gRPC
  * calls); fixed-rate phases offer `--http-rate` / `--grpc-rate` requests per second
@@ -17,23 +32,20 @@
  * apt-get when it is missing. The last stdout line is one JSON object.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import * as http2 from 'node:http2'
-import * as grpc from '@grpc/grpc-js'
 import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
-import { loadRls } from '../src/sidecar/grpc.js'
+import { grpcRun, percentile, round3, type GrpcRun } from './sidecar-grpc.js'
 
-interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean }
+interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false }
+  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, sidecarNodeArgs: [], sidecarCli: undefined, stallWatchMs: 0, grpcMaxStreams: 0 }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     const num = (): number => {
@@ -51,7 +63,11 @@ function parseArgs (argv: string[]): Args {
     else if (v === '--no-redis') a.redis = false
     else if (v === '--only') a.only = argv[++i]
     else if (v === '--pin') a.pin = true
-    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--pin]`)
+    else if (v === '--sidecar-cli') a.sidecarCli = argv[++i]
+    else if (v === '--stall-watch') a.stallWatchMs = num()
+    else if (v === '--grpc-max-streams') a.grpcMaxStreams = num()
+    else if (v === '--sidecar-node-args') a.sidecarNodeArgs = argv[++i].split(' ').filter(x => x !== '')
+    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]`)
   }
   return a
 }
@@ -66,13 +82,6 @@ const POLICIES = `policies:
     limits: [ { algorithm: token-bucket, ratePerSecond: 100, burst: 100 } ]
 `
 
-function percentile (sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]
-}
-
-const round3 = (x: number): number => Math.round(x * 1000) / 1000
-
 /**
  * With --pin, servers (sidecar, Redis and its front end) run on CPU 0 and this process
  * (the load generators) on CPU 1, so a server's latency is not the generator's queueing
@@ -82,13 +91,17 @@ let pinned = false
 const onServerCpu = (cmd: string, args: string[]): [string, string[]] => pinned ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]
 
 /** Spawns a child and resolves with the first JSON line it prints on stdout. */
-async function startChild (args: string[]): Promise<{ child: ChildProcess, ready: Record<string, string> }> {
+async function startChild (args: string[], env?: Record<string, string>): Promise<{ child: ChildProcess, ready: Record<string, string> }> {
   const [cmd, argv] = onServerCpu(process.execPath, args)
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
   const ready = await new Promise<Record<string, string>>((resolve, reject) => {
     const t = setTimeout(() => { reject(new Error(`${args.join(' ')} did not start within 20 s`)) }, 20_000)
     child.once('exit', code => { clearTimeout(t); reject(new Error(`${args.join(' ')} exited with ${String(code)}`)) })
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', line => {
+    let started = false
+    // Lines other than the ready line (--trace-gc output through --sidecar-node-args) go to stderr.
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', line => {
+      if (started || !line.startsWith('{')) { log(`[child] ${line}`); return }
+      started = true
       clearTimeout(t)
       resolve(JSON.parse(line) as Record<string, string>)
     })
@@ -158,106 +171,50 @@ async function httpRun (url: string, a: Args, rate: number | undefined, duration
   }
 }
 
-interface GrpcRun {
-  reqPerSec: number
-  /** From the moment each call was sent, like autocannon's response times. */
-  p50Ms: number
-  p99Ms: number
-  /** From each call's scheduled time (fixed rate only): also charges lateness of this process. */
-  scheduledP99Ms: number
-  errors: number
-  offered: number | null
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux; NaN elsewhere). */
+function cpuSeconds (pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return NaN
+  }
 }
 
 /**
- * gRPC load: with `rate`, requests are sent on a schedule (i / rate); latency is
- * reported from the send (as autocannon does) and from the scheduled time, which
- * charges a stall to every request it delayed (no coordinated omission) but also
- * charges this process's own timer lateness. Without `rate`, `connections` calls are
- * kept in flight.
- *
- * The client speaks gRPC over one node:http2 session directly (length-prefixed
- * protobuf, grpc-status from the trailers), with requests encoded up front, because a
- * grpc-js client costs more CPU per call than the server it measures and this machine
- * has two cores for both. One answer is decoded and checked. (The tests use a grpc-js
- * client built from the proto.)
+ * The sidecar's event-loop delay since the previous call (p99, max in ms), read from
+ * its /metrics: prom-client resets the delay histogram at every scrape.
  */
-async function grpcRun (address: string, a: Args, rate: number | undefined, durationS: number): Promise<GrpcRun> {
-  const pkg = loadRls() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } }
-  const method = pkg.envoy.service.ratelimit.v3.RateLimitService.service.ShouldRateLimit
-  const frame = (b: Buffer): Buffer => {
-    const f = Buffer.allocUnsafe(5 + b.length)
-    f[0] = 0
-    f.writeUInt32BE(b.length, 1)
-    b.copy(f, 5)
-    return f
+async function serverLoop (httpUrl: string): Promise<ServerLoop> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text()
+  const read = (name: string): number => {
+    const m = new RegExp(`^meshlimit_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)
+    return m === null ? NaN : round3(Number(m[1]) * 1000)
   }
-  const rnd = seededRandom(13)
-  const reqs = Array.from({ length: 1 << 16 }, () => frame(method.requestSerialize({ domain: 'bench', descriptors: [{ entries: [{ key: 'user', value: `u${Math.floor(rnd() * a.users)}` }] }] })))
-  const session = http2.connect(`http://${address}`)
-  await new Promise<void>((resolve, reject) => { session.once('connect', () => { resolve() }); session.once('error', reject) })
-  const headers = { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' }
-  let sample: Buffer | undefined
-  const call = (i: number, cb: (err: Error | null) => void): void => {
-    const stream = session.request(headers)
-    let status: string | undefined
-    const chunks: Buffer[] | undefined = sample === undefined ? [] : undefined
-    stream.on('trailers', (t: http2.IncomingHttpHeaders) => { status = t['grpc-status'] as string | undefined })
-    stream.on('data', (c: Buffer) => { chunks?.push(c) })
-    stream.on('error', () => {})
-    stream.on('close', () => {
-      if (status !== '0') { cb(new Error(`grpc-status ${String(status)}`)); return }
-      if (chunks !== undefined && sample === undefined) sample = Buffer.concat(chunks).subarray(5)
-      cb(null)
-    })
-    stream.end(reqs[i & 0xffff])
+  const counter = (series: string): number => {
+    const i = text.indexOf('\n' + series + ' ')
+    return i < 0 ? NaN : Number(text.slice(i + series.length + 2, text.indexOf('\n', i + 1)))
   }
-  const lat: number[] = []
-  const late: number[] = []
-  let errors = 0
-  let n = 0
-  const t0 = performance.now()
-  const end = t0 + durationS * 1000
-  await new Promise<void>(resolve => {
-    let inFlight = 0
-    const one = (scheduled: number, again: boolean): void => {
-      const sentAt = performance.now()
-      inFlight++
-      call(n++, err => {
-        inFlight--
-        const now = performance.now()
-        if (err !== null) errors++
-        else {
-          lat.push(now - sentAt)
-          late.push(now - scheduled)
-        }
-        if (again && now < end) one(performance.now(), true)
-        else if (inFlight === 0 && now >= end) resolve()
-      })
-    }
-    if (rate === undefined) {
-      for (let c = 0; c < a.connections; c++) one(performance.now(), true)
-      return
-    }
-    let sent = 0
-    const tick = (): void => {
-      const now = performance.now()
-      const due = Math.min(Math.floor((Math.min(now, end) - t0) * rate / 1000), Math.floor(durationS * rate))
-      // Late requests wait here, not in the client library, and still count from their scheduled time.
-      while (sent < due && inFlight < 4 * a.connections) one(t0 + (sent++ * 1000) / rate, false)
-      // A 1 ms timer, not a spin: the loop must leave the CPU to the server.
-      if (now < end) setTimeout(tick, 1)
-      else if (inFlight === 0) resolve()
-    }
-    tick()
-  })
-  const elapsed = (performance.now() - t0) / 1000
-  session.close()
-  const answer = sample === undefined ? undefined : method.responseDeserialize(sample) as { overall_code: string, statuses: unknown[] }
-  if (answer === undefined || answer.statuses.length !== 1) throw new Error(`unexpected ShouldRateLimit answer: ${JSON.stringify(answer)}`)
-  const sorted = Float64Array.from(lat).sort()
-  const sortedLate = Float64Array.from(late).sort()
-  return { reqPerSec: Math.round(lat.length / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), errors, offered: rate ?? null }
+  return {
+    p99Ms: read('p99'),
+    maxMs: read('max'),
+    gcStalls: counter('meshlimit_event_loop_stalls_total{cause="gc"}'),
+    taskStalls: counter('meshlimit_event_loop_stalls_total{cause="task"}'),
+    waitStalls: counter('meshlimit_event_loop_stalls_total{cause="wait"}'),
+    gcStallMs: counter('meshlimit_event_loop_stall_seconds_total{cause="gc"}') * 1000,
+    taskStallMs: counter('meshlimit_event_loop_stall_seconds_total{cause="task"}') * 1000,
+    waitStallMs: counter('meshlimit_event_loop_stall_seconds_total{cause="wait"}') * 1000
+  }
+}
+
+interface ServerLoop { p99Ms: number, maxMs: number, gcStalls: number, taskStalls: number, waitStalls: number, gcStallMs: number, taskStallMs: number, waitStallMs: number }
+
+/** Stalls of the sidecar between two scrapes (NaN without --stall-watch). */
+function stallsBetween (before: ServerLoop, after: ServerLoop): Record<string, number> {
+  const d = (k: keyof ServerLoop): number => round3(after[k] - before[k])
+  return { gcStalls: d('gcStalls'), gcStallMs: d('gcStallMs'), taskStalls: d('taskStalls'), taskStallMs: d('taskStallMs'), waitStalls: d('waitStalls'), waitStallMs: d('waitStallMs') }
 }
 
 function ensureRedis (): string {
@@ -282,21 +239,43 @@ async function main (): Promise<void> {
   writeFileSync(policyFile, POLICIES)
   const children: ChildProcess[] = []
   const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }
+  // Whatever ends this process (an uncaught error included), no server outlives it.
+  process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
   try {
     log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${a.users} users; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
-    const side = await startChild([dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile])
+    const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile], {
+      ...(a.stallWatchMs > 0 ? { MESHLIMIT_STALL_WATCH_MS: String(a.stallWatchMs) } : {}),
+      ...(a.grpcMaxStreams > 0 ? { MESHLIMIT_GRPC_MAX_STREAMS: String(a.grpcMaxStreams) } : {})
+    })
     children.push(side.child)
     const warm = Math.max(1, Math.min(3, a.durationS / 3))
     const want = (phase: string): boolean => a.only === undefined || a.only === phase
     const none: HttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, non2xx: 0, errors: 0, timeouts: 0, offered: null }
-    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, errors: 0, offered: null }
+    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null }
     let grpcFixed = grpcSat
+    const noLoop: ServerLoop = { p99Ms: NaN, maxMs: NaN, gcStalls: NaN, taskStalls: NaN, waitStalls: NaN, gcStallMs: NaN, taskStallMs: NaN, waitStallMs: NaN }
+    let grpcServerLoop = noLoop
+    let httpServerLoop = noLoop
+    let grpcStalls = stallsBetween(noLoop, noLoop)
+    let httpStalls = grpcStalls
+    // The sidecar's CPU time per request at the fixed rate: what the load on the machine changes least.
+    let grpcServerCpuUs = NaN
+    let httpServerCpuUs = NaN
     // gRPC first: its client loop in this process runs before autocannon has loaded it.
     if (want('grpc')) {
       await grpcRun(side.ready.grpc, a, undefined, warm)
       grpcSat = await grpcRun(side.ready.grpc, a, undefined, a.durationS)
       log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
+      const before = await serverLoop(side.ready.http)
+      const cpu = cpuSeconds(side.child.pid)
       grpcFixed = await grpcRun(side.ready.grpc, a, a.grpcRate, a.durationS)
+      grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (grpcFixed.reqPerSec * a.durationS))
+      // Stalls end up classified 50 ms after they end.
+      await new Promise(resolve => setTimeout(resolve, 100))
+      grpcServerLoop = await serverLoop(side.ready.http)
+      grpcStalls = stallsBetween(before, grpcServerLoop)
+      if (a.stallWatchMs > 0) log(`gRPC at ${a.grpcRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${grpcStalls.gcStalls} collections (${grpcStalls.gcStallMs} ms), ${grpcStalls.taskStalls} long tasks (${grpcStalls.taskStallMs} ms), ${grpcStalls.waitStalls} waits for a CPU (${grpcStalls.waitStallMs} ms)`)
+      log(`gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${grpcServerLoop.p99Ms} ms, max ${grpcServerLoop.maxMs} ms; generator's p99 ${grpcFixed.clientLoopP99Ms} ms, max ${grpcFixed.clientLoopMaxMs} ms; ${grpcFixed.slowCalls} calls over 5 ms in ${grpcFixed.slowWindows} windows of 50 ms`)
       log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
     }
     let httpSat = none
@@ -305,7 +284,15 @@ async function main (): Promise<void> {
       await httpRun(side.ready.http, a, undefined, warm)
       httpSat = await httpRun(side.ready.http, a, undefined, a.durationS)
       log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
+      const before = await serverLoop(side.ready.http)
+      const cpu = cpuSeconds(side.child.pid)
       httpFixed = await httpRun(side.ready.http, a, a.httpRate, a.durationS)
+      httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (httpFixed.reqPerSec * a.durationS))
+      await new Promise(resolve => setTimeout(resolve, 100))
+      httpServerLoop = await serverLoop(side.ready.http)
+      httpStalls = stallsBetween(before, httpServerLoop)
+      if (a.stallWatchMs > 0) log(`HTTP at ${a.httpRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${httpStalls.gcStalls} collections (${httpStalls.gcStallMs} ms), ${httpStalls.taskStalls} long tasks (${httpStalls.taskStallMs} ms), ${httpStalls.waitStalls} waits for a CPU (${httpStalls.waitStallMs} ms)`)
+      log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${httpServerLoop.p99Ms} ms, max ${httpServerLoop.maxMs} ms`)
       log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms} ms)`)
     }
     await stopChild(side.child)
@@ -349,6 +336,17 @@ async function main (): Promise<void> {
       grpcP50Ms: grpcFixed.p50Ms,
       grpcScheduledP99Ms: grpcFixed.scheduledP99Ms,
       grpcSaturationP99Ms: grpcSat.p99Ms,
+      grpcServerCpuUsPerCall: grpcServerCpuUs,
+      grpcServerLoopP99Ms: grpcServerLoop.p99Ms,
+      grpcServerLoopMaxMs: grpcServerLoop.maxMs,
+      grpcClientLoopMaxMs: grpcFixed.clientLoopMaxMs,
+      grpcSlowCalls: grpcFixed.slowCalls,
+      grpcSlowWindows: grpcFixed.slowWindows,
+      httpServerCpuUsPerRequest: httpServerCpuUs,
+      httpServerLoopP99Ms: httpServerLoop.p99Ms,
+      httpServerLoopMaxMs: httpServerLoop.maxMs,
+      grpcStalls: a.stallWatchMs > 0 ? grpcStalls : null,
+      httpStalls: a.stallWatchMs > 0 ? httpStalls : null,
       errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
       baselines: redis === undefined
         ? null

@@ -4,7 +4,7 @@ import { ErrorCode, invalid } from '../errors.js'
 import type { PolicySet } from '../policy/types.js'
 import { systemClock, type Clock } from '../../membership/clock.js'
 import { seededRandom, type Random } from '../../membership/random.js'
-import { sfItem, sfList } from './sf.js'
+import { sfInteger, sfItem, sfList, sfString } from './sf.js'
 
 /** How X-RateLimit-Reset is written. */
 export type ResetFormat = 'delta-seconds' | 'epoch-seconds'
@@ -90,6 +90,7 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
   // Names and RateLimit-Policy members are static per limit: computed once per LimitInfo (new on each policy install).
   const names = new WeakMap<LimitInfo, string>()
   const policyItems = new WeakMap<LimitInfo, string>()
+  const quoted = new WeakMap<LimitInfo, string>()
   let countsOf: PolicySet | undefined
   let counts = new Map<string, number>()
 
@@ -121,6 +122,13 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
     return item
   }
 
+  // The RateLimit member per request: the quoted name is static, only r and t change (sfItem's output, without its per-call garbage).
+  const currentItem = (info: LimitInfo, remaining: number, resetMs: number): string => {
+    let q = quoted.get(info)
+    if (q === undefined) quoted.set(info, q = sfString(quotaName(info)))
+    return q + ';r=' + sfInteger(remaining) + ';t=' + sfInteger(seconds(resetMs))
+  }
+
   const retryAfterSeconds = (d: Decision): number | undefined => {
     if (d.allowed) return undefined
     const ms = d.retryAfterMs
@@ -147,7 +155,7 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
         for (const s of d.limits) {
           if (s.info.shadow) continue
           pol.push(policyItem(s.info))
-          cur.push(sfItem(quotaName(s.info), [['r', s.remaining], ['t', seconds(s.resetMs)]]))
+          cur.push(currentItem(s.info, s.remaining, s.resetMs))
         }
         if (pol.length > 0) {
           out['RateLimit-Policy'] = sfList(pol)

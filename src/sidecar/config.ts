@@ -9,7 +9,8 @@ export interface SidecarConfig {
   /** A policy file path, or inline policy text (JSON or YAML). */
   policies: string
   http: { host: string, port: number, maxBodyBytes: number }
-  grpc: { enabled: boolean, host: string, port: number }
+  /** `maxConcurrentStreams`: calls in flight per HTTP/2 connection, advertised to clients (0: unlimited). */
+  grpc: { enabled: boolean, host: string, port: number, maxConcurrentStreams: number }
   admin: { enabled: boolean, host: string, port: number, token: string | undefined, maxBodyBytes: number }
   headers: { legacy: boolean, ietf: boolean, resetFormat: 'delta-seconds' | 'epoch-seconds', retryAfterJitterMs: number }
   log: { level: string, sampleEvery: number }
@@ -20,6 +21,8 @@ export interface SidecarConfig {
   network: { listen: string[], bootstrap: string[], pskFile: string | undefined, allowNoPsk: boolean, identityFile: string | undefined, mdns: boolean }
   /** Signed policy bundles: with trusted keys the node runs bundles gossiped on the mesh; `policies` is the fallback. */
   policy: { trustedKeys: string[] }
+  /** Debugging aids exported in /metrics. `stallWatchMs`: event-loop stalls at least this long are counted by cause (0: off). */
+  metrics: { stallWatchMs: number }
 }
 
 /** Whether these settings put the node on a libp2p mesh. */
@@ -45,7 +48,7 @@ export const DEFAULT_CONFIG: SidecarConfig = {
   region: 'local',
   policies: EXAMPLE_POLICIES,
   http: { host: '127.0.0.1', port: 8080, maxBodyBytes: 65536 },
-  grpc: { enabled: true, host: '127.0.0.1', port: 8081 },
+  grpc: { enabled: true, host: '127.0.0.1', port: 8081, maxConcurrentStreams: 0 },
   admin: { enabled: true, host: '127.0.0.1', port: 8082, token: undefined, maxBodyBytes: 1 << 20 },
   headers: { legacy: true, ietf: true, resetFormat: 'delta-seconds', retryAfterJitterMs: 0 },
   log: { level: 'info', sampleEvery: 1000 },
@@ -53,7 +56,8 @@ export const DEFAULT_CONFIG: SidecarConfig = {
   escalation: { enabled: true, windowMs: 60_000, threshold: 10, blockMs: 600_000 },
   blocklist: { maxEntries: 100_000, maxBlockMs: 86_400_000 },
   network: { listen: [], bootstrap: [], pskFile: undefined, allowNoPsk: false, identityFile: undefined, mdns: false },
-  policy: { trustedKeys: [] }
+  policy: { trustedKeys: [] },
+  metrics: { stallWatchMs: 0 }
 }
 
 type Kind = 'string' | 'port' | 'int' | 'bool' | 'level' | 'reset' | 'name' | 'list'
@@ -78,6 +82,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'grpc.enabled', kind: 'bool', flag: '--grpc', env: 'MESHLIMIT_GRPC', help: 'serve the Envoy rate limit service' },
   { path: 'grpc.host', kind: 'string', flag: '--grpc-host', env: 'MESHLIMIT_GRPC_HOST', help: 'address of the gRPC service' },
   { path: 'grpc.port', kind: 'port', flag: '--grpc-port', env: 'MESHLIMIT_GRPC_PORT', help: 'port of the gRPC service' },
+  { path: 'grpc.maxConcurrentStreams', kind: 'int', flag: '--grpc-max-streams', env: 'MESHLIMIT_GRPC_MAX_STREAMS', help: 'calls in flight per gRPC connection; more wait in the client (0: unlimited)' },
   { path: 'admin.enabled', kind: 'bool', flag: '--admin', env: 'MESHLIMIT_ADMIN', help: 'serve the admin API' },
   { path: 'admin.host', kind: 'string', flag: '--admin-host', env: 'MESHLIMIT_ADMIN_HOST', help: 'address of the admin API' },
   { path: 'admin.port', kind: 'port', flag: '--admin-port', env: 'MESHLIMIT_ADMIN_PORT', help: 'port of the admin API' },
@@ -104,6 +109,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'network.allowNoPsk', kind: 'bool', flag: '--allow-no-psk', env: 'MESHLIMIT_ALLOW_NO_PSK', help: 'run a mesh without a private-network key (local development only)' },
   { path: 'network.identityFile', kind: 'string', flag: '--identity', env: 'MESHLIMIT_IDENTITY_FILE', help: 'peer identity file, created on first start (keeps the peer id)' },
   { path: 'network.mdns', kind: 'bool', flag: '--mdns', env: 'MESHLIMIT_MDNS', help: 'find peers on the local network by mDNS (development)' },
+  { path: 'metrics.stallWatchMs', kind: 'int', flag: '--stall-watch-ms', env: 'MESHLIMIT_STALL_WATCH_MS', help: 'count event-loop stalls this long or longer by cause (gc or other) in /metrics; 0: off' },
   { path: 'policy.trustedKeys', kind: 'list', flag: '--trusted-keys', env: 'MESHLIMIT_TRUSTED_KEYS', help: 'operator public keys (meshlimit keygen), comma-separated: run signed bundles' }
 ]
 

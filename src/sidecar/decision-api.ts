@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Gate } from '../gate.js'
 import { MAX_COST } from '../limiter.js'
 import type { Descriptor } from '../policy/types.js'
-import { BodyTooLarge, badRequest, internalError, methodNotAllowed, notFound, readBody, sendJson, tooLarge } from './http-util.js'
+import { BodyTooLarge, badRequest, internalError, methodNotAllowed, notFound, readBodyThen, sendJson, tooLarge } from './http-util.js'
 import type { SidecarMetrics } from './metrics.js'
 import type { Logger } from '../log.js'
 
@@ -56,16 +56,14 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
   const maxBodyBytes = init.maxBodyBytes ?? 65536
   const ready = init.ready ?? (() => true)
 
-  const check = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    // Any content type is read as JSON: curl -d sends form-encoded, fetch sends text/plain.
-    let raw: Buffer
-    try { raw = await readBody(req, maxBodyBytes) } catch (err) {
+  const answer = (res: ServerResponse, err: Error | null, raw: Buffer | undefined): void => {
+    if (err !== null) {
       if (err instanceof BodyTooLarge) tooLarge(res, maxBodyBytes)
       else badRequest(res, 'The request body could not be read.')
       return
     }
     let body: unknown
-    try { body = JSON.parse(raw.toString('utf8')) } catch (err) {
+    try { body = JSON.parse((raw as Buffer).toString('utf8')) } catch (err) {
       badRequest(res, `The body is not valid JSON: ${(err as Error).message}.`)
       return
     }
@@ -84,6 +82,17 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
     })
   }
 
+  const check = (req: IncomingMessage, res: ServerResponse): void => {
+    // Any content type is read as JSON: curl -d sends form-encoded, fetch sends text/plain.
+    readBodyThen(req, maxBodyBytes, (err, raw) => {
+      try { answer(res, err, raw) } catch (e) {
+        init.logger?.error({ err: e }, 'decision request failed')
+        if (!res.headersSent) internalError(res)
+        else res.destroy()
+      }
+    })
+  }
+
   return (req, res) => {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
@@ -91,10 +100,7 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
     const method = req.method ?? 'GET'
     if (path === '/v1/check') {
       if (method !== 'POST') { req.resume(); methodNotAllowed(res, method, ['POST']); return }
-      check(req, res).catch(err => {
-        init.logger?.error({ err }, 'decision request failed')
-        internalError(res)
-      })
+      check(req, res)
       return
     }
     req.resume()

@@ -6,6 +6,7 @@ import type { Gate, GateResult } from '../gate.js'
 import { MAX_COST } from '../limiter.js'
 import type { Descriptor } from '../policy/types.js'
 import type { Logger } from '../log.js'
+import { decodeRlsRequest, encodeRlsResponse, type MalformedRlsRequest, type RlsRequest, type RlsResponse, type RlsStatus, type RlsUnit } from './rls-codec.js'
 
 /** Where the .proto files are, from the source tree (tests) or from dist/ (the package). */
 export function protoDir (): string {
@@ -35,14 +36,12 @@ export interface RateLimitServiceInit {
   logger?: Logger
 }
 
-interface WireEntry { key: string, value: string }
-interface WireDescriptor { entries: WireEntry[], hits_addend: { value: number } | null }
-interface WireRequest { domain: string, descriptors: WireDescriptor[], hits_addend: number }
+type WireRequest = RlsRequest
 
 const MAX_DESCRIPTORS = 64
 const MAX_ENTRIES = 32
 const MAX_VALUE_LENGTH = 4096
-const UNITS: ReadonlyArray<readonly [number, string]> = [[1000, 'SECOND'], [60_000, 'MINUTE'], [3_600_000, 'HOUR'], [86_400_000, 'DAY']]
+const UNITS: ReadonlyArray<readonly [number, RlsUnit]> = [[1000, 'SECOND'], [60_000, 'MINUTE'], [3_600_000, 'HOUR'], [86_400_000, 'DAY']]
 const UINT32_MAX = 0xffffffff
 
 /** The meshlimit descriptors and costs of a request, or why it is refused. */
@@ -90,8 +89,13 @@ export function createRateLimitService (init: RateLimitServiceInit): grpc.Untype
   const aliases = init.aliases ?? { remote_address: 'ip' }
   const { gate } = init
   return {
-    ShouldRateLimit (call: grpc.ServerUnaryCall<WireRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      const parsed = parseRlsRequest(call.request, aliases)
+    ShouldRateLimit (call: grpc.ServerUnaryCall<WireRequest | MalformedRlsRequest, RlsResponse>, callback: grpc.sendUnaryData<RlsResponse>) {
+      const req = call.request
+      if ('malformed' in req) {
+        callback({ code: grpc.status.INVALID_ARGUMENT, details: req.malformed })
+        return
+      }
+      const parsed = parseRlsRequest(req, aliases)
       if (typeof parsed === 'string') {
         callback({ code: grpc.status.INVALID_ARGUMENT, details: parsed })
         return
@@ -108,7 +112,7 @@ export function createRateLimitService (init: RateLimitServiceInit): grpc.Untype
       const statuses = results.map(r => {
         if (!r.allowed) over = true
         const d = r.decision
-        const status: Record<string, unknown> = { code: r.allowed ? 'OK' : 'OVER_LIMIT' }
+        const status: RlsStatus = { code: r.allowed ? 'OK' : 'OVER_LIMIT' }
         if (d?.info !== undefined) {
           const unit = UNITS.find(u => u[0] === d.windowMs)
           status.current_limit = {
@@ -124,9 +128,26 @@ export function createRateLimitService (init: RateLimitServiceInit): grpc.Untype
         return status
       })
       const headers = worst(results).headers
-      const response_headers_to_add: Array<{ key: string, value: string }> = []
+      const response_headers_to_add: RlsResponse['response_headers_to_add'] = []
       for (const k in headers) response_headers_to_add.push({ key: k, value: headers[k] })
       callback(null, { overall_code: over ? 'OVER_LIMIT' : 'OK', statuses, response_headers_to_add })
+    }
+  }
+}
+
+/**
+ * The RateLimitService definition from the proto, with ShouldRateLimit's messages read
+ * and written by our codec (src/sidecar/rls-codec.ts) instead of protobufjs objects.
+ */
+export function rlsServiceDefinition (): grpc.ServiceDefinition {
+  const pkg = loadRls() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } }
+  const def = pkg.envoy.service.ratelimit.v3.RateLimitService.service
+  return {
+    ...def,
+    ShouldRateLimit: {
+      ...def.ShouldRateLimit,
+      requestDeserialize: decodeRlsRequest,
+      responseSerialize: encodeRlsResponse as (value: unknown) => Buffer
     }
   }
 }
@@ -136,11 +157,27 @@ export interface GrpcServerHandle {
   close(): Promise<void>
 }
 
-/** Serves the rate limit service on host:port (0 picks a free port). */
-export async function startGrpcServer (init: RateLimitServiceInit & { host: string, port: number }): Promise<GrpcServerHandle> {
-  const pkg = loadRls() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } }
-  const server = new grpc.Server()
-  server.addService(pkg.envoy.service.ratelimit.v3.RateLimitService.service, createRateLimitService(init))
+export interface GrpcServerInit extends RateLimitServiceInit {
+  host: string
+  /** 0 picks a free port. */
+  port: number
+  /**
+   * Calls in flight per HTTP/2 connection, advertised in its settings: clients queue
+   * the rest. Bounds what one connection makes the server read and hold at once.
+   * @default 0 (unlimited)
+   */
+  maxConcurrentStreams?: number
+}
+
+/** Serves the rate limit service on host:port. */
+export async function startGrpcServer (init: GrpcServerInit): Promise<GrpcServerHandle> {
+  const max = init.maxConcurrentStreams ?? 0
+  const server = new grpc.Server({
+    // Channelz tracks every call (timestamps, counters, closures): garbage per call for a debugging service nobody queries here.
+    'grpc.enable_channelz': 0,
+    ...(max > 0 ? { 'grpc.max_concurrent_streams': max } : {})
+  })
+  server.addService(rlsServiceDefinition(), createRateLimitService(init))
   const address = init.host.includes(':') ? `[${init.host}]:${init.port}` : `${init.host}:${init.port}`
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => { if (err !== null) reject(err); else resolve(p) })

@@ -13,6 +13,7 @@ import { createDecisionApi } from './decision-api.js'
 import { startGrpcServer, type GrpcServerHandle } from './grpc.js'
 import { createMetrics, type SidecarMetrics } from './metrics.js'
 import { createSidecarNode, libp2pTransport, type SidecarNode, type TransportFactory } from './node.js'
+import { createStallWatch, type StallWatch } from './stalls.js'
 
 export interface SidecarInit {
   /**
@@ -110,11 +111,13 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
   })
   const servers: Server[] = []
   let grpcServer: GrpcServerHandle | undefined
+  let stalls: StallWatch | undefined
   let closing = false
   try {
     const log = logger.child({ node: node.id, region: node.region })
     decisionLog = createDecisionLog({ logger: log, node: node.id, region: node.region, sampleEvery: config.log.sampleEvery })
-    metrics = createMetrics({ limiter: node.limiter, blocklist: node.blocklist, escalation: node.escalation, mesh: node.mesh })
+    stalls = config.metrics.stallWatchMs > 0 ? createStallWatch({ thresholdMs: config.metrics.stallWatchMs }) : undefined
+    metrics = createMetrics({ limiter: node.limiter, blocklist: node.blocklist, escalation: node.escalation, mesh: node.mesh, stalls })
     const headers = createRateLimitHeaders({ ...config.headers, policies: node.limiter, clock: node.clock })
     const observers: GateObserver[] = [metrics, decisionLog]
     const gate = createGate({ limiter: node.limiter, blocklist: node.blocklist, escalation: node.escalation, headers, observers, clock: node.clock })
@@ -126,7 +129,7 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
 
     let grpcAddress: string | undefined
     if (config.grpc.enabled) {
-      grpcServer = await startGrpcServer({ gate, logger: log, host: config.grpc.host, port: config.grpc.port })
+      grpcServer = await startGrpcServer({ gate, logger: log, host: config.grpc.host, port: config.grpc.port, maxConcurrentStreams: config.grpc.maxConcurrentStreams })
       grpcAddress = `${urlHost(config.grpc.host)}:${grpcServer.port}`
     }
 
@@ -173,6 +176,7 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
         if (closing) return
         closing = true
         await Promise.all([...servers.map(closeServer), grpcServer?.close()])
+        stalls?.stop()
         await node.close()
         log.info({ event: 'stop' }, 'meshlimit sidecar stopped')
         logger.flush()
@@ -180,6 +184,7 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
     }
   } catch (err) {
     closing = true
+    stalls?.stop()
     await Promise.all([...servers.map(s => (s.listening ? closeServer(s) : undefined)), grpcServer?.close()])
     await node.close()
     throw err

@@ -4,6 +4,7 @@ import type { Escalation } from '../abuse/escalation.js'
 import type { Decision } from '../decision.js'
 import type { GateObserver } from '../gate.js'
 import type { Limiter } from '../limiter.js'
+import type { StallWatch } from './stalls.js'
 
 /** What the metrics need to know about the mesh a node is in (libp2p or loopback). */
 export interface MeshInfo {
@@ -23,6 +24,8 @@ export interface MetricsInit {
    * @default true
    */
   processMetrics?: boolean
+  /** Event-loop stalls by cause (collection or other), when the stall watch runs. */
+  stalls?: StallWatch
 }
 
 export interface SidecarMetrics extends GateObserver {
@@ -108,6 +111,31 @@ export function createMetrics (init: MetricsInit): SidecarMetrics {
       for (const l of limiter.stats().limits) this.set({ limit: l.name }, l.keys)
     }
   })
+  const stalls = init.stalls
+  if (stalls !== undefined) {
+    new Counter({
+      name: 'meshlimit_event_loop_stalls_total', help: 'Event-loop stalls by cause: gc (collection filled half of it), task (the process was busy: a long task), wait (the process was not running).', labelNames: ['cause'], registers,
+      collect () {
+        const st = stalls.stats()
+        this.reset()
+        this.inc({ cause: 'gc' }, st.gcStalls)
+        this.inc({ cause: 'task' }, st.taskStalls)
+        this.inc({ cause: 'wait' }, st.waitStalls)
+      }
+    })
+    new Counter({
+      name: 'meshlimit_event_loop_stall_seconds_total', help: 'Summed length of event-loop stalls by cause.', labelNames: ['cause'], registers,
+      collect () {
+        const st = stalls.stats()
+        this.reset()
+        this.inc({ cause: 'gc' }, st.gcStallMs / 1000)
+        this.inc({ cause: 'task' }, st.taskStallMs / 1000)
+        this.inc({ cause: 'wait' }, st.waitStallMs / 1000)
+      }
+    })
+    new Counter({ name: 'meshlimit_event_loop_stall_gc_seconds_total', help: 'Garbage-collection time inside event-loop stalls.', registers, collect () { this.reset(); this.inc(stalls.stats().gcInStallsMs / 1000) } })
+    new Gauge({ name: 'meshlimit_event_loop_stall_max_seconds', help: 'Longest event-loop stall since the previous scrape.', registers, collect () { this.set(stalls.takeMaxMs() / 1000) } })
+  }
   if (blocklist !== undefined) {
     new Gauge({ name: 'meshlimit_blocklist_blocked', help: 'Clients blocked right now.', registers, collect () { this.set(blocklist.stats().blocked) } })
     new Counter({

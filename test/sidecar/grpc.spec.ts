@@ -1,3 +1,4 @@
+import * as http2 from 'node:http2'
 import * as grpc from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadRls } from '../../src/sidecar/grpc.js'
@@ -24,11 +25,12 @@ type Call = (req: unknown) => Promise<any>
 let s: Sidecar
 let client: grpc.Client
 let should: Call
+let pkg: any
 
 beforeAll(async () => {
   s = await sidecar(POLICIES, { escalation: { enabled: false } })
   // A client built from the proto, as Envoy's would be: nothing shared with the server but the wire.
-  const pkg = loadRls() as any
+  pkg = loadRls() as any
   const Ctor = pkg.envoy.service.ratelimit.v3.RateLimitService as grpc.ServiceClientConstructor
   client = new Ctor(s.grpcAddress as string, grpc.credentials.createInsecure())
   should = async req => await new Promise((resolve, reject) => {
@@ -99,6 +101,16 @@ describe('Envoy rate limit service v3 (ShouldRateLimit)', () => {
     }
   })
 
+  it('refuses bytes that are not a RateLimitRequest with INVALID_ARGUMENT and a reason', async () => {
+    // A client that sends raw bytes: a truncated domain field (says 5 bytes, carries 1).
+    const path = (pkg.envoy.service.ratelimit.v3.RateLimitService as grpc.ServiceClientConstructor).service.ShouldRateLimit.path
+    const err = await new Promise<grpc.ServiceError | null>(resolve => {
+      client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, Buffer.from([0x0a, 0x05, 0x61]), { deadline: Date.now() + 5000 }, e => { resolve(e) })
+    })
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT)
+    expect(err?.details).toMatch(/not a valid RateLimitRequest: length-delimited field past the end/)
+  })
+
   it('counts gRPC decisions in the metrics', async () => {
     const text = await (await fetch(`${s.httpUrl}/metrics`)).text()
     expect(text).toMatch(/meshlimit_decisions_total\{api="grpc",result="denied"\} [1-9]/)
@@ -109,5 +121,32 @@ describe('hostile field names', () => {
   it('entry keys named like Object.prototype members are plain fields', async () => {
     const r = await should({ domain: 'api', descriptors: [{ entries: entries({ constructor: 'x', __proto__: 'y', toString: 'z' }) }] })
     expect(r.overall_code).toBe('OK')
+  })
+})
+
+describe('calls in flight per connection (grpc.maxConcurrentStreams)', () => {
+  it('is advertised to clients, which queue the calls past it: every call is answered', async () => {
+    const side = await sidecar(POLICIES, { escalation: { enabled: false }, grpc: { port: 0, maxConcurrentStreams: 2 } })
+    const session = http2.connect(`http://${side.grpcAddress as string}`)
+    try {
+      const settings = await new Promise<http2.Settings>(resolve => session.once('remoteSettings', resolve))
+      expect(settings.maxConcurrentStreams).toBe(2)
+      const method = (loadRls() as any).envoy.service.ratelimit.v3.RateLimitService.service.ShouldRateLimit
+      const body = method.requestSerialize({ domain: 'api', descriptors: [{ entries: [{ key: 'tenant', value: 'streams' }] }] }) as Buffer
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body])
+      const call = async (): Promise<string | undefined> => await new Promise((resolve, reject) => {
+        const st = session.request({ ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' })
+        let status: string | undefined
+        st.on('trailers', t => { status = t['grpc-status'] as string })
+        st.on('error', reject)
+        st.resume()
+        st.on('close', () => { resolve(status) })
+        st.end(frame)
+      })
+      expect(await Promise.all(Array.from({ length: 6 }, call))).toEqual(Array(6).fill('0'))
+    } finally {
+      session.close()
+      await side.close()
+    }
   })
 })

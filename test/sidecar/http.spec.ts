@@ -1,3 +1,4 @@
+import { request } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Sidecar } from '../../src/sidecar/index.js'
 import { parseList } from '../http/sf-parser.js'
@@ -81,6 +82,27 @@ describe('decision API (POST /v1/check)', () => {
     expect(ok.json.decision.remaining).toBe(2)
   })
 
+  it('reads bodies sent in several chunks, and refuses a chunked body past the limit with 413', async () => {
+    const s = await start(POLICIES, { escalation: { enabled: false }, http: { port: 0, maxBodyBytes: 1024 } })
+    const post = async (pieces: string[]): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
+      // No content-length: chunked transfer, one 'data' event per piece.
+      const req = request(`${s.httpUrl}/v1/check`, { method: 'POST', headers: { 'content-type': 'application/json' } }, res => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => { body += c })
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+      })
+      req.on('error', reject)
+      for (const p of pieces) req.write(p)
+      req.end()
+    })
+    const ok = await post(['{"descriptor":', '{"user":', '"chunky"}}'])
+    expect(ok.status).toBe(200)
+    expect(JSON.parse(ok.body).decision.remaining).toBe(2)
+    const big = await post(['{"descriptor":{"user":"', 'x'.repeat(600), 'x'.repeat(600), '"}}'])
+    expect(big.status).toBe(413)
+  })
+
   it('serves /healthz, /readyz and Prometheus /metrics with decisions, denies by policy and latency', async () => {
     const s = await start(POLICIES, { escalation: { enabled: false } })
     for (let i = 0; i < 5; i++) await check(s.httpUrl, { descriptor: { user: 'm' } })
@@ -96,6 +118,10 @@ describe('decision API (POST /v1/check)', () => {
     expect(text).toContain('meshlimit_policy_version 7')
     expect(text).toContain('meshlimit_peers 0')
     expect(text).toMatch(/meshlimit_keys\{limit="per-user\/0"\} 1/)
+    // Event-loop stalls and collection pauses, to correlate latency tails with (bench:sidecar reads them).
+    expect(text).toMatch(/^meshlimit_process_nodejs_eventloop_lag_p99_seconds \d/m)
+    expect(text).toMatch(/^meshlimit_process_nodejs_eventloop_lag_max_seconds \d/m)
+    expect(text).toContain('# TYPE meshlimit_process_nodejs_gc_duration_seconds histogram')
   })
 
   it('logs every throttle with a hashed key, policy, latency, node and region; samples allowed decisions', async () => {
