@@ -1,6 +1,7 @@
 import type { MessageHandler, RequestHandler, Transport, Verdict } from '../../gossip/transport.js'
 import type { Random } from '../../membership/random.js'
 import type { NetworkSpec } from '../scenario.js'
+import type { Envelope, RemoteLink } from './exchange.js'
 import { MeshOverlay } from './overlay.js'
 import { sampler } from './random.js'
 import { ALWAYS, type EventOwner, type Scheduler, type Task } from './scheduler.js'
@@ -65,6 +66,11 @@ export interface SimNetwork {
   /** Splits nodes into groups (group id per node index); messages cross no group boundary. */
   partition(groupOf: Int32Array): void
   heal(): void
+  /**
+   * A copy or request leg from another unit of a parallel run (chaos/sim/exchange.ts),
+   * sent at `env.at`: its latency, loss and so on are drawn here, now.
+   */
+  receive(env: Envelope): void
   /** Whether two nodes can currently talk. */
   connected(a: number, b: number): boolean
   /** Requests whose promise is not settled yet. */
@@ -94,6 +100,13 @@ export interface SimNetworkInit {
   regionOf: Int32Array
   rnd: Random
   observer?: NetworkObserver
+  /**
+   * Set when this network carries one unit (region) of a parallel run: nodes of other
+   * units are reached through the link. @default every node is local
+   */
+  remote?: RemoteLink
+  /** Peer ids of every node index (so remote peers can be addressed before they attach). */
+  peerIds?: string[]
 }
 
 const NO_BYTES = new Uint8Array(0)
@@ -103,8 +116,12 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
   const obs = init.observer ?? {}
   const size = regionOf.length
   const members: Array<Member | undefined> = new Array(size).fill(undefined)
-  const peerIds: string[] = new Array(size).fill('')
-  const byPeer = new Map<string, number>()
+  const peerIds: string[] = init.peerIds === undefined ? new Array(size).fill('') : init.peerIds.slice()
+  const byPeer = new Map<string, number>(init.peerIds?.map((p, i) => [p, i]))
+  const remote = init.remote
+  /** Requests to nodes of other units waiting for their answer, by id. */
+  const remoteCalls = new Map<number, { settle: (err: Error | undefined, answer?: Uint8Array) => void, owner: EventOwner }>()
+  let nextCall = 0
   /** Live subscribers per topic, in node order (deterministic delivery order). */
   const subscribers = new Map<string, number[]>()
   let groupOf: Int32Array | undefined
@@ -239,6 +256,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     if (members[from] !== me) return
     stats.published++
     const tag = obs.published?.(from, topic, data)
+    if (remote?.exports(topic) === true) remote.send({ k: 'pub', at: sched.now, from, seq: 0, topic, data })
     const list = subscribers.get(topic)
     if (list === undefined) return
     if (overlay !== undefined) {
@@ -387,9 +405,17 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
         // Let the continuation run at this simulated instant, before later events.
         sched.requestYield()
       }
+      let call = -1
       const cancelTimeout = sched.after(timeoutMs, () => {
+        if (call >= 0) remoteCalls.delete(call)
         settle(new Error(`sim: ${protocol} request to ${peerId} timed out after ${timeoutMs} ms`))
       }, me.owner)
+      if (to !== undefined && remote !== undefined && !remote.isLocal(to)) {
+        call = nextCall++
+        remoteCalls.set(call, { settle, owner: me.owner })
+        remote.send({ k: 'req', at: sched.now, from, seq: 0, to, id: call, protocol, data })
+        return
+      }
       const at = to === undefined ? undefined : leg(from, to, data.byteLength)
       if (to === undefined || at === undefined) return
       const target = members[to] as Member
@@ -420,8 +446,94 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     })
   }
 
+  /** Arrival of a copy from another unit sent at `sentAt` (no uplink queue: see docs/chaos.md). */
+  const remoteArrival = (from: number, to: number, bytes: number, sentAt: number): number => {
+    const wire = bytes + spec.overheadBytesPerMessage
+    stats.bytesSent[from] += wire
+    stats.payloadBytesSent[from] += bytes
+    let at = sentAt + latency(from, to)
+    if (spec.reorder > 0 && rnd() < spec.reorder) {
+      stats.reordered++
+      at += rnd() * spec.reorderDelayMs
+    }
+    if (at - sentAt > maxTransit) maxTransit = at - sentAt
+    return at
+  }
+
+  const receive = (env: Envelope): void => {
+    if (env.k === 'pub') {
+      const list = subscribers.get(env.topic)
+      if (list === undefined) return
+      const fan = fanouts.pop() ?? new Fanout()
+      fan.init(env.topic, env.data, env.from, undefined, { at: env.at, done: false })
+      for (let k = 0; k < list.length; k++) {
+        const to = list[k]
+        if (!connected(env.from, to)) {
+          stats.droppedPartition++
+          obs.dropped?.(env.from, to, 'partition')
+          continue
+        }
+        stats.copiesSent++
+        const at = remoteArrival(env.from, to, env.data.byteLength, env.at)
+        if (spec.loss > 0 && rnd() < spec.loss) {
+          stats.droppedLoss++
+          obs.dropped?.(env.from, to, 'loss')
+          continue
+        }
+        const owner = (members[to] as Member).owner
+        fan.add(to, at, owner)
+        if (spec.duplicate > 0 && rnd() < spec.duplicate) {
+          stats.duplicated++
+          fan.add(to, at + rnd() * spec.reorderDelayMs, owner)
+        }
+      }
+      fan.start()
+      return
+    }
+    if (env.k === 'req') {
+      const { from, to } = env
+      const target = members[to]
+      if (!connected(from, to) || target === undefined) return
+      const at = remoteArrival(from, to, env.data.byteLength, env.at)
+      if (spec.loss > 0 && rnd() < spec.loss) return
+      sched.at(at, () => {
+        const handler = target.protocols.get(env.protocol)
+        const answer = (err: Error | undefined, bytes: Uint8Array): void => {
+          if (members[to] !== target) return
+          ;(remote as RemoteLink).send({ k: 'res', at: sched.now, from: to, seq: 0, to: from, id: env.id, err: err?.message, data: bytes })
+        }
+        if (handler === undefined) {
+          answer(new Error(`sim: ${peerIds[to]} does not handle ${env.protocol}`), new Uint8Array(0))
+          return
+        }
+        let result: Uint8Array | Promise<Uint8Array>
+        try {
+          result = handler(env.data, peerIds[from])
+        } catch (err) {
+          answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0))
+          return
+        }
+        if (result instanceof Uint8Array) answer(undefined, result)
+        else {
+          result.then(bytes => { answer(undefined, bytes) }, (err: unknown) => { answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0)) })
+          sched.requestYield()
+        }
+      }, target.owner)
+      return
+    }
+    const call = remoteCalls.get(env.id)
+    if (call === undefined || !connected(env.from, env.to)) return
+    const at = remoteArrival(env.from, env.to, env.data.byteLength, env.at)
+    if (spec.loss > 0 && rnd() < spec.loss) return
+    sched.at(at, () => {
+      remoteCalls.delete(env.id)
+      call.settle(env.err === undefined ? undefined : new Error(env.err), env.data)
+    }, call.owner)
+  }
+
   return {
     stats,
+    receive,
     get requestsInFlight () { return inFlight },
     get maxTransitMs () { return maxTransit },
     oldestInFlight (index) {
@@ -444,6 +556,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       if (m === undefined) return
       for (const topic of m.topics.keys()) unsubscribe(topic, index)
       members[index] = undefined
+      remote?.note(index, false)
     },
     attach (index, peerId, owner) {
       if (members[index] !== undefined) throw new RangeError(`sim: node ${index} is already attached`)
@@ -451,6 +564,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       members[index] = me
       peerIds[index] = peerId
       byPeer.set(peerId, index)
+      remote?.note(index, true)
       return {
         peerId,
         publish (topic, data) { publish(index, me, topic, data) },
@@ -468,7 +582,10 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
         unhandle (protocol) { me.protocols.delete(protocol) },
         peers () {
           const out: string[] = []
-          for (let j = 0; j < size; j++) if (j !== index && members[j] !== undefined && connected(index, j)) out.push(peerIds[j])
+          for (let j = 0; j < size; j++) {
+            if (j === index || !connected(index, j)) continue
+            if (members[j] !== undefined || (remote !== undefined && !remote.isLocal(j) && remote.attached(j))) out.push(peerIds[j])
+          }
           return out
         }
       }

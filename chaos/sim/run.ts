@@ -16,7 +16,9 @@ import { createSimNode, SIM_EPOCH_MS, SIM_MESH, type SimNode } from './node.js'
 import { sampler, stream } from './random.js'
 import { Samples } from './samples.js'
 import { createScheduler } from './scheduler.js'
-import { summarize } from './summarize.js'
+import { summarize, type RunFacts } from './summarize.js'
+import { ATTACHED, SERVING, FleetView, type Envelope } from './exchange.js'
+import { partialOf, type PartialFacts } from './merge.js'
 import { LimitTruth } from './truth.js'
 import { DETECTED, KeyWindows, STEADY } from './windows.js'
 import { detectionMs } from './bounds.js'
@@ -77,16 +79,65 @@ export interface KeyState {
 
 /** Runs a scenario in the simulator; the same scenario and seed give the same result. */
 export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<RunResult> {
+  const sim = createSim(s, opts)
+  const step = 100
+  let done = 0
+  while (done < sim.endAt) {
+    const target = Math.min(sim.endAt, done + step)
+    // Continuations run only when an event asked to yield (no await otherwise: the
+    // order of simulated events and promise continuations is part of the result).
+    while (!sim.runUntil(target)) await new Promise(resolve => setImmediate(resolve))
+    done = target
+    opts.onProgress?.(Math.max(0, done - sim.trafficStart), sim.endAt - sim.trafficStart)
+  }
+  return sim.result()
+}
+
+/** One region of a parallel run (chaos/sim/parallel.ts): the unit simulates its nodes only. */
+export interface UnitInit {
+  region: number
+  /** Where envelopes for other units go (in sending order). */
+  outbox: Envelope[]
+  /** Node state changes for the next exchange (see FleetView). */
+  notes: number[]
+}
+
+/** A run in progress: advanced by its driver (runScenario, or a parallel host per window). */
+export interface Sim {
+  readonly endAt: number
+  readonly trafficStart: number
+  /**
+   * Runs every event up to `target` (inclusive); false when an event asked to let
+   * promise continuations run first (call again after a setImmediate).
+   */
+  runUntil(target: number): boolean
+  /** Hands over an envelope from another unit (parallel runs). */
+  receive(env: Envelope): void
+  /** The fleet as of the last exchange (parallel runs). */
+  readonly view: FleetView
+  /** Final audit and summary (call once, at endAt). */
+  result(): RunResult
+  /** Final audit and this unit's mergeable figures (parallel runs). */
+  partial(): PartialFacts
+}
+
+/**
+ * Builds a run of `s`. Without `unit`, the whole fleet in one scheduler (runScenario);
+ * with it, one region whose random streams are named after it, so its draws do not
+ * depend on the other units or on the threads they run on.
+ */
+export function createSim (s: Scenario, opts: RunOptions = {}, unit?: UnitInit): Sim {
   const seed = opts.seed ?? s.seed
   const durationMs = opts.durationMs ?? s.durationMs
   const F = s.gossip.flushIntervalMs
   const sched = createScheduler()
-  const rNet = stream(seed, 'network')
-  const rWork = stream(seed, 'workload')
+  const own = (name: string): string => unit === undefined ? name : `${name}/${s.regions[unit.region].name}`
+  const rNet = stream(seed, own('network'))
+  const rWork = stream(seed, own('workload'))
   const rFault = stream(seed, 'faults')
   const rClock = stream(seed, 'clocks')
   const rBoot = stream(seed, 'boot')
-  const rAudit = stream(seed, 'audit')
+  const rAudit = stream(seed, own('audit'))
 
   // --- the fleet: every node index that will ever exist, initial ones first --------
   const regionNames = s.regions.map(r => r.name)
@@ -117,6 +168,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   /** The region a node's mesh node runs in: its own, or one for all under the mesh topology. */
   const meshRegionOf = (i: number): string => s.gossip.topology === 'mesh' ? 'all' : regionNames[regionOf[i]]
   const groupOf = (i: number): number => s.gossip.topology === 'mesh' ? 0 : regionOf[i]
+  const isLocal = (i: number): boolean => unit === undefined || regionOf[i] === unit.region
+  const view = new FleetView(size)
 
   // --- measurement state ----------------------------------------------------------
   const metas = [...s.limits.values()]
@@ -176,6 +229,20 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     meshDegree: s.gossip.meshDegree,
     regionOf,
     rnd: rNet,
+    peerIds: peerIdOf,
+    remote: unit === undefined
+      ? undefined
+      : {
+          isLocal,
+          attached: i => view.attached[i] === 1,
+          // Counter topics stay in their region under the region topology (the only one run in parallel).
+          exports: topic => !topic.startsWith(countersPrefix),
+          send: env => {
+            env.seq = unit.outbox.length
+            unit.outbox.push(env)
+          },
+          note: (i, on) => { unit.notes.push(i, ATTACHED, on ? 1 : 0) }
+        },
     observer: {
       published (from, topic, data) {
         // Membership, aggregates and policies travel too; the truth reads counters only.
@@ -208,7 +275,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     }
   })
 
-  const startNode = (i: number): void => {
+  const startNode = (i: number): boolean => {
+    if (!isLocal(i)) return false
     const node = createSimNode({
       index: i,
       peerId: peerIdOf[i],
@@ -239,7 +307,9 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       list.sort((a, b) => a - b)
       liveCount++
       startedAfterMs.push(sched.now - node.startedAt)
+      unit?.notes.push(i, SERVING, 1)
     })
+    return true
   }
 
   const endNode = (i: number, crash: boolean): void => {
@@ -274,6 +344,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       const list = live[regionOf[i]]
       list.splice(list.indexOf(i), 1)
       liveCount--
+      unit?.notes.push(i, SERVING, 0)
     }
     samples.drop(i, sched.now)
   }
@@ -356,12 +427,15 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     }
   }
 
-  s.workload.clients.forEach((_, c) => {
+  s.workload.clients.forEach((client, c) => {
+    // A unit runs its region's share of each client: a Poisson process of rate x share.
+    const scale = unit === undefined ? 1 : workload.regionWeights(client)[unit.region]
+    if (!(scale > 0)) return
     const arrive = (t: number): void => {
-      const at = workload.nextArrival(c, t - trafficStart, durationMs, rWork)
+      const at = workload.nextArrival(c, t - trafficStart, durationMs, rWork, scale)
       if (at === Infinity) return
       sched.at(trafficStart + at, () => {
-        const region = workload.drawRegion(c, rWork)
+        const region = unit === undefined ? workload.drawRegion(c, rWork) : unit.region
         const key = workload.drawKey(rWork)
         const i = pickNode(region, key)
         if (i < 0) unserved++
@@ -453,11 +527,15 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
 
   scheduleFaults({
     scenario: s, sched, network, size, initial, regionNames, regionOf, nodes, trafficStart, durationMs, endAt,
-    rnd: rFault, joinNodes, markers, phases, starts, healTimes, startNode, endNode, healed
+    rnd: rFault, joinNodes, markers, phases, starts, healTimes, startNode, endNode, healed,
+    alive: unit === undefined ? undefined : () => view.alive()
   })
 
   // --- boot, audits, run ------------------------------------------------------------
-  for (let i = 0; i < initial; i++) sched.at(rBoot() * F, () => { startNode(i) })
+  for (let i = 0; i < initial; i++) {
+    const at = rBoot() * F
+    if (isLocal(i)) sched.at(at, () => { startNode(i) })
+  }
   const auditEvery = s.measure.auditEveryMs
   const scheduleAudit = (t: number): void => {
     if (t >= trafficEnd) return
@@ -475,56 +553,67 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   }
   sched.at(trafficEnd, pollQuiet)
 
-  const step = 100
-  let done = 0
-  while (done < endAt) {
-    const target = Math.min(endAt, done + step)
-    while (!sched.runUntil(target)) await new Promise(resolve => setImmediate(resolve))
-    done = target
-    opts.onProgress?.(Math.max(0, done - trafficStart), endAt - trafficStart)
+  const facts = (): RunFacts => {
+    tickLive()
+    // --- final audit: after the quiet period every view equals the truth ------------
+    const countsLost = finalAudit(auditCtx(), finalTally, metas, truths, pastSlots)
+    samples.finish()
+    return {
+      scenario: s,
+      seed,
+      durationMs,
+      nodes: initial,
+      size,
+      metas,
+      keyStates,
+      workload,
+      phases,
+      regionOf,
+      starts,
+      crashes,
+      network: network.stats,
+      nodeSeconds,
+      requests,
+      admitted,
+      denied,
+      underLimit,
+      falseDenials,
+      unserved,
+      samples,
+      healTimes,
+      afterTraffic,
+      tally,
+      finalTally,
+      countsLost,
+      lostAtCrash,
+      series,
+      markers
+    }
   }
-  tickLive()
 
-  // --- final audit: after the quiet period every view equals the truth ------------
-  const countsLost = finalAudit(auditCtx(), finalTally, metas, truths, pastSlots)
-  samples.finish()
+  const result = (): RunResult => {
+    const f = facts()
+    const out = summarize(f)
+    return opts.keyReport === true ? { ...out, keys: keyReports(f) } : out
+  }
 
-  const result = summarize({
-    scenario: s,
-    seed,
-    durationMs,
-    nodes: initial,
-    size,
-    metas,
-    keyStates,
-    workload,
-    phases,
-    regionOf,
-    starts,
-    crashes,
-    network: network.stats,
-    nodeSeconds,
-    requests,
-    admitted,
-    denied,
-    underLimit,
-    falseDenials,
-    unserved,
-    samples,
-    healTimes,
-    afterTraffic,
-    tally,
-    finalTally,
-    countsLost,
-    lostAtCrash,
-    series,
-    markers
-  })
-  if (opts.keyReport !== true) return result
-  const seconds = durationMs / 1000
+  return {
+    endAt,
+    trafficStart,
+    runUntil: target => sched.runUntil(target),
+    receive: env => { network.receive(env) },
+    view,
+    result,
+    partial: () => partialOf(facts())
+  }
+}
+
+/** Per-key figures of a finished run (RunOptions.keyReport). */
+function keyReports (f: RunFacts): KeyReport[] {
+  const seconds = f.durationMs / 1000
   const keys: KeyReport[] = []
-  metas.forEach((meta, k) => {
-    for (const ks of keyStates[k].values()) {
+  f.metas.forEach((meta, k) => {
+    for (const ks of f.keyStates[k].values()) {
       const L = meta.limit.limit
       const w = ks.win
       keys.push({
@@ -540,7 +629,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       })
     }
   })
-  return { ...result, keys: keys.sort((a, b) => b.offeredPerSec - a.offeredPerSec) }
+  return keys.sort((a, b) => b.offeredPerSec - a.offeredPerSec)
 }
 
 /**
