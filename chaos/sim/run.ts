@@ -1,14 +1,11 @@
 import { hashString } from '../../crdt/hash.js'
 import { DEFAULT_CODEC_LIMITS } from '../../gossip/codec.js'
 import { topicsOf } from '../../gossip/topics.js'
-import type { Transport } from '../../gossip/transport.js'
 import { createRuntime, type LimitRuntime } from '../../src/algorithms.js'
 import type { LimitInfo } from '../../src/algorithms.js'
-import { MAX_NODES, type LimitMeta, type Scenario } from '../scenario.js'
-import { REACHABILITY_DEBOUNCE_MS } from '../../src/mesh.js'
-import { RECOVERY_SLOTS } from '../../src/limiter.js'
-import { emptySeries, type Marker, type Series, type Summary } from '../summary.js'
-import { auditKey, finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
+import { MAX_NODES, type Scenario } from '../scenario.js'
+import { emptySeries, type Marker } from '../summary.js'
+import { finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
 import { scheduleFaults } from './faults.js'
 import { sharedDecoder } from './decode.js'
 import { createSimNetwork } from './network.js'
@@ -20,62 +17,13 @@ import { summarize, type RunFacts } from './summarize.js'
 import { ATTACHED, SERVING, FleetView, type Envelope } from './exchange.js'
 import { partialOf, type PartialFacts } from './merge.js'
 import { LimitTruth } from './truth.js'
-import { DETECTED, KeyWindows, STEADY } from './windows.js'
-import { detectionMs } from './bounds.js'
+import { KeyWindows } from './windows.js'
 import { createWorkload } from './workload.js'
+import { windowClasses } from './classes.js'
+import { createProbes } from './probes.js'
+import { keyReports, type KeyState, type RunOptions, type RunResult } from './result.js'
 
-export interface RunOptions {
-  /** @default the scenario's seed */
-  seed?: number
-  /** Overrides the scenario's traffic duration (tests run shortened scenarios). */
-  durationMs?: number
-  /** Called every 100 simulated ms with the simulated time done and the total. */
-  onProgress?: (doneMs: number, totalMs: number) => void
-  /**
-   * Wraps each node's transport before its limiter gets it: the tests' seam for faults
-   * the network model does not know about (a silently lost message, a forged count), to
-   * show that the audits catch them.
-   */
-  wrapTransport?: (node: number, transport: Transport) => Transport
-  /** Also return per-key figures (RunResult.keys). */
-  keyReport?: boolean
-}
-
-/** One key's figures in one enforcement domain (RunOptions.keyReport). */
-export interface KeyReport {
-  limit: string
-  domain: string
-  key: string
-  offeredPerSec: number
-  admittedPerSec: number
-  /** Largest excess over any window, and over steady-state windows, in % of the limit. */
-  maxExcessPct: number
-  steadyMaxExcessPct: number
-  /** Mean excess over contended steady-state windows, in % of the limit. */
-  steadyMeanExcessPct: number
-  /** Denied while the truth had room, in % of this key's requests. */
-  falseDenialPct: number
-}
-
-export interface RunResult {
-  summary: Summary
-  series: Series
-  markers: Marker[]
-  keys?: KeyReport[]
-}
-
-/** Per (limit, domain, key): windows on true time. */
-export interface KeyState {
-  meta: number
-  domain: string
-  key: string
-  win: KeyWindows
-  /** Requests offered on this key, and those denied while the truth had room. */
-  offered: number
-  /** Requests admitted on this key (optional: chaos/real builds key states without it). */
-  admitted?: number
-  falseDenied: number
-}
+export type { KeyReport, KeyState, RunOptions, RunResult } from './result.js'
 
 /** Runs a scenario in the simulator; the same scenario and seed give the same result. */
 export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<RunResult> {
@@ -464,66 +412,7 @@ export function createSim (s: Scenario, opts: RunOptions = {}, unit?: UnitInit):
     judgeAggregates: false
   })
 
-  /** Keys the running audit inspects: the busiest, then a seeded sample of the rest. */
-  const auditKeysOf = (k: number): string[] => {
-    const all = [...truths[k].byKey.values()]
-    const n = s.measure.auditKeys
-    if (all.length <= n) return all.map(c => c.key)
-    const top = all.slice().sort((a, b) => b.total - a.total || (a.key < b.key ? -1 : 1)).slice(0, Math.ceil(n / 2))
-    const chosen = new Set(top.map(c => c.key))
-    while (chosen.size < n) chosen.add(all[Math.floor(rAudit() * all.length)].key)
-    return [...chosen]
-  }
-
-  const audit = (): void => {
-    const ctx = auditCtx()
-    metas.forEach((meta, k) => {
-      for (const key of auditKeysOf(k)) {
-        const cells = truths[k].byKey.get(key)
-        if (cells === undefined) continue
-        for (const b of nodes) if (b !== undefined) auditKey(ctx, tally, b, meta, cells, false)
-      }
-    })
-    // Samples still waiting once every copy has landed: a receiver may hold the cell by
-    // another path (an anti-entropy pull, a relay); its real view decides.
-    for (const smp of samples.takenBefore(sched.now - network.maxTransitMs)) {
-      for (let j = 0; j < size; j++) {
-        const b = nodes[j]
-        if (smp.pending[j] !== 1 || b === undefined) continue
-        const pairs = b.limiter.inspect(smp.limit, smp.key, true)?.replicas?.get(replicas[smp.rep].key)
-        let has = 0
-        if (pairs !== undefined) for (let p = 0; p < pairs.length; p += 2) if (pairs[p] === smp.epoch) has = pairs[p + 1]
-        if (has >= smp.count) samples.covered([smp], j, sched.now, () => true)
-      }
-    }
-    samples.expire(sched.now)
-  }
-
-  /** Whether every audited view holds every count published before `healAt` (or it left the window). */
-  /**
-   * Whether every audited view holds every count published before `before` (or that
-   * left its window). With `before` = Infinity: every count at all, which must also
-   * have been published by its live replica (after the last request).
-   */
-  const healed = (before: number): boolean => {
-    const ctx = auditCtx()
-    const probe = newTally()
-    const all = before === Infinity
-    let unpublished = false
-    metas.forEach((meta, k) => {
-      for (const key of auditKeysOf(k)) {
-        const cells = truths[k].byKey.get(key)
-        if (cells === undefined) continue
-        const probeCtx: AuditContext = { ...ctx, judgeAggregates: true, settledBefore: node => all ? Infinity : Math.min(before, network.oldestInFlight(node)) }
-        for (const b of nodes) if (b !== undefined) auditKey(probeCtx, probe, b, meta, cells, false)
-        if (!all || meta.scope === 'node') continue
-        for (let j = 0; j < cells.epoch.length; j++) {
-          if (cells.published[j] < cells.count[j] && replicas[cells.rep[j]].crashedAt === undefined) unpublished = true
-        }
-      }
-    })
-    return !unpublished && Object.values(probe.lag).every(v => v === 0)
-  }
+  const { audit, healed } = createProbes({ s, metas, truths, nodes, replicas, samples, network, size, rAudit, tally, now: () => sched.now, auditCtx })
 
   scheduleFaults({
     scenario: s, sched, network, size, initial, regionNames, regionOf, nodes, trafficStart, durationMs, endAt,
@@ -605,83 +494,5 @@ export function createSim (s: Scenario, opts: RunOptions = {}, unit?: UnitInit):
     view,
     result,
     partial: () => partialOf(facts())
-  }
-}
-
-/** Per-key figures of a finished run (RunOptions.keyReport). */
-function keyReports (f: RunFacts): KeyReport[] {
-  const seconds = f.durationMs / 1000
-  const keys: KeyReport[] = []
-  f.metas.forEach((meta, k) => {
-    for (const ks of f.keyStates[k].values()) {
-      const L = meta.limit.limit
-      const w = ks.win
-      keys.push({
-        limit: meta.name,
-        domain: ks.domain,
-        key: ks.key,
-        offeredPerSec: ks.offered / seconds,
-        admittedPerSec: (ks.admitted ?? 0) / seconds,
-        maxExcessPct: w.maxExcess / L * 100,
-        steadyMaxExcessPct: w.steadyMaxExcess / L * 100,
-        steadyMeanExcessPct: w.steadyContended === 0 ? 0 : w.steadyRatioSum / w.steadyContended * 100,
-        falseDenialPct: ks.offered === 0 ? 0 : ks.falseDenied / ks.offered * 100
-      })
-    }
-  })
-  return keys.sort((a, b) => b.offeredPerSec - a.offeredPerSec)
-}
-
-/**
- * Classes of the windows of a limit, by the slot they end at (true time): STEADY when
- * the window starts after the warm-up, ends with the traffic and overlaps no fault or
- * its aftermath; DETECTED when it lies within a partition after membership noticed it
- * (cut + detection time .. heal).
- */
-function windowClasses (s: Scenario, trafficStart: number, trafficEnd: number): (meta: LimitMeta) => (end: number) => number {
-  const beat = s.mesh.heartbeatIntervalMs ?? 1000
-  const detect = detectionMs(s)
-  const W = Math.max(...[...s.limits.values()].map(m => m.limit.windowMs))
-  const slot = Math.max(...[...s.limits.values()].map(m => m.slotMs))
-  const cuts: Array<{ from: number, to: number }> = []
-  const disturbed: Array<{ from: number, to: number }> = []
-  let cutAt: number | undefined
-  for (const e of s.events) {
-    const at = trafficStart + e.atMs
-    switch (e.kind) {
-      case 'partition':
-        cutAt ??= at
-        break
-      case 'heal':
-        if (cutAt !== undefined) cuts.push({ from: cutAt, to: at })
-        cutAt = undefined
-        break
-      case 'crash': {
-        const last = trafficStart + (e.everyMs === undefined ? e.atMs : Math.min(e.untilMs ?? Infinity, s.durationMs))
-        // Silent until restarted (suspect if that takes long), then a window of aftermath.
-        disturbed.push({ from: at, to: last + (e.restartAfterMs ?? Infinity) + 1.1 * beat + W })
-        break
-      }
-      case 'join':
-        disturbed.push({ from: at, to: at + 1.1 * beat + W })
-        break
-      case 'leave':
-        // A member that leaves says goodbye and is forgotten at once; if the goodbye is
-        // lost it is held unreachable until forgotten, which only lowers admissions.
-        disturbed.push({ from: at, to: at + 1.1 * beat + W })
-        break
-    }
-  }
-  if (cutAt !== undefined) cuts.push({ from: cutAt, to: Infinity })
-  // After a heal: heartbeats resume, the partition cap holds a few slots, then a window.
-  for (const c of cuts) disturbed.push({ from: c.from, to: c.to + 1.1 * beat + REACHABILITY_DEBOUNCE_MS + RECOVERY_SLOTS * slot + W })
-  const steadyFrom = trafficStart + s.measure.warmupMs
-  return meta => end => {
-    const start = (end - meta.slotsPerWindow + 1) * meta.slotMs - SIM_EPOCH_MS
-    const stop = (end + 1) * meta.slotMs - SIM_EPOCH_MS
-    let c = 0
-    if (start >= steadyFrom && stop <= trafficEnd && disturbed.every(d => stop <= d.from || start >= d.to)) c |= STEADY
-    if (cuts.some(x => start >= x.from + detect && stop <= x.to)) c |= DETECTED
-    return c
   }
 }
