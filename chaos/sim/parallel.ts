@@ -11,7 +11,8 @@ import type { ToWorker, WorkerInit } from './worker.js'
 
 export interface ParallelOptions extends Pick<RunOptions, 'seed' | 'durationMs' | 'onProgress'> {
   /**
-   * Worker threads; 1 runs every unit in this thread through the same windows.
+   * Threads running units: this one and threads - 1 workers (1 runs every unit here,
+   * through the same windows).
    * @default min(regions, available cores)
    */
   threads?: number
@@ -81,7 +82,7 @@ function localRunner (s: Scenario, opts: ParallelOptions, units: number[]): Runn
 }
 
 /**
- * Runs `s` with one unit per region on worker threads (conservative parallel
+ * Runs `s` with one unit per region on several threads (conservative parallel
  * discrete-event simulation, see docs/chaos.md): units advance in windows of the
  * lookahead L (the inter-region latency floor) and exchange what crossed regions in
  * between. The result does not depend on `threads`. A scenario that cannot run this
@@ -94,9 +95,12 @@ export async function runParallel (s: Scenario, opts: ParallelOptions = {}): Pro
   const threads = Math.max(1, Math.min(R, opts.threads ?? availableParallelism()))
   const src = scenarioSource(s) as { input: unknown, name: string }
   const assigned = Array.from({ length: threads }, (_, t) => Array.from({ length: R }, (_, r) => r).filter(r => r % threads === t))
-  const runners = threads === 1
-    ? [localRunner(s, opts, assigned[0])]
-    : assigned.map(units => workerRunner({ input: src.input, name: src.name, seed: opts.seed, durationMs: opts.durationMs, units }))
+  // This thread runs the first share of units itself (it would only wait otherwise), last
+  // in each window so the workers start theirs first.
+  const runners = [
+    ...assigned.slice(1).map(units => workerRunner({ input: src.input, name: src.name, seed: opts.seed, durationMs: opts.durationMs, units })),
+    localRunner(s, opts, assigned[0])
+  ]
   try {
     const L = floorOf(s.network.interRegion)
     const durationMs = opts.durationMs ?? s.durationMs
