@@ -3,6 +3,7 @@ import type { Random } from '../../membership/random.js'
 import type { NetworkSpec } from '../scenario.js'
 import type { Envelope, RemoteLink } from './exchange.js'
 import { MeshOverlay } from './overlay.js'
+import { createRemoteSide } from './remote.js'
 import { sampler } from './random.js'
 import { ALWAYS, type EventOwner, type Scheduler, type Task } from './scheduler.js'
 
@@ -119,9 +120,6 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
   const peerIds: string[] = init.peerIds === undefined ? new Array(size).fill('') : init.peerIds.slice()
   const byPeer = new Map<string, number>(init.peerIds?.map((p, i) => [p, i]))
   const remote = init.remote
-  /** Requests to nodes of other units waiting for their answer, by id. */
-  const remoteCalls = new Map<number, { settle: (err: Error | undefined, answer?: Uint8Array) => void, owner: EventOwner }>()
-  let nextCall = 0
   /** Live subscribers per topic, in node order (deterministic delivery order). */
   const subscribers = new Map<string, number[]>()
   let groupOf: Int32Array | undefined
@@ -407,13 +405,11 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       }
       let call = -1
       const cancelTimeout = sched.after(timeoutMs, () => {
-        if (call >= 0) remoteCalls.delete(call)
+        if (call >= 0) remoteSide?.forget(call)
         settle(new Error(`sim: ${protocol} request to ${peerId} timed out after ${timeoutMs} ms`))
       }, me.owner)
-      if (to !== undefined && remote !== undefined && !remote.isLocal(to)) {
-        call = nextCall++
-        remoteCalls.set(call, { settle, owner: me.owner })
-        remote.send({ k: 'req', at: sched.now, from, seq: 0, to, id: call, protocol, data })
+      if (to !== undefined && remoteSide !== undefined && !(remote as RemoteLink).isLocal(to)) {
+        call = remoteSide.call(from, me.owner, to, protocol, data, settle)
         return
       }
       const at = to === undefined ? undefined : leg(from, to, data.byteLength)
@@ -446,94 +442,31 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     })
   }
 
-  /** Arrival of a copy from another unit sent at `sentAt` (no uplink queue: see docs/chaos.md). */
-  const remoteArrival = (from: number, to: number, bytes: number, sentAt: number): number => {
-    const wire = bytes + spec.overheadBytesPerMessage
-    stats.bytesSent[from] += wire
-    stats.payloadBytesSent[from] += bytes
-    let at = sentAt + latency(from, to)
-    if (spec.reorder > 0 && rnd() < spec.reorder) {
-      stats.reordered++
-      at += rnd() * spec.reorderDelayMs
-    }
-    if (at - sentAt > maxTransit) maxTransit = at - sentAt
-    return at
-  }
-
-  const receive = (env: Envelope): void => {
-    if (env.k === 'pub') {
-      const list = subscribers.get(env.topic)
-      if (list === undefined) return
-      const fan = fanouts.pop() ?? new Fanout()
-      fan.init(env.topic, env.data, env.from, undefined, { at: env.at, done: false })
-      for (let k = 0; k < list.length; k++) {
-        const to = list[k]
-        if (!connected(env.from, to)) {
-          stats.droppedPartition++
-          obs.dropped?.(env.from, to, 'partition')
-          continue
-        }
-        stats.copiesSent++
-        const at = remoteArrival(env.from, to, env.data.byteLength, env.at)
-        if (spec.loss > 0 && rnd() < spec.loss) {
-          stats.droppedLoss++
-          obs.dropped?.(env.from, to, 'loss')
-          continue
-        }
-        const owner = (members[to] as Member).owner
-        fan.add(to, at, owner)
-        if (spec.duplicate > 0 && rnd() < spec.duplicate) {
-          stats.duplicated++
-          fan.add(to, at + rnd() * spec.reorderDelayMs, owner)
-        }
+  const remoteSide = remote === undefined
+    ? undefined
+    : createRemoteSide({
+      sched,
+      spec,
+      rnd,
+      stats,
+      obs,
+      link: remote,
+      peerIds,
+      member: index => members[index],
+      subscribers: topic => subscribers.get(topic),
+      connected,
+      latency,
+      transit: ms => { if (ms > maxTransit) maxTransit = ms },
+      fanout: (topic, data, from, sentAt) => {
+        const fan = fanouts.pop() ?? new Fanout()
+        fan.init(topic, data, from, undefined, { at: sentAt, done: false })
+        return fan
       }
-      fan.start()
-      return
-    }
-    if (env.k === 'req') {
-      const { from, to } = env
-      const target = members[to]
-      if (!connected(from, to) || target === undefined) return
-      const at = remoteArrival(from, to, env.data.byteLength, env.at)
-      if (spec.loss > 0 && rnd() < spec.loss) return
-      sched.at(at, () => {
-        const handler = target.protocols.get(env.protocol)
-        const answer = (err: Error | undefined, bytes: Uint8Array): void => {
-          if (members[to] !== target) return
-          ;(remote as RemoteLink).send({ k: 'res', at: sched.now, from: to, seq: 0, to: from, id: env.id, err: err?.message, data: bytes })
-        }
-        if (handler === undefined) {
-          answer(new Error(`sim: ${peerIds[to]} does not handle ${env.protocol}`), new Uint8Array(0))
-          return
-        }
-        let result: Uint8Array | Promise<Uint8Array>
-        try {
-          result = handler(env.data, peerIds[from])
-        } catch (err) {
-          answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0))
-          return
-        }
-        if (result instanceof Uint8Array) answer(undefined, result)
-        else {
-          result.then(bytes => { answer(undefined, bytes) }, (err: unknown) => { answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0)) })
-          sched.requestYield()
-        }
-      }, target.owner)
-      return
-    }
-    const call = remoteCalls.get(env.id)
-    if (call === undefined || !connected(env.from, env.to)) return
-    const at = remoteArrival(env.from, env.to, env.data.byteLength, env.at)
-    if (spec.loss > 0 && rnd() < spec.loss) return
-    sched.at(at, () => {
-      remoteCalls.delete(env.id)
-      call.settle(env.err === undefined ? undefined : new Error(env.err), env.data)
-    }, call.owner)
-  }
+    })
 
   return {
     stats,
-    receive,
+    receive: env => { (remoteSide as NonNullable<typeof remoteSide>).receive(env) },
     get requestsInFlight () { return inFlight },
     get maxTransitMs () { return maxTransit },
     oldestInFlight (index) {
