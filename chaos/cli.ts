@@ -7,16 +7,21 @@ import { parseDuration } from '../src/policy/duration.js'
 import { writeReport } from './report/report.js'
 import { parse as parseYaml } from 'yaml'
 import { parseScenario, validateScenario, type Scenario } from './scenario.js'
-import { runScenario } from './sim/run.js'
+import { runParallel } from './sim/parallel.js'
+import { runScenario, type RunResult } from './sim/run.js'
 import type { Summary } from './summary.js'
 
-const USAGE = `usage: npm run chaos -- <scenario> [--seed N] [--json] [--report DIR] [--duration D] [--set P=V]...
+const USAGE = `usage: npm run chaos -- <scenario> [--seed N] [--json] [--report DIR] [--duration D] [--threads N] [--set P=V]...
 
   <scenario>     a scenario file (YAML or JSON), or the name of one in chaos/scenarios/
   --seed N       seed of the run (default: the scenario's); same scenario + seed, same result
   --json         print the summary as one JSON object, the last line of stdout
   --report DIR   write DIR/<scenario>-seed<N>.md and .svg (chart of admissions vs limit)
   --duration D   override the traffic duration ("10s", "500ms", or ms)
+  --threads N    run each region as its own unit, on N worker threads (1: all in this
+                 thread); the result is the same for every N (but not the same as
+                 without --threads: each region draws from its own random streams).
+                 Scenarios that cannot run so (docs/chaos.md) run single-threaded, saying why
   --set P=V      override one field of the scenario before it is validated (repeatable):
                  P a dotted path (list items by index), V YAML; e.g. --set limiter.localShares=false
                  (the simple rule), --set policies.policies.0.onPartition=closed
@@ -25,7 +30,7 @@ Runs the scenario in the deterministic simulator (chaos/sim/). Exit code 0 when 
 invariant holds or fails only for want of anti-entropy, 1 when one fails otherwise,
 2 on a usage or scenario error. The real multi-process mode (chaos:real) comes later.`
 
-interface Args { scenario: string, seed?: number, json: boolean, report?: string, durationMs?: number, sets: Array<[string[], unknown]> }
+interface Args { scenario: string, seed?: number, json: boolean, report?: string, durationMs?: number, threads?: number, sets: Array<[string[], unknown]> }
 
 function parseArgs (argv: string[]): Args {
   const a: Partial<Args> = { json: false, sets: [] }
@@ -50,6 +55,11 @@ function parseArgs (argv: string[]): Args {
       if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new UsageError(`--seed must be an integer from 0 to 4294967295, got ${argv[i]}`)
       a.seed = n
     } else if (v === '--report') a.report = value(++i, '--report')
+    else if (v === '--threads') {
+      const n = Number(value(++i, '--threads'))
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--threads must be an integer from 1 to 64, got ${argv[i]}`)
+      a.threads = n
+    }
     else if (v === '--duration') {
       const raw = value(++i, '--duration')
       const ms = /^\d+$/.test(raw) ? Number(raw) : parseDuration(raw)
@@ -167,15 +177,23 @@ export const chaosCommand: CliCommand = {
       throw err
     }
     const tty = io.env.CHAOS_PROGRESS !== '0' && process.stderr.isTTY === true
-    const { summary, series, markers } = await runScenario(scenario, {
+    const runOpts = {
       seed: args.seed,
       durationMs: args.durationMs,
       onProgress: io.env.CHAOS_PROGRESS === '0' ? undefined : progress(io, tty)
-    })
+    }
+    let run: RunResult
+    if (args.threads === undefined) run = await runScenario(scenario, runOpts)
+    else {
+      const p = await runParallel(scenario, { ...runOpts, threads: args.threads })
+      if (p.fallback !== undefined) io.err(`chaos: running single-threaded: ${p.fallback}`)
+      run = p
+    }
+    const { summary, series, markers } = run
     const human = humanSummary(summary)
     for (const line of human) (args.json ? io.err : io.out)(line)
     if (args.report !== undefined) {
-      const cmd = `npm run chaos -- ${args.scenario} --seed ${summary.seed}${args.durationMs !== undefined ? ` --duration ${args.durationMs}` : ''} --report ${args.report}`
+      const cmd = `npm run chaos -- ${args.scenario} --seed ${summary.seed}${args.durationMs !== undefined ? ` --duration ${args.durationMs}` : ''}${args.threads !== undefined ? ` --threads ${args.threads}` : ''} --report ${args.report}`
       const md = await writeReport(args.report, scenario, summary, series, markers, cmd)
       ;(args.json ? io.err : io.out)(`report: ${md}`)
     }

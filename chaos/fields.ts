@@ -71,7 +71,8 @@ export function distribution (v: unknown, path: string): Distribution {
     case 'lognormal': {
       const medianMs = num(r.medianMs, `${path}.medianMs`, 0.001, 3_600_000)
       const p99Ms = num(r.p99Ms, `${path}.p99Ms`, medianMs, 3_600_000)
-      return { dist, medianMs, p99Ms }
+      if (r.minMs === undefined) return { dist, medianMs, p99Ms }
+      return { dist, medianMs, p99Ms, minMs: num(r.minMs, `${path}.minMs`, 0, medianMs) }
     }
   }
 }

@@ -215,8 +215,22 @@ export function parseScenario (text: string, fallbackName = 'scenario'): Scenari
   return validateScenario(raw, fallbackName)
 }
 
+/** The input each validated scenario was made from (workers of a parallel run validate it again). */
+const sources = new WeakMap<Scenario, { input: unknown, name: string }>()
+
+/** The plain input `s` was validated from and its fallback name, when validateScenario made it. */
+export function scenarioSource (s: Scenario): { input: unknown, name: string } | undefined {
+  return sources.get(s)
+}
+
 /** Validates a scenario object, filling every default. */
 export function validateScenario (input: unknown, fallbackName = 'scenario'): Scenario {
+  const s = validate(input, fallbackName)
+  sources.set(s, { input, name: fallbackName })
+  return s
+}
+
+function validate (input: unknown, fallbackName: string): Scenario {
   const r = record(input, '(root)', TOP_FIELDS)
   const name = str(r.name, 'name', NAME, fallbackName)
   const description = r.description === undefined ? '' : String(r.description)

@@ -29,15 +29,22 @@ export interface FaultContext {
   starts: number[]
   /** Per heal: ms until views converged, null until they do. */
   healTimes: Array<number | null>
-  startNode(i: number): void
+  /** Starts node i; false when it is not this run's to start (another unit's, in a parallel run). */
+  startNode(i: number): boolean
   endNode(i: number, crash: boolean): void
   /** Whether every audited view holds everything published before `healAt`. */
   healed(healAt: number): boolean
+  /**
+   * Serving nodes selectors pick among. @default the serving nodes now; a unit of a
+   * parallel run passes the fleet as of the last exchange, which every unit shares, so
+   * all of them pick the same nodes
+   */
+  alive?: () => number[]
 }
 
 /** Live nodes matching a selector (see docs/chaos.md); random picks draw from ctx.rnd. */
 export function selectNodes (ctx: FaultContext, sel: string): number[] {
-  const alive = ctx.nodes.flatMap((n, i) => n === undefined ? [] : [i])
+  const alive = ctx.alive?.() ?? ctx.nodes.flatMap((n, i) => n === undefined ? [] : [i])
   if (sel === 'all') return alive
   const [kind, arg] = [sel.slice(0, sel.indexOf(':')), sel.slice(sel.indexOf(':') + 1)]
   switch (kind) {
@@ -101,7 +108,7 @@ export function scheduleFaults (ctx: FaultContext): void {
             if (e.restartAfterMs !== undefined) {
               const back = e.restartAfterMs
               sched.after(back, () => {
-                for (const i of victims) if (ctx.nodes[i] === undefined) { ctx.startNode(i); ctx.starts.push(sched.now) }
+                for (const i of victims) if (ctx.nodes[i] === undefined && ctx.startNode(i)) ctx.starts.push(sched.now)
                 markers.push({ atMs: t + back, kind: 'restart', label: `restart ${victims.length}` })
               })
             }
@@ -117,7 +124,7 @@ export function scheduleFaults (ctx: FaultContext): void {
       case 'join':
         sched.at(at, () => {
           const list = ctx.joinNodes.get(idx) as number[]
-          for (const i of list) { ctx.startNode(i); ctx.starts.push(sched.now) }
+          for (const i of list) if (ctx.startNode(i)) ctx.starts.push(sched.now)
           markers.push({ atMs: e.atMs, kind: 'join', label: `join ${list.length} in ${e.region}` })
         })
         break

@@ -1,7 +1,9 @@
 import type { MessageHandler, RequestHandler, Transport, Verdict } from '../../gossip/transport.js'
 import type { Random } from '../../membership/random.js'
 import type { NetworkSpec } from '../scenario.js'
+import type { Envelope, RemoteLink } from './exchange.js'
 import { MeshOverlay } from './overlay.js'
+import { createRemoteSide } from './remote.js'
 import { sampler } from './random.js'
 import { ALWAYS, type EventOwner, type Scheduler, type Task } from './scheduler.js'
 
@@ -65,6 +67,11 @@ export interface SimNetwork {
   /** Splits nodes into groups (group id per node index); messages cross no group boundary. */
   partition(groupOf: Int32Array): void
   heal(): void
+  /**
+   * A copy or request leg from another unit of a parallel run (chaos/sim/exchange.ts),
+   * sent at `env.at`: its latency, loss and so on are drawn here, now.
+   */
+  receive(env: Envelope): void
   /** Whether two nodes can currently talk. */
   connected(a: number, b: number): boolean
   /** Requests whose promise is not settled yet. */
@@ -94,6 +101,13 @@ export interface SimNetworkInit {
   regionOf: Int32Array
   rnd: Random
   observer?: NetworkObserver
+  /**
+   * Set when this network carries one unit (region) of a parallel run: nodes of other
+   * units are reached through the link. @default every node is local
+   */
+  remote?: RemoteLink
+  /** Peer ids of every node index (so remote peers can be addressed before they attach). */
+  peerIds?: string[]
 }
 
 const NO_BYTES = new Uint8Array(0)
@@ -103,8 +117,9 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
   const obs = init.observer ?? {}
   const size = regionOf.length
   const members: Array<Member | undefined> = new Array(size).fill(undefined)
-  const peerIds: string[] = new Array(size).fill('')
-  const byPeer = new Map<string, number>()
+  const peerIds: string[] = init.peerIds === undefined ? new Array(size).fill('') : init.peerIds.slice()
+  const byPeer = new Map<string, number>(init.peerIds?.map((p, i) => [p, i]))
+  const remote = init.remote
   /** Live subscribers per topic, in node order (deterministic delivery order). */
   const subscribers = new Map<string, number[]>()
   let groupOf: Int32Array | undefined
@@ -239,6 +254,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     if (members[from] !== me) return
     stats.published++
     const tag = obs.published?.(from, topic, data)
+    if (remote?.exports(topic) === true) remote.send({ k: 'pub', at: sched.now, from, seq: 0, topic, data })
     const list = subscribers.get(topic)
     if (list === undefined) return
     if (overlay !== undefined) {
@@ -387,9 +403,15 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
         // Let the continuation run at this simulated instant, before later events.
         sched.requestYield()
       }
+      let call = -1
       const cancelTimeout = sched.after(timeoutMs, () => {
+        if (call >= 0) remoteSide?.forget(call)
         settle(new Error(`sim: ${protocol} request to ${peerId} timed out after ${timeoutMs} ms`))
       }, me.owner)
+      if (to !== undefined && remoteSide !== undefined && !(remote as RemoteLink).isLocal(to)) {
+        call = remoteSide.call(from, me.owner, to, protocol, data, settle)
+        return
+      }
       const at = to === undefined ? undefined : leg(from, to, data.byteLength)
       if (to === undefined || at === undefined) return
       const target = members[to] as Member
@@ -420,8 +442,31 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
     })
   }
 
+  const remoteSide = remote === undefined
+    ? undefined
+    : createRemoteSide({
+      sched,
+      spec,
+      rnd,
+      stats,
+      obs,
+      link: remote,
+      peerIds,
+      member: index => members[index],
+      subscribers: topic => subscribers.get(topic),
+      connected,
+      latency,
+      transit: ms => { if (ms > maxTransit) maxTransit = ms },
+      fanout: (topic, data, from, sentAt) => {
+        const fan = fanouts.pop() ?? new Fanout()
+        fan.init(topic, data, from, undefined, { at: sentAt, done: false })
+        return fan
+      }
+    })
+
   return {
     stats,
+    receive: env => { (remoteSide as NonNullable<typeof remoteSide>).receive(env) },
     get requestsInFlight () { return inFlight },
     get maxTransitMs () { return maxTransit },
     oldestInFlight (index) {
@@ -444,6 +489,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       if (m === undefined) return
       for (const topic of m.topics.keys()) unsubscribe(topic, index)
       members[index] = undefined
+      remote?.note(index, false)
     },
     attach (index, peerId, owner) {
       if (members[index] !== undefined) throw new RangeError(`sim: node ${index} is already attached`)
@@ -451,6 +497,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
       members[index] = me
       peerIds[index] = peerId
       byPeer.set(peerId, index)
+      remote?.note(index, true)
       return {
         peerId,
         publish (topic, data) { publish(index, me, topic, data) },
@@ -468,7 +515,10 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
         unhandle (protocol) { me.protocols.delete(protocol) },
         peers () {
           const out: string[] = []
-          for (let j = 0; j < size; j++) if (j !== index && members[j] !== undefined && connected(index, j)) out.push(peerIds[j])
+          for (let j = 0; j < size; j++) {
+            if (j === index || !connected(index, j)) continue
+            if (members[j] !== undefined || (remote !== undefined && !remote.isLocal(j) && remote.attached(j))) out.push(peerIds[j])
+          }
           return out
         }
       }

@@ -17,9 +17,10 @@ export type Distribution =
   /**
    * Log-normal with the given median and 99th percentile: a long right tail, like real
    * RTTs; truncated at its 99.99th percentile, so every distribution has a maximum that
-   * bounds and audits can rely on.
+   * bounds and audits can rely on. `minMs` (optional) is a floor: draws below it are
+   * raised to it (the parallel runner's lookahead, see docs/chaos.md).
    */
-  | { dist: 'lognormal', medianMs: number, p99Ms: number }
+  | { dist: 'lognormal', medianMs: number, p99Ms: number, minMs?: number }
 
 /** Standard normal quantile of 0.99. */
 const Z99 = 2.3263478740408408
@@ -57,6 +58,15 @@ export function sampler (d: Distribution, rnd: Random): () => number {
       const mu = Math.log(d.medianMs)
       const sigma = (Math.log(d.p99Ms) - mu) / Z99
       const cap = quantile(d, TRUNCATE_AT)
+      const floor = d.minMs ?? 0
+      if (floor > 0) {
+        return () => {
+          const u = 1 - rnd()
+          const v = rnd()
+          const x = Math.exp(mu + sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v))
+          return x < floor ? floor : x < cap ? x : cap
+        }
+      }
       return () => {
         // Box-Muller; 1 - u keeps the log argument in (0, 1].
         const u = 1 - rnd()
@@ -80,7 +90,7 @@ export function quantile (d: Distribution, p: number): number {
       if (p > TRUNCATE_AT) p = TRUNCATE_AT
       const mu = Math.log(d.medianMs)
       const sigma = (Math.log(d.p99Ms) - mu) / Z99
-      return Math.exp(mu + sigma * normalQuantile(p))
+      return Math.max(d.minMs ?? 0, Math.exp(mu + sigma * normalQuantile(p)))
     }
   }
 }
@@ -88,4 +98,13 @@ export function quantile (d: Distribution, p: number): number {
 /** Exponential inter-arrival time of a Poisson process of `ratePerMs`. */
 export function exponential (rnd: Random, ratePerMs: number): number {
   return -Math.log(1 - rnd()) / ratePerMs
+}
+
+/** The smallest value `d` can draw (its floor): the lookahead of the parallel runner. */
+export function floorOf (d: Distribution): number {
+  switch (d.dist) {
+    case 'fixed': return d.ms
+    case 'uniform': return d.minMs
+    case 'lognormal': return d.minMs ?? 0
+  }
 }

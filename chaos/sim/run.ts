@@ -1,14 +1,11 @@
 import { hashString } from '../../crdt/hash.js'
 import { DEFAULT_CODEC_LIMITS } from '../../gossip/codec.js'
 import { topicsOf } from '../../gossip/topics.js'
-import type { Transport } from '../../gossip/transport.js'
 import { createRuntime, type LimitRuntime } from '../../src/algorithms.js'
 import type { LimitInfo } from '../../src/algorithms.js'
-import { MAX_NODES, type LimitMeta, type Scenario } from '../scenario.js'
-import { REACHABILITY_DEBOUNCE_MS } from '../../src/mesh.js'
-import { RECOVERY_SLOTS } from '../../src/limiter.js'
-import { emptySeries, type Marker, type Series, type Summary } from '../summary.js'
-import { auditKey, finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
+import { MAX_NODES, type Scenario } from '../scenario.js'
+import { emptySeries, type Marker } from '../summary.js'
+import { finalAudit, newTally, type AuditContext, type ReplicaInfo } from './audit.js'
 import { scheduleFaults } from './faults.js'
 import { sharedDecoder } from './decode.js'
 import { createSimNetwork } from './network.js'
@@ -16,77 +13,79 @@ import { createSimNode, SIM_EPOCH_MS, SIM_MESH, type SimNode } from './node.js'
 import { sampler, stream } from './random.js'
 import { Samples } from './samples.js'
 import { createScheduler } from './scheduler.js'
-import { summarize } from './summarize.js'
+import { summarize, type RunFacts } from './summarize.js'
+import { ATTACHED, SERVING, FleetView, type Envelope } from './exchange.js'
+import { partialOf, type PartialFacts } from './merge.js'
 import { LimitTruth } from './truth.js'
-import { DETECTED, KeyWindows, STEADY } from './windows.js'
-import { detectionMs } from './bounds.js'
+import { KeyWindows } from './windows.js'
 import { createWorkload } from './workload.js'
+import { windowClasses } from './classes.js'
+import { createProbes } from './probes.js'
+import { keyReports, type KeyState, type RunOptions, type RunResult } from './result.js'
 
-export interface RunOptions {
-  /** @default the scenario's seed */
-  seed?: number
-  /** Overrides the scenario's traffic duration (tests run shortened scenarios). */
-  durationMs?: number
-  /** Called every 100 simulated ms with the simulated time done and the total. */
-  onProgress?: (doneMs: number, totalMs: number) => void
-  /**
-   * Wraps each node's transport before its limiter gets it: the tests' seam for faults
-   * the network model does not know about (a silently lost message, a forged count), to
-   * show that the audits catch them.
-   */
-  wrapTransport?: (node: number, transport: Transport) => Transport
-  /** Also return per-key figures (RunResult.keys). */
-  keyReport?: boolean
-}
-
-/** One key's figures in one enforcement domain (RunOptions.keyReport). */
-export interface KeyReport {
-  limit: string
-  domain: string
-  key: string
-  offeredPerSec: number
-  admittedPerSec: number
-  /** Largest excess over any window, and over steady-state windows, in % of the limit. */
-  maxExcessPct: number
-  steadyMaxExcessPct: number
-  /** Mean excess over contended steady-state windows, in % of the limit. */
-  steadyMeanExcessPct: number
-  /** Denied while the truth had room, in % of this key's requests. */
-  falseDenialPct: number
-}
-
-export interface RunResult {
-  summary: Summary
-  series: Series
-  markers: Marker[]
-  keys?: KeyReport[]
-}
-
-/** Per (limit, domain, key): windows on true time. */
-export interface KeyState {
-  meta: number
-  domain: string
-  key: string
-  win: KeyWindows
-  /** Requests offered on this key, and those denied while the truth had room. */
-  offered: number
-  /** Requests admitted on this key (optional: chaos/real builds key states without it). */
-  admitted?: number
-  falseDenied: number
-}
+export type { KeyReport, KeyState, RunOptions, RunResult } from './result.js'
 
 /** Runs a scenario in the simulator; the same scenario and seed give the same result. */
 export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<RunResult> {
+  const sim = createSim(s, opts)
+  const step = 100
+  let done = 0
+  while (done < sim.endAt) {
+    const target = Math.min(sim.endAt, done + step)
+    // Continuations run only when an event asked to yield (no await otherwise: the
+    // order of simulated events and promise continuations is part of the result).
+    while (!sim.runUntil(target)) await new Promise(resolve => setImmediate(resolve))
+    done = target
+    opts.onProgress?.(Math.max(0, done - sim.trafficStart), sim.endAt - sim.trafficStart)
+  }
+  return sim.result()
+}
+
+/** One region of a parallel run (chaos/sim/parallel.ts): the unit simulates its nodes only. */
+export interface UnitInit {
+  region: number
+  /** Where envelopes for other units go (in sending order). */
+  outbox: Envelope[]
+  /** Node state changes for the next exchange (see FleetView). */
+  notes: number[]
+}
+
+/** A run in progress: advanced by its driver (runScenario, or a parallel host per window). */
+export interface Sim {
+  readonly endAt: number
+  readonly trafficStart: number
+  /**
+   * Runs every event up to `target` (inclusive); false when an event asked to let
+   * promise continuations run first (call again after a setImmediate).
+   */
+  runUntil(target: number): boolean
+  /** Hands over an envelope from another unit (parallel runs). */
+  receive(env: Envelope): void
+  /** The fleet as of the last exchange (parallel runs). */
+  readonly view: FleetView
+  /** Final audit and summary (call once, at endAt). */
+  result(): RunResult
+  /** Final audit and this unit's mergeable figures (parallel runs). */
+  partial(): PartialFacts
+}
+
+/**
+ * Builds a run of `s`. Without `unit`, the whole fleet in one scheduler (runScenario);
+ * with it, one region whose random streams are named after it, so its draws do not
+ * depend on the other units or on the threads they run on.
+ */
+export function createSim (s: Scenario, opts: RunOptions = {}, unit?: UnitInit): Sim {
   const seed = opts.seed ?? s.seed
   const durationMs = opts.durationMs ?? s.durationMs
   const F = s.gossip.flushIntervalMs
   const sched = createScheduler()
-  const rNet = stream(seed, 'network')
-  const rWork = stream(seed, 'workload')
+  const own = (name: string): string => unit === undefined ? name : `${name}/${s.regions[unit.region].name}`
+  const rNet = stream(seed, own('network'))
+  const rWork = stream(seed, own('workload'))
   const rFault = stream(seed, 'faults')
   const rClock = stream(seed, 'clocks')
   const rBoot = stream(seed, 'boot')
-  const rAudit = stream(seed, 'audit')
+  const rAudit = stream(seed, own('audit'))
 
   // --- the fleet: every node index that will ever exist, initial ones first --------
   const regionNames = s.regions.map(r => r.name)
@@ -117,6 +116,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   /** The region a node's mesh node runs in: its own, or one for all under the mesh topology. */
   const meshRegionOf = (i: number): string => s.gossip.topology === 'mesh' ? 'all' : regionNames[regionOf[i]]
   const groupOf = (i: number): number => s.gossip.topology === 'mesh' ? 0 : regionOf[i]
+  const isLocal = (i: number): boolean => unit === undefined || regionOf[i] === unit.region
+  const view = new FleetView(size)
 
   // --- measurement state ----------------------------------------------------------
   const metas = [...s.limits.values()]
@@ -176,6 +177,20 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     meshDegree: s.gossip.meshDegree,
     regionOf,
     rnd: rNet,
+    peerIds: peerIdOf,
+    remote: unit === undefined
+      ? undefined
+      : {
+          isLocal,
+          attached: i => view.attached[i] === 1,
+          // Counter topics stay in their region under the region topology (the only one run in parallel).
+          exports: topic => !topic.startsWith(countersPrefix),
+          send: env => {
+            env.seq = unit.outbox.length
+            unit.outbox.push(env)
+          },
+          note: (i, on) => { unit.notes.push(i, ATTACHED, on ? 1 : 0) }
+        },
     observer: {
       published (from, topic, data) {
         // Membership, aggregates and policies travel too; the truth reads counters only.
@@ -208,7 +223,8 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     }
   })
 
-  const startNode = (i: number): void => {
+  const startNode = (i: number): boolean => {
+    if (!isLocal(i)) return false
     const node = createSimNode({
       index: i,
       peerId: peerIdOf[i],
@@ -239,7 +255,9 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       list.sort((a, b) => a - b)
       liveCount++
       startedAfterMs.push(sched.now - node.startedAt)
+      unit?.notes.push(i, SERVING, 1)
     })
+    return true
   }
 
   const endNode = (i: number, crash: boolean): void => {
@@ -274,6 +292,7 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
       const list = live[regionOf[i]]
       list.splice(list.indexOf(i), 1)
       liveCount--
+      unit?.notes.push(i, SERVING, 0)
     }
     samples.drop(i, sched.now)
   }
@@ -356,12 +375,15 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     }
   }
 
-  s.workload.clients.forEach((_, c) => {
+  s.workload.clients.forEach((client, c) => {
+    // A unit runs its region's share of each client: a Poisson process of rate x share.
+    const scale = unit === undefined ? 1 : workload.regionWeights(client)[unit.region]
+    if (!(scale > 0)) return
     const arrive = (t: number): void => {
-      const at = workload.nextArrival(c, t - trafficStart, durationMs, rWork)
+      const at = workload.nextArrival(c, t - trafficStart, durationMs, rWork, scale)
       if (at === Infinity) return
       sched.at(trafficStart + at, () => {
-        const region = workload.drawRegion(c, rWork)
+        const region = unit === undefined ? workload.drawRegion(c, rWork) : unit.region
         const key = workload.drawKey(rWork)
         const i = pickNode(region, key)
         if (i < 0) unserved++
@@ -390,74 +412,19 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
     judgeAggregates: false
   })
 
-  /** Keys the running audit inspects: the busiest, then a seeded sample of the rest. */
-  const auditKeysOf = (k: number): string[] => {
-    const all = [...truths[k].byKey.values()]
-    const n = s.measure.auditKeys
-    if (all.length <= n) return all.map(c => c.key)
-    const top = all.slice().sort((a, b) => b.total - a.total || (a.key < b.key ? -1 : 1)).slice(0, Math.ceil(n / 2))
-    const chosen = new Set(top.map(c => c.key))
-    while (chosen.size < n) chosen.add(all[Math.floor(rAudit() * all.length)].key)
-    return [...chosen]
-  }
-
-  const audit = (): void => {
-    const ctx = auditCtx()
-    metas.forEach((meta, k) => {
-      for (const key of auditKeysOf(k)) {
-        const cells = truths[k].byKey.get(key)
-        if (cells === undefined) continue
-        for (const b of nodes) if (b !== undefined) auditKey(ctx, tally, b, meta, cells, false)
-      }
-    })
-    // Samples still waiting once every copy has landed: a receiver may hold the cell by
-    // another path (an anti-entropy pull, a relay); its real view decides.
-    for (const smp of samples.takenBefore(sched.now - network.maxTransitMs)) {
-      for (let j = 0; j < size; j++) {
-        const b = nodes[j]
-        if (smp.pending[j] !== 1 || b === undefined) continue
-        const pairs = b.limiter.inspect(smp.limit, smp.key, true)?.replicas?.get(replicas[smp.rep].key)
-        let has = 0
-        if (pairs !== undefined) for (let p = 0; p < pairs.length; p += 2) if (pairs[p] === smp.epoch) has = pairs[p + 1]
-        if (has >= smp.count) samples.covered([smp], j, sched.now, () => true)
-      }
-    }
-    samples.expire(sched.now)
-  }
-
-  /** Whether every audited view holds every count published before `healAt` (or it left the window). */
-  /**
-   * Whether every audited view holds every count published before `before` (or that
-   * left its window). With `before` = Infinity: every count at all, which must also
-   * have been published by its live replica (after the last request).
-   */
-  const healed = (before: number): boolean => {
-    const ctx = auditCtx()
-    const probe = newTally()
-    const all = before === Infinity
-    let unpublished = false
-    metas.forEach((meta, k) => {
-      for (const key of auditKeysOf(k)) {
-        const cells = truths[k].byKey.get(key)
-        if (cells === undefined) continue
-        const probeCtx: AuditContext = { ...ctx, judgeAggregates: true, settledBefore: node => all ? Infinity : Math.min(before, network.oldestInFlight(node)) }
-        for (const b of nodes) if (b !== undefined) auditKey(probeCtx, probe, b, meta, cells, false)
-        if (!all || meta.scope === 'node') continue
-        for (let j = 0; j < cells.epoch.length; j++) {
-          if (cells.published[j] < cells.count[j] && replicas[cells.rep[j]].crashedAt === undefined) unpublished = true
-        }
-      }
-    })
-    return !unpublished && Object.values(probe.lag).every(v => v === 0)
-  }
+  const { audit, healed } = createProbes({ s, metas, truths, nodes, replicas, samples, network, size, rAudit, tally, now: () => sched.now, auditCtx })
 
   scheduleFaults({
     scenario: s, sched, network, size, initial, regionNames, regionOf, nodes, trafficStart, durationMs, endAt,
-    rnd: rFault, joinNodes, markers, phases, starts, healTimes, startNode, endNode, healed
+    rnd: rFault, joinNodes, markers, phases, starts, healTimes, startNode, endNode, healed,
+    alive: unit === undefined ? undefined : () => view.alive()
   })
 
   // --- boot, audits, run ------------------------------------------------------------
-  for (let i = 0; i < initial; i++) sched.at(rBoot() * F, () => { startNode(i) })
+  for (let i = 0; i < initial; i++) {
+    const at = rBoot() * F
+    if (isLocal(i)) sched.at(at, () => { startNode(i) })
+  }
   const auditEvery = s.measure.auditEveryMs
   const scheduleAudit = (t: number): void => {
     if (t >= trafficEnd) return
@@ -475,124 +442,57 @@ export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<
   }
   sched.at(trafficEnd, pollQuiet)
 
-  const step = 100
-  let done = 0
-  while (done < endAt) {
-    const target = Math.min(endAt, done + step)
-    while (!sched.runUntil(target)) await new Promise(resolve => setImmediate(resolve))
-    done = target
-    opts.onProgress?.(Math.max(0, done - trafficStart), endAt - trafficStart)
-  }
-  tickLive()
-
-  // --- final audit: after the quiet period every view equals the truth ------------
-  const countsLost = finalAudit(auditCtx(), finalTally, metas, truths, pastSlots)
-  samples.finish()
-
-  const result = summarize({
-    scenario: s,
-    seed,
-    durationMs,
-    nodes: initial,
-    size,
-    metas,
-    keyStates,
-    workload,
-    phases,
-    regionOf,
-    starts,
-    crashes,
-    network: network.stats,
-    nodeSeconds,
-    requests,
-    admitted,
-    denied,
-    underLimit,
-    falseDenials,
-    unserved,
-    samples,
-    healTimes,
-    afterTraffic,
-    tally,
-    finalTally,
-    countsLost,
-    lostAtCrash,
-    series,
-    markers
-  })
-  if (opts.keyReport !== true) return result
-  const seconds = durationMs / 1000
-  const keys: KeyReport[] = []
-  metas.forEach((meta, k) => {
-    for (const ks of keyStates[k].values()) {
-      const L = meta.limit.limit
-      const w = ks.win
-      keys.push({
-        limit: meta.name,
-        domain: ks.domain,
-        key: ks.key,
-        offeredPerSec: ks.offered / seconds,
-        admittedPerSec: (ks.admitted ?? 0) / seconds,
-        maxExcessPct: w.maxExcess / L * 100,
-        steadyMaxExcessPct: w.steadyMaxExcess / L * 100,
-        steadyMeanExcessPct: w.steadyContended === 0 ? 0 : w.steadyRatioSum / w.steadyContended * 100,
-        falseDenialPct: ks.offered === 0 ? 0 : ks.falseDenied / ks.offered * 100
-      })
-    }
-  })
-  return { ...result, keys: keys.sort((a, b) => b.offeredPerSec - a.offeredPerSec) }
-}
-
-/**
- * Classes of the windows of a limit, by the slot they end at (true time): STEADY when
- * the window starts after the warm-up, ends with the traffic and overlaps no fault or
- * its aftermath; DETECTED when it lies within a partition after membership noticed it
- * (cut + detection time .. heal).
- */
-function windowClasses (s: Scenario, trafficStart: number, trafficEnd: number): (meta: LimitMeta) => (end: number) => number {
-  const beat = s.mesh.heartbeatIntervalMs ?? 1000
-  const detect = detectionMs(s)
-  const W = Math.max(...[...s.limits.values()].map(m => m.limit.windowMs))
-  const slot = Math.max(...[...s.limits.values()].map(m => m.slotMs))
-  const cuts: Array<{ from: number, to: number }> = []
-  const disturbed: Array<{ from: number, to: number }> = []
-  let cutAt: number | undefined
-  for (const e of s.events) {
-    const at = trafficStart + e.atMs
-    switch (e.kind) {
-      case 'partition':
-        cutAt ??= at
-        break
-      case 'heal':
-        if (cutAt !== undefined) cuts.push({ from: cutAt, to: at })
-        cutAt = undefined
-        break
-      case 'crash': {
-        const last = trafficStart + (e.everyMs === undefined ? e.atMs : Math.min(e.untilMs ?? Infinity, s.durationMs))
-        // Silent until restarted (suspect if that takes long), then a window of aftermath.
-        disturbed.push({ from: at, to: last + (e.restartAfterMs ?? Infinity) + 1.1 * beat + W })
-        break
-      }
-      case 'join':
-        disturbed.push({ from: at, to: at + 1.1 * beat + W })
-        break
-      case 'leave':
-        // A member that leaves says goodbye and is forgotten at once; if the goodbye is
-        // lost it is held unreachable until forgotten, which only lowers admissions.
-        disturbed.push({ from: at, to: at + 1.1 * beat + W })
-        break
+  const facts = (): RunFacts => {
+    tickLive()
+    // --- final audit: after the quiet period every view equals the truth ------------
+    const countsLost = finalAudit(auditCtx(), finalTally, metas, truths, pastSlots)
+    samples.finish()
+    return {
+      scenario: s,
+      seed,
+      durationMs,
+      nodes: initial,
+      size,
+      metas,
+      keyStates,
+      workload,
+      phases,
+      regionOf,
+      starts,
+      crashes,
+      network: network.stats,
+      nodeSeconds,
+      requests,
+      admitted,
+      denied,
+      underLimit,
+      falseDenials,
+      unserved,
+      samples,
+      healTimes,
+      afterTraffic,
+      tally,
+      finalTally,
+      countsLost,
+      lostAtCrash,
+      series,
+      markers
     }
   }
-  if (cutAt !== undefined) cuts.push({ from: cutAt, to: Infinity })
-  // After a heal: heartbeats resume, the partition cap holds a few slots, then a window.
-  for (const c of cuts) disturbed.push({ from: c.from, to: c.to + 1.1 * beat + REACHABILITY_DEBOUNCE_MS + RECOVERY_SLOTS * slot + W })
-  const steadyFrom = trafficStart + s.measure.warmupMs
-  return meta => end => {
-    const start = (end - meta.slotsPerWindow + 1) * meta.slotMs - SIM_EPOCH_MS
-    const stop = (end + 1) * meta.slotMs - SIM_EPOCH_MS
-    let c = 0
-    if (start >= steadyFrom && stop <= trafficEnd && disturbed.every(d => stop <= d.from || start >= d.to)) c |= STEADY
-    if (cuts.some(x => start >= x.from + detect && stop <= x.to)) c |= DETECTED
-    return c
+
+  const result = (): RunResult => {
+    const f = facts()
+    const out = summarize(f)
+    return opts.keyReport === true ? { ...out, keys: keyReports(f) } : out
+  }
+
+  return {
+    endAt,
+    trafficStart,
+    runUntil: target => sched.runUntil(target),
+    receive: env => { network.receive(env) },
+    view,
+    result,
+    partial: () => partialOf(facts())
   }
 }

@@ -29,7 +29,8 @@ export interface RunFacts {
   underLimit: number
   falseDenials: number
   unserved: number
-  samples: Samples
+  /** Convergence times of closed samples, and how many never converged. */
+  samples: Pick<Samples, 'times' | 'unconverged'>
   healTimes: Array<number | null>
   afterTraffic: number | null
   tally: AuditTally

@@ -15,7 +15,20 @@ export const STEADY = 1
 /** A window lies within a partition that membership has detected (partition modes in force). */
 export const DETECTED = 2
 
-export class KeyWindows {
+/** The figures of a key's windows once finished (plain data: they travel between threads). */
+export interface WindowFigures {
+  maxExcess: number
+  maxExcessSlot: number
+  excessRatioSum: number
+  contended: number
+  windows: number
+  steadyMaxExcess: number
+  steadyRatioSum: number
+  steadyContended: number
+  detectedMaxExcess: number
+}
+
+export class KeyWindows implements WindowFigures {
   private readonly admitted: Float64Array
   private readonly offered: Float64Array
   private head = -Infinity
@@ -114,6 +127,21 @@ export class KeyWindows {
       }
     }
     if ((c & DETECTED) !== 0 && over > this.detectedMaxExcess) this.detectedMaxExcess = over
+  }
+
+  /** Windows already finished elsewhere with these figures (finish() has nothing left to do). */
+  static finished (k: number, limit: number, f: WindowFigures): KeyWindows {
+    const w = new KeyWindows(k, limit)
+    w.maxExcess = f.maxExcess
+    w.maxExcessSlot = f.maxExcessSlot
+    w.excessRatioSum = f.excessRatioSum
+    w.contended = f.contended
+    w.windows = f.windows
+    w.steadyMaxExcess = f.steadyMaxExcess
+    w.steadyRatioSum = f.steadyRatioSum
+    w.steadyContended = f.steadyContended
+    w.detectedMaxExcess = f.detectedMaxExcess
+    return w
   }
 
   /** Evaluates the windows still open (call once, at the end of the run). */

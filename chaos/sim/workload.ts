@@ -73,8 +73,11 @@ export interface Workload {
   drawRegion(c: number, rnd: Random): number
   /** Mean rate, per second, of client `c` at time `t`. */
   clientRate(c: number, t: number): number
-  /** Next arrival time of client `c` after `t`, or Infinity past `end`. */
-  nextArrival(c: number, t: number, end: number, rnd: Random): number
+  /**
+   * Next arrival time of client `c` after `t`, or Infinity past `end`; `scale` thins the
+   * client to a share of its rate (one region's, in a parallel run). @default 1
+   */
+  nextArrival(c: number, t: number, end: number, rnd: Random, scale?: number): number
 }
 
 export function createWorkload (w: WorkloadSpec, regions: RegionSpec[], durationMs: number): Workload {
@@ -121,13 +124,13 @@ export function createWorkload (w: WorkloadSpec, regions: RegionSpec[], duration
       return 0
     },
     clientRate: (c, t) => w.clients[c].ratePerSec * profileFactor(w.clients[c].profile, t, durationMs),
-    nextArrival (c, t, end, rnd) {
+    nextArrival (c, t, end, rnd, scale = 1) {
       const peak = peaks[c] / 1000
-      if (!(peak > 0)) return Infinity
+      if (!(peak * scale > 0)) return Infinity
       const client = w.clients[c]
       let at = t
       for (;;) {
-        at += exponential(rnd, peak)
+        at += exponential(rnd, peak * scale)
         if (at >= end) return Infinity
         if (rnd() * peak * 1000 < client.ratePerSec * profileFactor(client.profile, at, durationMs)) return at
       }

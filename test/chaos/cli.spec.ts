@@ -42,6 +42,21 @@ describe('npm run chaos', () => {
     expect(svg).toMatch(/admitted/)
   })
 
+  it('--threads N runs the regions as units (--threads 1 in this thread); a scenario that cannot says why and runs single-threaded', async () => {
+    const t = io()
+    expect(await chaosCommand.run(['hot-key-zipf', '--duration', '1s', '--threads', '1', '--set', 'network.interRegion.minMs=20', '--json'], t.io)).toBe(0)
+    expect(JSON.parse(t.out[0]).scenario).toBe('hot-key-zipf')
+    expect(t.err.join('\n')).not.toMatch(/single-threaded/)
+    const u = io()
+    expect(await chaosCommand.run(['hot-key-zipf', '--duration', '1s', '--threads', '2', '--json'], u.io)).toBe(0)
+    expect(u.err[0]).toMatch(/^chaos: running single-threaded: network.interRegion has no floor/)
+    for (const bad of ['0', 'x', '1.5']) {
+      const v = io()
+      expect(await chaosCommand.run(['hot-key-zipf', '--threads', bad], v.io)).toBe(2)
+      expect(v.err[0]).toMatch(/--threads must be an integer from 1 to 64/)
+    }
+  })
+
   it('takes a scenario file by path', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'chaos-scn-'))
     const file = join(dir, 'tiny.json')

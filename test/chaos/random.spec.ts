@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { normalQuantile, quantile, sampler, stream, TRUNCATE_AT, type Distribution } from '../../chaos/sim/random.js'
+import { floorOf, normalQuantile, quantile, sampler, stream, TRUNCATE_AT, type Distribution } from '../../chaos/sim/random.js'
+import { parseScenario } from '../../chaos/scenario.js'
 import { seededRandom } from '../../membership/random.js'
 
 /** Empirical p-quantile of n draws. */
@@ -11,6 +12,29 @@ function empirical (d: Distribution, p: number, n = 40_000): number {
 }
 
 describe('distributions', () => {
+  it('a log-normal floor (minMs) raises every draw below it and leaves the rest as they were', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 }), fc.double({ min: 0.5, max: 59, noNaN: true }), (seed, minMs) => {
+      const plain = sampler({ dist: 'lognormal', medianMs: 60, p99Ms: 120 }, seededRandom(seed))
+      const floored = sampler({ dist: 'lognormal', medianMs: 60, p99Ms: 120, minMs }, seededRandom(seed))
+      for (let j = 0; j < 50; j++) {
+        const x = plain()
+        expect(floored()).toBe(x < minMs ? minMs : x)
+      }
+    }))
+    const d: Distribution = { dist: 'lognormal', medianMs: 60, p99Ms: 120, minMs: 20 }
+    expect(floorOf(d)).toBe(20)
+    expect(quantile(d, 1e-9)).toBe(20)
+    expect(floorOf({ dist: 'uniform', minMs: 3, maxMs: 9 })).toBe(3)
+    expect(floorOf({ dist: 'fixed', ms: 7 })).toBe(7)
+    expect(floorOf({ dist: 'lognormal', medianMs: 60, p99Ms: 120 })).toBe(0)
+  })
+
+  it('a scenario takes network.interRegion.minMs up to the median, and refuses more', () => {
+    const text = (minMs: number): string => `name: f\nduration: 1s\nregions: [ { name: a, nodes: 1 } ]\nnetwork: { interRegion: { dist: lognormal, medianMs: 60, p99Ms: 120, minMs: ${minMs} } }\npolicies: { policies: [ { id: p, key: user, limits: [ { id: s, limit: 5, window: 1s } ] } ] }\nworkload: { field: user, clients: [ { name: c, ratePerSec: 1 } ] }`
+    expect(parseScenario(text(20)).network.interRegion).toEqual({ dist: 'lognormal', medianMs: 60, p99Ms: 120, minMs: 20 })
+    expect(() => parseScenario(text(61))).toThrow(/network\.interRegion\.minMs/)
+  })
+
   it('normalQuantile matches known values', () => {
     expect(normalQuantile(0.5)).toBeCloseTo(0, 8)
     expect(normalQuantile(0.975)).toBeCloseTo(1.959963985, 6)
