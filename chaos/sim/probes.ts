@@ -24,10 +24,11 @@ export interface ProbeInit {
 }
 
 /**
- * The running audit (every auditEvery, on a few keys) and the convergence probe (after
- * a heal, after the traffic) of one run.
+ * The running audit (every auditEvery, on a few keys), the check of waiting convergence
+ * samples against real views, and the convergence probe (after a heal, after the
+ * traffic) of one run.
  */
-export function createProbes (init: ProbeInit): { audit: () => void, healed: (before: number) => boolean } {
+export function createProbes (init: ProbeInit): { audit: () => void, sampleViews: () => void, healed: (before: number) => boolean } {
   const { s, metas, truths, nodes, replicas, samples, network, size, rAudit, tally, auditCtx } = init
   /** Keys the running audit inspects: the busiest, then a seeded sample of the rest. */
   const auditKeysOf = (k: number): string[] => {
@@ -49,8 +50,15 @@ export function createProbes (init: ProbeInit): { audit: () => void, healed: (be
         for (const b of nodes) if (b !== undefined) auditKey(ctx, tally, b, meta, cells, false)
       }
     })
-    // Samples still waiting once every copy has landed: a receiver may hold the cell by
-    // another path (an anti-entropy pull, a relay); its real view decides.
+  }
+
+  /**
+   * Samples still waiting once every copy has landed: a receiver may hold the cell by
+   * another path (a gap repair, an anti-entropy pull, a relay); its real view decides.
+   * Runs every flush interval, not with the audit: a repaired cell must be seen before
+   * it leaves the window, and its convergence time read to the flush, not the second.
+   */
+  const sampleViews = (): void => {
     for (const smp of samples.takenBefore(init.now() - network.maxTransitMs)) {
       for (let j = 0; j < size; j++) {
         const b = nodes[j]
@@ -64,7 +72,6 @@ export function createProbes (init: ProbeInit): { audit: () => void, healed: (be
     samples.expire(init.now())
   }
 
-  /** Whether every audited view holds every count published before `healAt` (or it left the window). */
   /**
    * Whether every audited view holds every count published before `before` (or that
    * left its window). With `before` = Infinity: every count at all, which must also
@@ -90,5 +97,5 @@ export function createProbes (init: ProbeInit): { audit: () => void, healed: (be
     return !unpublished && Object.values(probe.lag).every(v => v === 0)
   }
 
-  return { audit, healed }
+  return { audit, sampleViews, healed }
 }

@@ -412,7 +412,7 @@ export function createSim (s: Scenario, opts: RunOptions = {}, unit?: UnitInit):
     judgeAggregates: false
   })
 
-  const { audit, healed } = createProbes({ s, metas, truths, nodes, replicas, samples, network, size, rAudit, tally, now: () => sched.now, auditCtx })
+  const { audit, sampleViews, healed } = createProbes({ s, metas, truths, nodes, replicas, samples, network, size, rAudit, tally, now: () => sched.now, auditCtx })
 
   scheduleFaults({
     scenario: s, sched, network, size, initial, regionNames, regionOf, nodes, trafficStart, durationMs, endAt,
@@ -434,6 +434,14 @@ export function createSim (s: Scenario, opts: RunOptions = {}, unit?: UnitInit):
     })
   }
   if (s.measure.auditKeys > 0) scheduleAudit(trafficStart + auditEvery)
+  const scheduleSampleViews = (t: number): void => {
+    if (t > endAt) return
+    sched.at(t, () => {
+      sampleViews()
+      scheduleSampleViews(t + F)
+    })
+  }
+  if (s.measure.samplesPerSec > 0) scheduleSampleViews(trafficStart + F)
   // After the last request: how long until the audited views hold everything published.
   let afterTraffic: number | null = null
   const pollQuiet = (): void => {
