@@ -3,7 +3,7 @@ import type { Random } from '../../membership/random.js'
 import type { NetworkSpec } from '../scenario.js'
 import type { Envelope, RemoteLink } from './exchange.js'
 import { MeshOverlay } from './overlay.js'
-import { createRemoteSide } from './remote.js'
+import { createRemoteSide, serve } from './remote.js'
 import { sampler } from './random.js'
 import { ALWAYS, type EventOwner, type Scheduler, type Task } from './scheduler.js'
 
@@ -426,18 +426,7 @@ export function createSimNetwork (init: SimNetworkInit): SimNetwork {
           answer(new Error(`sim: ${peerId} does not handle ${protocol}`), new Uint8Array(0))
           return
         }
-        let result: Uint8Array | Promise<Uint8Array>
-        try {
-          result = handler(data, peerIds[from])
-        } catch (err) {
-          answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0))
-          return
-        }
-        if (result instanceof Uint8Array) answer(undefined, result)
-        else {
-          result.then(bytes => { answer(undefined, bytes) }, (err: unknown) => { answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0)) })
-          sched.requestYield()
-        }
+        serve(sched, handler, data, peerIds[from], answer)
       }, target.owner)
     })
   }

@@ -5,6 +5,27 @@ import type { Envelope, RemoteLink } from './exchange.js'
 import type { NetworkObserver, NetworkStats } from './network.js'
 import type { EventOwner, Scheduler } from './scheduler.js'
 
+/**
+ * Runs a request handler and passes its answer, or its error (thrown or rejected), to
+ * `answer`; an asynchronous handler makes the scheduler yield so its promise settles.
+ * Shared by local requests (network.ts) and requests from another unit.
+ */
+export function serve (sched: Scheduler, handler: RequestHandler, data: Uint8Array, from: string, answer: (err: Error | undefined, bytes: Uint8Array) => void): void {
+  const fail = (err: unknown): void => { answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0)) }
+  let result: Uint8Array | Promise<Uint8Array>
+  try {
+    result = handler(data, from)
+  } catch (err) {
+    fail(err)
+    return
+  }
+  if (result instanceof Uint8Array) answer(undefined, result)
+  else {
+    result.then(bytes => { answer(undefined, bytes) }, fail)
+    sched.requestYield()
+  }
+}
+
 /** What the remote side of a unit's network reads and drives (owned by network.ts). */
 export interface RemoteContext {
   sched: Scheduler
@@ -100,18 +121,7 @@ export function createRemoteSide (ctx: RemoteContext): { call(from: number, owne
         answer(new Error(`sim: ${peerIds[to]} does not handle ${env.protocol}`), new Uint8Array(0))
         return
       }
-      let result: Uint8Array | Promise<Uint8Array>
-      try {
-        result = handler(env.data, peerIds[from])
-      } catch (err) {
-        answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0))
-        return
-      }
-      if (result instanceof Uint8Array) answer(undefined, result)
-      else {
-        result.then(bytes => { answer(undefined, bytes) }, (err: unknown) => { answer(err instanceof Error ? err : new Error(String(err)), new Uint8Array(0)) })
-        sched.requestYield()
-      }
+      serve(sched, handler, env.data, peerIds[from], answer)
     }, target.owner)
   }
 
