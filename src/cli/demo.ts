@@ -161,7 +161,7 @@ async function startDemo (io: CliIO, n: number, rate: number, durationMs: number
   // Let requests in flight finish (bounded), then one more gossip round so the nodes agree.
   const deadline = Date.now() + 2000
   while (inFlight > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
-  // Then wait (bounded, 3 s) for the nodes to agree: the last flushes, or the once-a-second republish of anything lost.
+  // Then wait (bounded, 3 s) for the nodes to agree: the last flushes, or gap repair of anything lost (a request to the sender within a few flushes).
   const remainingByNode: Record<string, number[]> = {}
   const agreed = (): boolean => {
     for (const [u] of USERS) remainingByNode[u] = views.map(v => v.sidecar.node.limiter.peek({ user: u }).remaining)
