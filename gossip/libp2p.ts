@@ -165,6 +165,23 @@ function redialBootstrap (node: Libp2p, addrs: string[], blocked: Set<string>, i
   return { now: redial, stop: () => { clearInterval(timer) } }
 }
 
+/**
+ * Gossipsub's local key for dropping a duplicate copy before its signature is checked.
+ * Gossipsub verifies a copy's signature before it computes the message id and looks it
+ * up among seen ones, so without this key every copy of a message (about one per mesh
+ * peer) costs an ed25519 verification and a public-key import. The key is the
+ * signature: deterministic for ed25519 over from, seqno, topic and data, so two copies
+ * share it exactly when they are the same message. Gossipsub records a key only after
+ * its copy validated, so a forged copy cannot shadow the real one; a copy that repeats
+ * a real signature over other bytes is dropped as the duplicate it claims to be.
+ */
+export function duplicateKey (msg: { signature?: Uint8Array }): string {
+  const sig = msg.signature
+  // Unsigned copies never validate under StrictSign, so this key is never recorded.
+  if (sig === undefined || sig.length === 0) return 'unsigned'
+  return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64')
+}
+
 /** Gossipsub's D, Dlo, Dhi (and Dout, Dscore, Dlazy, which must fit under them). */
 function meshDegrees (init: Libp2pTransportInit): { D: number, Dlo: number, Dhi: number, Dout: number, Dscore: number, Dlazy: number } {
   const D = init.meshDegree ?? 3
@@ -220,6 +237,7 @@ export async function createLibp2pTransport (init: Libp2pTransportInit): Promise
       identify: identify(),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',
+        fastMsgIdFn: duplicateKey,
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
         fallbackToFloodsub: false,
