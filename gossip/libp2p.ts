@@ -169,18 +169,22 @@ function redialBootstrap (node: Libp2p, addrs: string[], blocked: Set<string>, i
  * Gossipsub's local key for dropping a duplicate copy before its signature is checked.
  * Gossipsub verifies a copy's signature before it computes the message id and looks it
  * up among seen ones, so without this key every copy of a message (about one per mesh
- * peer) costs an ed25519 verification and a public-key import. The key is the
- * signature: deterministic for ed25519 over from, seqno, topic and data, so two copies
- * share it exactly when they are the same message. Gossipsub records a key only after
- * its copy validated, so a forged copy cannot shadow the real one; a copy that repeats
- * a real signature over other bytes is dropped as the duplicate it claims to be.
+ * peer) costs an ed25519 verification and a public-key import. The key is the first
+ * 16 bytes of the signature (deterministic for ed25519 over from, seqno, topic and
+ * data; 128 bits keep the cache small, an entry per message for gossipsub's seen TTL,
+ * and no signer can aim a signature at another's prefix). Gossipsub records a key only
+ * after its copy validated, so a forged copy cannot shadow the real one; a copy that
+ * repeats a real signature over other bytes is dropped as the duplicate it claims to be.
  */
 export function duplicateKey (msg: { signature?: Uint8Array }): string {
   const sig = msg.signature
   // Unsigned copies never validate under StrictSign, so this key is never recorded.
   if (sig === undefined || sig.length === 0) return 'unsigned'
-  return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64')
+  return Buffer.from(sig.buffer, sig.byteOffset, Math.min(DUPLICATE_KEY_BYTES, sig.byteLength)).toString('base64')
 }
+
+/** Signature bytes in a duplicate key. */
+const DUPLICATE_KEY_BYTES = 16
 
 /** Gossipsub's D, Dlo, Dhi (and Dout, Dscore, Dlazy, which must fit under them). */
 function meshDegrees (init: Libp2pTransportInit): { D: number, Dlo: number, Dhi: number, Dout: number, Dscore: number, Dlazy: number } {
