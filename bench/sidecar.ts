@@ -6,7 +6,7 @@
  *
  *   npm run bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N]
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
- *                            [--only grpc|http|redis] [--pin] [--sidecar-cli PATH]
+ *                            [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH]
  *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
  *
  * `--sidecar-cli` runs another build's CLI (main's dist) under the same load generators,
@@ -27,7 +27,9 @@
  * over `rate-connections` connections (calls in flight are then whatever the rate needs).
  *
  * The sidecar and the Redis baseline run in child processes; the load generators
- * (autocannon for HTTP, a gRPC client loop) run in this one (`--pin`: servers on CPU 0,
+ * (autocannon for HTTP, or with --http-paced our paced client for the fixed rate,
+ * since autocannon's rate is a per-second budget sent in bursts; a gRPC client loop)
+ * run in this one (`--pin`: servers on CPU 0,
  * this process on CPU 1). Installs redis-server with
  * apt-get when it is missing. The last stdout line is one JSON object.
  */
@@ -41,11 +43,12 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
 import { grpcRun, percentile, round3, type GrpcRun } from './sidecar-grpc.js'
+import { pacedHttpRun } from './sidecar-http.js'
 
-interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number }
+interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, httpPaced: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, sidecarNodeArgs: [], sidecarCli: undefined, stallWatchMs: 0, grpcMaxStreams: 0 }
+  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, httpPaced: false, sidecarNodeArgs: [], sidecarCli: undefined, stallWatchMs: 0, grpcMaxStreams: 0 }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     const num = (): number => {
@@ -63,11 +66,12 @@ function parseArgs (argv: string[]): Args {
     else if (v === '--no-redis') a.redis = false
     else if (v === '--only') a.only = argv[++i]
     else if (v === '--pin') a.pin = true
+    else if (v === '--http-paced') a.httpPaced = true
     else if (v === '--sidecar-cli') a.sidecarCli = argv[++i]
     else if (v === '--stall-watch') a.stallWatchMs = num()
     else if (v === '--grpc-max-streams') a.grpcMaxStreams = num()
     else if (v === '--sidecar-node-args') a.sidecarNodeArgs = argv[++i].split(' ').filter(x => x !== '')
-    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]`)
+    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]`)
   }
   return a
 }
@@ -135,6 +139,19 @@ function bodies (users: number): string[] {
 }
 
 interface HttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, autocannonP99Ms: number, non2xx: number, errors: number, timeouts: number, offered: number | null }
+
+/** A fixed-rate HTTP phase (paced generator): latencies from the send and from the schedule. */
+interface FixedHttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, autocannonP99Ms: number | null, scheduledP99Ms: number | null, clientLoopMaxMs: number | null, non2xx: number, errors: number }
+
+/**
+ * The fixed-rate phase over `rateConnections` connections: autocannon (default), whose
+ * rate is a per-second budget each connection sends back to back, or with --http-paced
+ * our paced client (a request every 1 / rate, latency also from the schedule).
+ */
+async function fixedHttpRun (url: string, a: Args): Promise<FixedHttpRun> {
+  if (a.httpPaced) return { ...await pacedHttpRun(url, '/v1/check', bodies(a.users), a.httpRate, a.durationS, a.rateConnections), autocannonP99Ms: null }
+  return { ...await httpRun(url, a, a.httpRate, a.durationS), scheduledP99Ms: null, clientLoopMaxMs: null }
+}
 
 /** One autocannon run against POST /v1/check; latencies of every response are kept at full resolution. */
 async function httpRun (url: string, a: Args, rate: number | undefined, durationS: number): Promise<HttpRun> {
@@ -279,25 +296,25 @@ async function main (): Promise<void> {
       log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
     }
     let httpSat = none
-    let httpFixed = none
+    let httpFixed: FixedHttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, scheduledP99Ms: null, clientLoopMaxMs: null, non2xx: 0, errors: 0 }
     if (want('http')) {
       await httpRun(side.ready.http, a, undefined, warm)
       httpSat = await httpRun(side.ready.http, a, undefined, a.durationS)
       log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
       const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
-      httpFixed = await httpRun(side.ready.http, a, a.httpRate, a.durationS)
+      httpFixed = await fixedHttpRun(side.ready.http, a)
       httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (httpFixed.reqPerSec * a.durationS))
       await new Promise(resolve => setTimeout(resolve, 100))
       httpServerLoop = await serverLoop(side.ready.http)
       httpStalls = stallsBetween(before, httpServerLoop)
       if (a.stallWatchMs > 0) log(`HTTP at ${a.httpRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${httpStalls.gcStalls} collections (${httpStalls.gcStallMs} ms), ${httpStalls.taskStalls} long tasks (${httpStalls.taskStallMs} ms), ${httpStalls.waitStalls} waits for a CPU (${httpStalls.waitStallMs} ms)`)
       log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${httpServerLoop.p99Ms} ms, max ${httpServerLoop.maxMs} ms`)
-      log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms} ms)`)
+      log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms ?? '-'} ms; paced, from the scheduled time: ${httpFixed.scheduledP99Ms ?? '-'} ms)`)
     }
     await stopChild(side.child)
 
-    let redis: { sat: HttpRun, fixed: HttpRun } | undefined
+    let redis: { sat: HttpRun, fixed: FixedHttpRun } | undefined
     if (a.redis && want('redis')) {
       const bin = ensureRedis()
       const port = await freePort()
@@ -310,8 +327,8 @@ async function main (): Promise<void> {
       await httpRun(base.ready.http, a, undefined, warm)
       const sat = await httpRun(base.ready.http, a, undefined, a.durationS)
       log(`Redis baseline saturation: ${sat.reqPerSec} req/s, p99 ${sat.p99Ms} ms`)
-      const fixed = await httpRun(base.ready.http, a, a.httpRate, a.durationS)
-      log(`Redis baseline at ${a.httpRate}/s offered: ${fixed.reqPerSec} req/s, p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms (autocannon: ${fixed.autocannonP99Ms} ms)`)
+      const fixed = await fixedHttpRun(base.ready.http, a)
+      log(`Redis baseline at ${a.httpRate}/s offered: ${fixed.reqPerSec} req/s, p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms (autocannon: ${fixed.autocannonP99Ms ?? '-'} ms; paced, from the scheduled time: ${fixed.scheduledP99Ms ?? '-'} ms)`)
       redis = { sat, fixed }
     }
     const result = {
@@ -327,7 +344,10 @@ async function main (): Promise<void> {
       httpOfferedRate: a.httpRate,
       httpAchievedRate: httpFixed.reqPerSec,
       httpP50Ms: httpFixed.p50Ms,
+      httpPaced: a.httpPaced,
       httpAutocannonP99Ms: httpFixed.autocannonP99Ms,
+      httpScheduledP99Ms: httpFixed.scheduledP99Ms,
+      httpClientLoopMaxMs: httpFixed.clientLoopMaxMs,
       httpSaturationP99Ms: httpSat.p99Ms,
       grpcReqPerSec: grpcSat.reqPerSec,
       grpcP99Ms: grpcFixed.p99Ms,
@@ -355,6 +375,7 @@ async function main (): Promise<void> {
             redisP99Ms: redis.fixed.p99Ms,
             redisAchievedRate: redis.fixed.reqPerSec,
             redisAutocannonP99Ms: redis.fixed.autocannonP99Ms,
+            redisScheduledP99Ms: redis.fixed.scheduledP99Ms,
             redisSaturationP99Ms: redis.sat.p99Ms
           },
       ratios: redis === undefined
