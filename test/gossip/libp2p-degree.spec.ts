@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createLibp2pTransport, type Libp2pTransport } from '../../gossip/libp2p.js'
 import { generateSwarmKey } from '../../gossip/psk.js'
-
-/** Polls `cond` every 20 ms for at most `ms` (real sockets: bounded waits with a reason). */
-async function until (cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
+import { until } from '../helpers/wait.js'
 
 type Pubsub = { opts: { D: number, Dlo: number, Dhi: number, floodPublish: boolean }, getMeshPeers: (t: string) => unknown[] }
 const pubsubOf = (t: Libp2pTransport): Pubsub => t.libp2p.services.pubsub as unknown as Pubsub

@@ -2,15 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { createLibp2pTransport, duplicateKey, type Libp2pTransport } from '../../gossip/libp2p.js'
 import { generateSwarmKey } from '../../gossip/psk.js'
-
-/** Polls `cond` every 20 ms for at most `ms` (real sockets: bounded waits with a reason). */
-async function until (cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
+import { until } from '../helpers/wait.js'
 
 describe('libp2p transport: duplicate copies dropped before their signature is checked', () => {
   it('two copies share a key exactly when their signatures start alike (16 bytes), wherever the bytes sit', () => {

@@ -4,15 +4,7 @@ import { createLibp2pTransport, type Libp2pTransport } from '../../gossip/libp2p
 import { generateSwarmKey } from '../../gossip/psk.js'
 import type { Transport } from '../../gossip/transport.js'
 import { createLimiter, type Limiter, type PolicyDocument } from '../../src/index.js'
-
-/** Polls `cond` every 20 ms for at most `ms` (real sockets: bounded waits with a reason). */
-async function until (cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
+import { until } from '../helpers/wait.js'
 
 const TOPIC = 'test/repair/counters'
 const policies: PolicyDocument = { policies: [{ id: 'fixed', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window', limit: 1_000_000, window: '1h' }] }] }
