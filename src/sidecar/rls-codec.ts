@@ -72,6 +72,14 @@ class Reader {
     return e
   }
 
+  /** Reads the length-delimited sub-message starting here with `read` and moves past it. */
+  message<T> (read: (r: Reader, end: number) => T): T {
+    const e = this.lenEnd()
+    const v = read(this, e)
+    this.pos = e
+    return v
+  }
+
   string (): string {
     const e = this.lenEnd()
     const s = this.buf.toString('utf8', this.pos, e)
@@ -124,14 +132,10 @@ function readDescriptor (r: Reader, end: number): RlsDescriptor {
     const wire = tag & 7
     if (field === 1) {
       expect('RateLimitDescriptor.entries', wire, LEN)
-      const e = r.lenEnd()
-      entries.push(readEntry(r, e))
-      r.pos = e
+      entries.push(r.message(readEntry))
     } else if (field === 3) {
       expect('RateLimitDescriptor.hits_addend', wire, LEN)
-      const e = r.lenEnd()
-      hits = readUInt64Value(r, e)
-      r.pos = e
+      hits = r.message(readUInt64Value)
     } else r.skip(wire) // the limit override (2) is not honoured: policies decide limits
   }
   return { entries, hits_addend: hits }
@@ -154,9 +158,7 @@ export function decodeRlsRequest (buf: Buffer): RlsRequest | MalformedRlsRequest
       const wire = tag & 7
       if (field === 1) { expect('domain', wire, LEN); domain = r.string() } else if (field === 2) {
         expect('descriptors', wire, LEN)
-        const e = r.lenEnd()
-        descriptors.push(readDescriptor(r, e))
-        r.pos = e
+        descriptors.push(r.message(readDescriptor))
       } else if (field === 3) {
         expect('hits_addend', wire, VARINT)
         // uint32: protobuf keeps the low 32 bits of a longer varint.
