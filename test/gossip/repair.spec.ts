@@ -221,30 +221,31 @@ describe('gap repair rejects forged and malformed answers', () => {
   })
 })
 
+/** A started repair of node 'me' alone on a loopback network, with `o` over the defaults. */
+function standalone (o: Partial<Parameters<typeof createRepair>[0]> = {}) {
+  const clock = new VirtualClock(T0)
+  const net = createLoopbackNetwork({ clock })
+  const repair = createRepair({
+    transport: net.connect('me'),
+    clock,
+    protocol: PROTOCOL,
+    incarnation: 1,
+    maxMessageBytes: 65536,
+    codecLimits: DEFAULT_CODEC_LIMITS,
+    decode: decodeDelta,
+    snapshot: () => [],
+    check: () => undefined,
+    apply: () => 'accept',
+    ...o
+  })
+  repair.start()
+  return { clock, net, repair }
+}
+
 describe('createRepair bounds', () => {
-  const make = (o: { maxSenders?: number, youngMs?: number } = {}) => {
-    const clock = new VirtualClock(T0)
-    const net = createLoopbackNetwork({ clock })
-    const t = net.connect('me')
-    const repair = createRepair({
-      ...o,
-      transport: t,
-      clock,
-      protocol: PROTOCOL,
-      incarnation: 1,
-      maxMessageBytes: 65536,
-      codecLimits: DEFAULT_CODEC_LIMITS,
-      decode: decodeDelta,
-      snapshot: () => [],
-      check: () => undefined,
-      apply: () => 'accept'
-    })
-    repair.start()
-    return { clock, net, repair }
-  }
 
   it('tracks at most maxSenders senders under a flood of them', () => {
-    const { repair } = make({ maxSenders: 8 })
+    const { repair } = standalone({ maxSenders: 8 })
     for (let i = 0; i < 1000; i++) repair.received(`p${i}`, 1, 1 + (i % 5))
     expect(repair.senders).toBe(8)
     repair.forget('p999')
@@ -252,17 +253,17 @@ describe('createRepair bounds', () => {
   })
 
   it('an old node asks a newly heard sender for everything from seq 1; a young one starts at its first seq', () => {
-    const young = make({ youngMs: 10_000 })
+    const young = standalone({ youngMs: 10_000 })
     young.repair.received('p', 1, 5)
     expect(young.repair.stats.gaps).toBe(0)
-    const old = make({ youngMs: 10_000 })
+    const old = standalone({ youngMs: 10_000 })
     old.clock.advance(10_000)
     old.repair.received('p', 1, 5)
     expect(old.repair.stats.gaps).toBe(1)
   })
 
   it('requests to one peer are rate limited while a gap stays open', async () => {
-    const { clock, repair } = make({ youngMs: 0 })
+    const { clock, repair } = standalone({ youngMs: 0 })
     // Nobody answers (no such peer): each attempt fails at once.
     repair.received('ghost', 1, 10)
     await run(clock, 1000)
@@ -275,10 +276,7 @@ describe('createRepair bounds', () => {
   it('the ring holds at most ringMessages messages and at most ringBytes bytes; older seqs get a snapshot', async () => {
     const { encodeRepairRequest, decodeRepairAnswer } = await import('../../gossip/repair-codec.js')
     const ringOf = async (o: { ringMessages?: number, ringBytes?: number }): Promise<(from: number, to: number) => Promise<{ snapshot: boolean, n: number }>> => {
-      const clock = new VirtualClock(T0)
-      const net = createLoopbackNetwork({ clock })
-      const repair = createRepair({ ...o, transport: net.connect('me'), clock, protocol: PROTOCOL, incarnation: 1, maxMessageBytes: 65536, codecLimits: DEFAULT_CODEC_LIMITS, decode: decodeDelta, snapshot: () => [], check: () => undefined, apply: () => 'accept' })
-      repair.start()
+      const { net, repair } = standalone(o)
       for (let seq = 1; seq <= 3000; seq++) repair.sent(seq, new Uint8Array(2000))
       expect(repair.lastSeq).toBe(3000)
       expect(() => { repair.sent(3002, new Uint8Array(1)) }).toThrow(RangeError)
@@ -304,23 +302,11 @@ describe('createRepair bounds', () => {
 
 describe('snapshot answers are rate limited', () => {
   it('per requester and across requesters', async () => {
-    const clock = new VirtualClock(T0)
-    const net = createLoopbackNetwork({ clock })
     let walks = 0
-    const repair = createRepair({
-      transport: net.connect('me'),
-      clock,
-      protocol: PROTOCOL,
-      incarnation: 1,
-      maxMessageBytes: 65536,
-      codecLimits: DEFAULT_CODEC_LIMITS,
-      decode: decodeDelta,
+    const { clock, net, repair } = standalone({
       snapshot: () => { walks++; return [{ limit: 'fixed/w', slotMs: 1000, entries: [1, 5, 1] }] },
-      check: () => undefined,
-      apply: () => 'accept',
       ringMessages: 2
     })
-    repair.start()
     for (let seq = 1; seq <= 5; seq++) repair.sent(seq, encodeDelta({ incarnation: 1, seq, sentAtMs: T0, groups: [{ limit: 'fixed/w', slotMs: 1000, entries: [seq, 5, 1] }] })[0])
     const { encodeRepairRequest, decodeRepairAnswer } = await import('../../gossip/repair-codec.js')
     const ask = async (peer: string): Promise<boolean> => {
