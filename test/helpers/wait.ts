@@ -9,3 +9,11 @@ export async function until (cond: () => boolean, what: string, ms = 10_000): Pr
     await new Promise(resolve => setTimeout(resolve, 20))
   }
 }
+
+/** Advances a virtual clock by `ms` in steps of `step`, letting I/O callbacks run after each. */
+export async function advance (clock: { advance: (ms: number) => void }, ms: number, step = 5): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    clock.advance(step)
+    await new Promise(resolve => setImmediate(resolve))
+  }
+}

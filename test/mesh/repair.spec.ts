@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { decodeDelta } from '../../gossip/codec.js'
 import { createLoopbackNetwork, VirtualClock } from '../../src/index.js'
 import { createMeshNode, type MeshNode } from '../../src/mesh.js'
+import { advance } from '../helpers/wait.js'
 
 const T0 = 1_800_000_000_000
 const POLICIES = { policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', limit: 1000, window: '60s', slots: 6 }] }] }
@@ -16,12 +17,7 @@ function heldFrom (n: MeshNode, writer: MeshNode, u: string): number {
   return sum
 }
 
-async function run (clock: VirtualClock, ms: number): Promise<void> {
-  for (let t = 0; t < ms; t += 5) {
-    clock.advance(5)
-    await new Promise(resolve => setImmediate(resolve))
-  }
-}
+const run = async (clock: VirtualClock, ms: number): Promise<void> => { await advance(clock, ms, 5) }
 
 describe('mesh wiring of gap repair', () => {
   it('a heartbeat announces the last seq: a lost last message (its idle markers lost too) is repaired; a dead member is forgotten', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createLoopbackNetwork, VirtualClock } from '../../src/index.js'
 import { createMeshNode, type MeshNode } from '../../src/mesh.js'
+import { advance } from '../helpers/wait.js'
 
 const T0 = 1_800_000_000_000
 const POLICIES = { policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', limit: 1000, window: '60s', slots: 6 }] }] }
@@ -49,12 +50,7 @@ async function fleet (n: number, clock: VirtualClock, drop: (from: string, to: s
   return { nodes, start }
 }
 
-async function run (clock: VirtualClock, ms: number): Promise<void> {
-  for (let t = 0; t < ms; t += 10) {
-    clock.advance(10)
-    await new Promise(resolve => setImmediate(resolve))
-  }
-}
+const run = async (clock: VirtualClock, ms: number): Promise<void> => { await advance(clock, ms, 10) }
 
 describe('mesh pull rounds', () => {
   it('after a heal, a node pulls from members that come back, and so gets the counts of a node that died during the cut', async () => {

@@ -13,6 +13,7 @@ import { decodePolicyMessage } from '../../src/policy/wire.js'
 import { DENY_ALL_POLICIES, createPolicyManager, type PolicyManager } from '../../src/policy/manager.js'
 import type { PolicyDocument } from '../../src/policy/types.js'
 import { thrown } from './helpers.js'
+import { advance } from '../helpers/wait.js'
 
 const T0 = 1_800_000_000_000
 const OPERATOR = generateOperatorKey()
@@ -65,12 +66,7 @@ function mesh (n: number, opts: { latencyMs?: number, drop?: (topic: string, fro
 }
 
 /** Advances virtual time in small steps, letting promise callbacks run between them. */
-async function run (clock: VirtualClock, ms: number, step = 5): Promise<void> {
-  for (let t = 0; t < ms; t += step) {
-    clock.advance(step)
-    await new Promise(resolve => setImmediate(resolve))
-  }
-}
+const run = advance
 
 /** Runs until every node runs `version` (or `limitMs` passes); returns the elapsed virtual ms. */
 async function until (m: Mesh, version: number, limitMs: number): Promise<number> {
