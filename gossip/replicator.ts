@@ -136,7 +136,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   let cancel: (() => void) | undefined
   let cancelRepublish: (() => void) | undefined
   let running = false
-  /** Seq of the last message sent (when repair is off; otherwise the repair ring's). */
+  /** Seq of the last message sent (the repair ring, fed by every send, holds the same). */
   let seq = 0
   /** Flushes without changes since the last one with changes (-1 before any change). */
   let idleFlushes = -1
@@ -193,7 +193,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   /** Encodes and publishes groups; returns [messages, bytes, entries]. */
   const send = (groups: CounterGroup[]): [number, number, number] => {
     if (groups.length === 0) return [0, 0, 0]
-    const first = (repair?.lastSeq ?? seq) + 1
+    const first = seq + 1
     const messages = encodeDelta({ incarnation: state.incarnation, seq: first, sentAtMs: clock.now(), groups }, maxMessageBytes)
     let bytes = 0
     for (let i = 0; i < messages.length; i++) {
@@ -219,7 +219,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
     else if (idleFlushes >= 0 && repair !== undefined) {
       idleFlushes++
       if (MARKER_AT.has(idleFlushes)) {
-        transport.publish(topic, encodeMarker(state.incarnation, repair.lastSeq, clock.now()))
+        transport.publish(topic, encodeMarker(state.incarnation, seq, clock.now()))
         stats.markersSent++
       }
     }
@@ -249,7 +249,7 @@ export function createReplicator (init: ReplicatorInit): Replicator {
   return {
     stats,
     flush,
-    get lastSeq () { return repair?.lastSeq ?? seq },
+    get lastSeq () { return seq },
     announced (from, incarnation, lastSeq) { repair?.announced(from, incarnation, lastSeq) },
     forget (from) { repair?.forget(from) },
     start () {
