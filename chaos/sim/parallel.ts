@@ -5,7 +5,7 @@ import { routeWindow, type Envelope } from './exchange.js'
 import { Host, type WindowOut } from './host.js'
 import { mergeFacts, type PartialFacts } from './merge.js'
 import { floorOf } from './random.js'
-import { runScenario, type RunOptions, type RunResult } from './run.js'
+import { fleetOf, runScenario, type RunOptions, type RunResult } from './run.js'
 import { summarize } from './summarize.js'
 import type { ToWorker, WorkerInit } from './worker.js'
 
@@ -106,10 +106,8 @@ export async function runParallel (s: Scenario, opts: ParallelOptions = {}): Pro
     const durationMs = opts.durationMs ?? s.durationMs
     const trafficStart = s.gossip.flushIntervalMs
     const endAt = trafficStart + durationMs + s.quietMs
-    // Unit of every node index: its region (joins add nodes to regions; order as in run.ts).
-    const unitOf: number[] = []
-    s.regions.forEach((g, r) => { for (let k = 0; k < g.nodes; k++) unitOf.push(r) })
-    for (const e of s.events) if (e.kind === 'join') for (let k = 0; k < e.nodes; k++) unitOf.push(s.regions.findIndex(g => g.name === e.region))
+    // Unit of every node index: its region.
+    const unitOf = Array.from(fleetOf(s).regionOf)
     let inboxes: Envelope[][] = Array.from({ length: R }, () => [])
     let notes: number[][] = []
     let done = 0

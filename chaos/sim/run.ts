@@ -25,6 +25,44 @@ import { keyReports, type KeyState, type RunOptions, type RunResult } from './re
 
 export type { KeyReport, KeyState, RunOptions, RunResult } from './result.js'
 
+/** Every node index a scenario will ever have: initial nodes region by region, then each join's. */
+export interface Fleet {
+  initial: number
+  size: number
+  /** Region index of each node. */
+  regionOf: Int32Array
+  /** Peer id of each node: region name and its number in the region. */
+  peerIdOf: string[]
+  /** Node indices each join event (by event index) adds. */
+  joinNodes: Map<number, number[]>
+}
+
+/** The fleet layout of `s`, the one node numbering the single-threaded and parallel runners share. */
+export function fleetOf (s: Scenario): Fleet {
+  const regionNames = s.regions.map(r => r.name)
+  const initial = s.regions.reduce((n, r) => n + r.nodes, 0)
+  const joins = s.events.reduce((n, e) => n + (e.kind === 'join' ? e.nodes : 0), 0)
+  const size = initial + joins
+  if (size > MAX_NODES) throw new RangeError(`scenario ${s.name}: ${size} nodes, more than the simulator's ${MAX_NODES}`)
+  const regionOf = new Int32Array(size)
+  const peerIdOf: string[] = []
+  const perRegion = s.regions.map(() => 0)
+  const addNode = (r: number): number => {
+    const i = peerIdOf.length
+    regionOf[i] = r
+    peerIdOf.push(`${regionNames[r]}-${perRegion[r]++}`)
+    return i
+  }
+  s.regions.forEach((g, r) => { for (let k = 0; k < g.nodes; k++) addNode(r) })
+  const joinNodes = new Map<number, number[]>()
+  s.events.forEach((e, k) => {
+    if (e.kind !== 'join') return
+    const r = regionNames.indexOf(e.region)
+    joinNodes.set(k, Array.from({ length: e.nodes }, () => addNode(r)))
+  })
+  return { initial, size, regionOf, peerIdOf, joinNodes }
+}
+
 /** Runs a scenario in the simulator; the same scenario and seed give the same result. */
 export async function runScenario (s: Scenario, opts: RunOptions = {}): Promise<RunResult> {
   const sim = createSim(s, opts)
@@ -89,26 +127,7 @@ export function createSim (s: Scenario, opts: RunOptions = {}, unit?: UnitInit):
 
   // --- the fleet: every node index that will ever exist, initial ones first --------
   const regionNames = s.regions.map(r => r.name)
-  const initial = s.regions.reduce((n, r) => n + r.nodes, 0)
-  const joins = s.events.filter(e => e.kind === 'join').reduce((n, e) => n + (e.kind === 'join' ? e.nodes : 0), 0)
-  const size = initial + joins
-  if (size > MAX_NODES) throw new RangeError(`scenario ${s.name}: ${size} nodes, more than the simulator's ${MAX_NODES}`)
-  const regionOf = new Int32Array(size)
-  const peerIdOf: string[] = []
-  const perRegion = s.regions.map(() => 0)
-  const addNode = (r: number): number => {
-    const i = peerIdOf.length
-    regionOf[i] = r
-    peerIdOf.push(`${regionNames[r]}-${perRegion[r]++}`)
-    return i
-  }
-  s.regions.forEach((g, r) => { for (let k = 0; k < g.nodes; k++) addNode(r) })
-  const joinNodes = new Map<number, number[]>()
-  s.events.forEach((e, k) => {
-    if (e.kind !== 'join') return
-    const r = regionNames.indexOf(e.region)
-    joinNodes.set(k, Array.from({ length: e.nodes }, () => addNode(r)))
-  })
+  const { initial, size, regionOf, peerIdOf, joinNodes } = fleetOf(s)
   const skew = s.clocks.skew === undefined ? undefined : sampler(s.clocks.skew, rClock)
   const offsets = Float64Array.from({ length: size }, () => skew === undefined ? 0 : skew())
   const topics = topicsOf(SIM_MESH)
