@@ -38,35 +38,41 @@ export const systemClock: Clock = {
   }
 }
 
-export interface CoarseClockInit {
-  /**
-   * How often the cached time is refreshed, in milliseconds.
-   * @default 1
-   */
-  resolutionMs?: number
-}
-
 export interface CoarseClock extends Clock {
-  /** Stops the refresh timer. */
+  fresh(): number
+  /** Drops the pending refresh, if any (the clock keeps working: reads are just fresh again). */
   stop(): void
 }
 
 /**
- * Wall-clock time cached and refreshed by a timer, so a read is a field load. The
- * cache refreshes between event-loop turns: inside one long synchronous loop the time
- * stands still, which errs towards counting in an older slot (never towards
- * admitting more).
+ * Wall-clock time read at most once per event-loop turn: the first `now()` of a turn
+ * reads `Date.now()` and arms a `setImmediate` that marks the reading stale; every
+ * later read in that turn is a field load. Nothing runs while nobody reads the time,
+ * so an idle node costs nothing (a 1 ms refresh timer cost each mesh node about
+ * 50 ms of CPU per second, idle, see docs/benchmarks.md). Inside one long synchronous
+ * loop the time stands still, which errs towards counting in an older slot (never
+ * towards admitting more).
  */
-export function coarseClock (init: CoarseClockInit = {}): CoarseClock {
-  const resolutionMs = init.resolutionMs ?? 1
-  let now = Date.now()
-  const timer = setInterval(() => { now = Date.now() }, resolutionMs)
-  timer.unref?.()
+export function coarseClock (): CoarseClock {
+  let now = 0
+  let pending: ReturnType<typeof setImmediate> | undefined
+  const expire = (): void => { pending = undefined }
+  const read = (): number => {
+    now = Date.now()
+    pending = setImmediate(expire)
+    return now
+  }
   return {
-    now: () => now,
-    fresh: () => { now = Date.now(); return now },
+    now: () => pending !== undefined ? now : read(),
+    fresh: () => {
+      now = Date.now()
+      return now
+    },
     setTimer: systemClock.setTimer,
-    stop: () => { clearInterval(timer) }
+    stop: () => {
+      if (pending !== undefined) clearImmediate(pending)
+      pending = undefined
+    }
   }
 }
 

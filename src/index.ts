@@ -24,7 +24,7 @@ export { parsePolicies, validatePolicies, isPolicySet, POLICY_DEFAULTS } from '.
 export type { Algorithm, Scope, PartitionMode, Descriptor, LimitSpec, MatchSpec, PolicySpec, PolicyDocument, Limit, Policy, PolicySet, Condition } from './policy/types.js'
 export { ipKey } from './policy/ip.js'
 export { systemClock, coarseClock, VirtualClock } from '../membership/clock.js'
-export type { Clock, CoarseClock, CoarseClockInit } from '../membership/clock.js'
+export type { Clock, CoarseClock } from '../membership/clock.js'
 export { seededRandom } from '../membership/random.js'
 export type { Random } from '../membership/random.js'
 export { createLoopbackNetwork } from '../gossip/loopback.js'
