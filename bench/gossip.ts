@@ -1,7 +1,7 @@
 /**
  * Gossip benchmark: 10 real libp2p nodes, each its own OS process, on TCP loopback.
  *
- *   npm run bench:gossip -- [--json] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N]
+ *   npm run bench:gossip -- [--json] [--no-baseline] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N]
  *                           [--mesh-degree D] [--flood-publish] [--idontwant-min-bytes B]  (gossipsub tuning)
  *
  * Measures, under a hot workload spread over the nodes (every check changes a key
@@ -12,7 +12,10 @@
  *   entry, and gossipsubBytesPerMessage: the envelope gossipsub adds per message;
  * - convergence: every 100 ms one node counts a probe key; the time until all other
  *   nodes see it (p50, p99);
- * - eventLoopDelayP99Ms: the worst node's event-loop delay p99 under the workload.
+ * - eventLoopDelayP99Ms: the worst node's event-loop delay p99 under the workload;
+ * - baselines.bareGossipsub (unless --no-baseline): the same number of processes
+ *   publishing as many messages of the same size through gossipsub alone (bench/gossip-bare.ts),
+ *   and cpuRatioToBareGossipsub: what the mesh node adds on top of the libp2p stack.
  * The last stdout line is one JSON object.
  */
 import { fork, type ChildProcess } from 'node:child_process'
@@ -20,23 +23,25 @@ import { fileURLToPath } from 'node:url'
 import { encodeDelta, decodeDelta, type CounterGroup } from '../gossip/codec.js'
 import { generateSwarmKey } from '../gossip/psk.js'
 import { createLimiter, seededRandom, VirtualClock } from '../src/index.js'
+import { runBareBaseline } from './gossip-bare.js'
 import { stubTransport } from './stub.js'
 
-interface Args { json: boolean, nodes: number, seconds: number, flushMs: number, changesPerSec: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
+interface Args { json: boolean, baseline: boolean, nodes: number, seconds: number, flushMs: number, changesPerSec: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, nodes: 10, seconds: 15, flushMs: 50, changesPerSec: 50_000 }
+  const a: Args = { json: false, baseline: true, nodes: 10, seconds: 15, flushMs: 50, changesPerSec: 50_000 }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]
     if (v === '--json') a.json = true
     else if (v === '--nodes') a.nodes = Number(argv[++i])
+    else if (v === '--no-baseline') a.baseline = false
     else if (v === '--seconds') a.seconds = Number(argv[++i])
     else if (v === '--flush') a.flushMs = Number(argv[++i])
     else if (v === '--changes-per-sec') a.changesPerSec = Number(argv[++i])
     else if (v === '--mesh-degree') a.meshDegree = Number(argv[++i])
     else if (v === '--flood-publish') a.floodPublish = true
     else if (v === '--idontwant-min-bytes') a.idontwantMinBytes = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:gossip -- [--json] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N] [--mesh-degree D] [--flood-publish] [--idontwant-min-bytes B]`)
+    else throw new Error(`unknown argument ${v}; usage: bench:gossip -- [--json] [--no-baseline] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N] [--mesh-degree D] [--flood-publish] [--idontwant-min-bytes B]`)
   }
   return a
 }
@@ -116,6 +121,8 @@ async function main (): Promise<void> {
   const start = (c: ChildProcess, bootstrap: string[], seed: number): void => {
     c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flushMs, checksPerSec: perNode, keys: 1_000_000, seed, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes })
   }
+  let result: (Record<string, unknown> & { cpuMsPerNodePerSec: number }) | undefined
+  let baselineLoad: { perSec: number, bytes: number } | undefined
   try {
     const first = spawn()
     start(first, [], 1)
@@ -204,12 +211,29 @@ async function main (): Promise<void> {
     }
     log(`changed keys/s ${out.changedKeysPerSec}; ${out.wireBytesPerChangedKey} B per changed key (${out.entriesPerMessage} entries/message)`)
     log(`convergence p50 ${out.convergenceP50Ms} ms, p99 ${out.convergenceP99Ms} ms (${out.probesIncomplete}/${out.probes} probes incomplete); event loop p99 ${out.eventLoopDelayP99Ms} ms`)
-    console.log(JSON.stringify(out))
+    result = out
+    // The baseline publishes what the mesh published: its counter messages plus one
+    // membership heartbeat per node per second, at the counter messages' mean size.
+    baselineLoad = { perSec: Number((allMessages / args.nodes / elapsed + 1).toFixed(1)), bytes: Math.round((bytes + republished) / Math.max(1, allMessages)) }
   } finally {
     for (const c of children) c.send({ type: 'stop' })
     await sleep(1000)
     for (const c of children) c.kill()
   }
+  if (result === undefined || baselineLoad === undefined) return
+  if (!args.baseline) {
+    console.log(JSON.stringify(result))
+    return
+  }
+  log(`baseline: gossipsub alone, ${args.nodes} processes, ${baselineLoad.perSec} messages of ${baselineLoad.bytes} B per node per second`)
+  const bare = await runBareBaseline({ nodes: args.nodes, ...baselineLoad, seconds: args.seconds, psk: [...generateSwarmKey()], meshDegree: args.meshDegree })
+  log(`baseline: ${bare.cpuMsPerNodePerSec} ms CPU per node per second, delivery p50 ${bare.deliveryP50Ms} ms p99 ${bare.deliveryP99Ms} ms, event loop p99 ${bare.eventLoopDelayP99Ms} ms`)
+  console.log(JSON.stringify({
+    ...result,
+    baselines: { bareGossipsub: bare },
+    // What meshlimit costs on top of the libp2p stack at the same message rate.
+    cpuRatioToBareGossipsub: Number((result.cpuMsPerNodePerSec / Math.max(1, bare.cpuMsPerNodePerSec)).toFixed(2))
+  }))
 }
 
 main().catch(err => {

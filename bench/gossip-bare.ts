@@ -1,0 +1,97 @@
+/**
+ * bench:gossip's baseline: the same number of node processes publishing the same
+ * number of messages of the same size per second through gossipsub alone (no mesh
+ * node, no limiter, no counters: bench/gossip-bare-node.ts). Measured in the same run
+ * as the mesh, it separates what meshlimit adds from what the libp2p stack costs on
+ * this machine at that message rate.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { BareDone } from './gossip-bare-node.js'
+
+export interface BareInit { nodes: number, perSec: number, bytes: number, seconds: number, psk: number[], meshDegree?: number }
+
+export interface BareResult {
+  perSec: number
+  bytes: number
+  cpuMsPerNodePerSec: number
+  /** Time until every other node had a message: p50 / p99 over messages. */
+  deliveryP50Ms: number
+  deliveryP99Ms: number
+  /** Messages some node never received, of all published while measuring. */
+  undelivered: number
+  eventLoopDelayP99Ms: number
+  eventLoopDelayMaxMs: number
+}
+
+const pct = (xs: number[], q: number): number => {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
+}
+
+export async function runBareBaseline (init: BareInit): Promise<BareResult> {
+  const script = fileURLToPath(new URL('./gossip-bare-node.js', import.meta.url))
+  const children: ChildProcess[] = []
+  const inbox = new Map<string, Array<Record<string, unknown>>>()
+  const waiting = new Map<string, () => void>()
+  const next = async (type: string): Promise<Record<string, unknown>> => {
+    for (;;) {
+      const q = inbox.get(type)
+      if (q !== undefined && q.length > 0) return q.shift() as Record<string, unknown>
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error(`bench:gossip baseline: no "${type}" from a node within 60 s`)) }, 60_000)
+        waiting.set(type, () => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+  try {
+    const addrs: string[] = []
+    for (let i = 0; i < init.nodes; i++) {
+      const c = fork(script, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+      c.on('message', (raw: unknown) => {
+        const m = raw as Record<string, unknown>
+        const type = m.type as string
+        inbox.set(type, [...(inbox.get(type) ?? []), m])
+        const w = waiting.get(type)
+        waiting.delete(type)
+        w?.()
+      })
+      children.push(c)
+      c.send({ type: 'start', psk: init.psk, bootstrap: addrs.slice(0, 1), meshDegree: init.meshDegree, index: i })
+      addrs.push((await next('ready')).multiaddr as string)
+    }
+    for (const c of children) c.send({ type: 'connect', addrs })
+    for (let i = 0; i < children.length; i++) await next('connected')
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    for (const c of children) c.send({ type: 'go', perSec: init.perSec, bytes: init.bytes, seconds: init.seconds })
+    const done: BareDone[] = []
+    for (let i = 0; i < children.length; i++) done.push((await next('done')) as unknown as BareDone)
+    // Per message (origin, seq): the latest of its receivers.
+    const last = new Map<number, { n: number, ms: number }>()
+    for (const d of done) {
+      for (const [origin, seq, ms] of d.received) {
+        const id = origin * 1_000_000 + seq
+        const e = last.get(id)
+        if (e === undefined) last.set(id, { n: 1, ms })
+        else { e.n++; e.ms = Math.max(e.ms, ms) }
+      }
+    }
+    const published = done.reduce((n, d) => n + d.published, 0)
+    const complete = [...last.values()].filter(e => e.n === init.nodes - 1).map(e => e.ms)
+    return {
+      perSec: init.perSec,
+      bytes: init.bytes,
+      cpuMsPerNodePerSec: Math.round(done.reduce((n, d) => n + d.cpuMicros, 0) / 1000 / init.nodes / init.seconds),
+      deliveryP50Ms: Number(pct(complete, 0.5).toFixed(1)),
+      deliveryP99Ms: Number(pct(complete, 0.99).toFixed(1)),
+      undelivered: published - complete.length,
+      eventLoopDelayP99Ms: Number(Math.max(...done.map(d => d.loopDelayP99Ms)).toFixed(2)),
+      eventLoopDelayMaxMs: Number(Math.max(...done.map(d => d.loopDelayMaxMs)).toFixed(2))
+    }
+  } finally {
+    for (const c of children) c.send({ type: 'stop' })
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    for (const c of children) c.kill()
+  }
+}
