@@ -24,7 +24,8 @@ export interface BareResult {
   eventLoopDelayMaxMs: number
 }
 
-const pct = (xs: number[], q: number): number => {
+/** The q-quantile of xs (NaN when empty). */
+export const pct = (xs: number[], q: number): number => {
   if (xs.length === 0) return NaN
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url'
 import { encodeDelta, decodeDelta, type CounterGroup } from '../gossip/codec.js'
 import { generateSwarmKey } from '../gossip/psk.js'
 import { createLimiter, seededRandom, VirtualClock } from '../src/index.js'
-import { runBareBaseline } from './gossip-bare.js'
+import { pct, runBareBaseline } from './gossip-bare.js'
 import { stubTransport } from './stub.js'
 
 interface Args { json: boolean, baseline: boolean, nodes: number, seconds: number, flushMs: number, changesPerSec: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
@@ -46,11 +46,6 @@ function parseArgs (argv: string[]): Args {
   return a
 }
 
-const pct = (xs: number[], q: number): number => {
-  if (xs.length === 0) return NaN
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
-}
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 /** applyDelta throughput: messages of 10,000 entries over 200,000 keys, merged from 9 peers in turn. */
