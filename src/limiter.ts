@@ -129,9 +129,15 @@ export interface LimiterInit {
    * The share horizon of global limits in a multi-region mesh, in ms: other regions'
    * counts arrive in region aggregates (the aggregate interval plus cross-region
    * delivery later than a region's own).
-   * @default shareHorizonMs + 500
+   * @default shareHorizonMs + aggregateIntervalMs + 250
    */
   crossRegionHorizonMs?: number
+  /**
+   * How often region aggregates carry other regions' counts, in ms (createMeshNode
+   * passes its aggregate interval); only sets crossRegionHorizonMs's default.
+   * @default 250
+   */
+  aggregateIntervalMs?: number
   /**
    * Decoder of received gossip; must behave as gossip/codec's decodeDelta. The chaos
    * simulator passes a memoized one so every receiver of a message shares one decoding.
@@ -377,7 +383,8 @@ class LimiterImpl implements Limiter {
     const flushIntervalMs = checkInteger('flushIntervalMs', init.flushIntervalMs, 1, 50)
     this.localShares = init.localShares ?? true
     this.shareHorizonMs = checkInteger('shareHorizonMs', init.shareHorizonMs, 0, 2 * flushIntervalMs)
-    this.crossRegionHorizonMs = checkInteger('crossRegionHorizonMs', init.crossRegionHorizonMs, 0, this.shareHorizonMs + 500)
+    // Other regions' counts arrive in aggregates: the aggregate interval and a crossing later than a region's own.
+    this.crossRegionHorizonMs = checkInteger('crossRegionHorizonMs', init.crossRegionHorizonMs, 0, this.shareHorizonMs + checkInteger('aggregateIntervalMs', init.aggregateIntervalMs, 1, 250) + 250)
     this.shareRetryMs = flushIntervalMs
     this.replica = {
       peerId: init.transport?.peerId ?? 'local',

@@ -218,9 +218,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
   }
   const transport = init.transport ?? libp2p as Libp2pTransport
   const { mesh: _m, region: _r, weight, network: _n, transport: _t, clock: _c, incarnation: _i, syncOnStart, syncTimeoutMs, syncCatchUpMs: _s, syncSettleMs: _ss, expectPeers: _e, membership: membershipInit, antiEntropy: aeInit, aggregates: aggInit, policyVersion, logger, trustedKeys, initialBundle, policyDistribution, ...limiterInit } = init
-  // Other regions' counts arrive in aggregates: a flush, the aggregate interval and a crossing later.
-  const crossRegionHorizonMs = limiterInit.crossRegionHorizonMs ?? (limiterInit.shareHorizonMs ?? 2 * (limiterInit.flushIntervalMs ?? 50)) + (aggInit?.intervalMs ?? 250) + 250
-  const limiter = createLimiter({ ...limiterInit, crossRegionHorizonMs, clock, transport, incarnation, topic: topics.counters(region) })
+  const limiter = createLimiter({ ...limiterInit, aggregateIntervalMs: aggInit?.intervalMs, clock, transport, incarnation, topic: topics.counters(region) })
   // A node with no way to find peers (the first of a mesh) has nothing to wait for at start.
   const findsPeers = init.expectPeers ?? (init.transport !== undefined || (init.network?.bootstrap?.length ?? 0) > 0 || init.network?.mdns === true)
   const manager = trustedKeys === undefined ? undefined : createPolicyManager({ trustedKeys, limiter, clock, initialBundle })
