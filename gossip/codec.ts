@@ -1,4 +1,5 @@
-import { decode, Encoder } from '@msgpack/msgpack'
+import { Encoder } from '@msgpack/msgpack'
+import { decodeBounded } from './msgpack.js'
 
 /**
  * Wire format of counter deltas (msgpack):
@@ -190,18 +191,15 @@ export function decodeAggregate (bytes: Uint8Array, limits: CodecLimits = DEFAUL
 function decodeMessage (bytes: Uint8Array, limits: CodecLimits, withSeq: boolean): { ok: true, tag: unknown, seq: number, sentAtMs: number, groups: CounterGroup[] } | { ok: false, reason: string } {
   if (!(bytes instanceof Uint8Array)) return { ok: false, reason: 'not bytes' }
   if (bytes.byteLength > limits.maxMessageBytes) return { ok: false, reason: `message of ${bytes.byteLength} bytes exceeds ${limits.maxMessageBytes}` }
-  let raw: unknown
-  try {
-    raw = decode(bytes, {
-      maxStrLength: limits.maxLimitNameLength * 4,
-      maxBinLength: 0,
-      maxMapLength: 0,
-      maxExtLength: 0,
-      maxArrayLength: Math.max(limits.maxGroups, limits.maxEntries * 3)
-    })
-  } catch (err) {
-    return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` }
-  }
+  const d = decodeBounded(bytes, {
+    maxStrLength: limits.maxLimitNameLength * 4,
+    maxBinLength: 0,
+    maxMapLength: 0,
+    maxExtLength: 0,
+    maxArrayLength: Math.max(limits.maxGroups, limits.maxEntries * 3)
+  })
+  if (!d.ok) return d
+  const raw = d.raw
   const arity = withSeq ? 5 : 4
   if (!Array.isArray(raw) || raw.length !== arity) return { ok: false, reason: `not a ${arity}-element array` }
   const version: unknown = raw[0]

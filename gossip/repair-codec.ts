@@ -1,4 +1,5 @@
-import { Decoder, Encoder } from '@msgpack/msgpack'
+import { Encoder } from '@msgpack/msgpack'
+import { decodeBounded } from './msgpack.js'
 
 /**
  * Wire format of gap repair (msgpack over a request/response protocol, gossip/repair.ts):
@@ -53,12 +54,9 @@ export function encodeRepairRequest (req: RepairRequest): Uint8Array {
 /** Decodes and validates a request; undefined when malformed. Never throws. */
 export function decodeRepairRequest (bytes: Uint8Array, limits: RepairLimits = DEFAULT_REPAIR_LIMITS): RepairRequest | undefined {
   if (!(bytes instanceof Uint8Array) || bytes.byteLength > MAX_REQUEST_BYTES) return undefined
-  let raw: unknown
-  try {
-    raw = new Decoder({ maxStrLength: 0, maxBinLength: 0, maxMapLength: 0, maxExtLength: 0, maxArrayLength: 2 * limits.maxRanges }).decode(bytes)
-  } catch {
-    return undefined
-  }
+  const d = decodeBounded(bytes, { maxStrLength: 0, maxBinLength: 0, maxMapLength: 0, maxExtLength: 0, maxArrayLength: 2 * limits.maxRanges })
+  if (!d.ok) return undefined
+  const raw = d.raw
   if (!Array.isArray(raw) || raw.length !== 3 || raw[0] !== REPAIR_VERSION) return undefined
   const [, incarnation, ranges] = raw as unknown[]
   if (!isNat(incarnation) || !Array.isArray(ranges) || ranges.length === 0 || ranges.length % 2 !== 0 || ranges.length > 2 * limits.maxRanges) return undefined
@@ -82,12 +80,9 @@ export type RepairAnswerDecodeResult = { ok: true, answer: RepairAnswer } | { ok
 export function decodeRepairAnswer (bytes: Uint8Array, limits: RepairLimits = DEFAULT_REPAIR_LIMITS): RepairAnswerDecodeResult {
   if (!(bytes instanceof Uint8Array)) return { ok: false, reason: 'not bytes' }
   if (bytes.byteLength > limits.maxAnswerBytes) return { ok: false, reason: `answer of ${bytes.byteLength} bytes exceeds ${limits.maxAnswerBytes}` }
-  let raw: unknown
-  try {
-    raw = new Decoder({ maxStrLength: 0, maxMapLength: 0, maxExtLength: 0, maxBinLength: limits.maxAnswerBytes, maxArrayLength: Math.max(5, limits.maxMessages) }).decode(bytes)
-  } catch (err) {
-    return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` }
-  }
+  const d = decodeBounded(bytes, { maxStrLength: 0, maxMapLength: 0, maxExtLength: 0, maxBinLength: limits.maxAnswerBytes, maxArrayLength: Math.max(5, limits.maxMessages) })
+  if (!d.ok) return d
+  const raw = d.raw
   if (!Array.isArray(raw) || raw.length !== 5 || raw[0] !== REPAIR_VERSION) return { ok: false, reason: 'not a version-1 repair answer' }
   const [, incarnation, lastSeq, snapshot, messages] = raw as unknown[]
   if (!isNat(incarnation)) return { ok: false, reason: 'incarnation is not a non-negative integer' }

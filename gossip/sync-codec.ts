@@ -1,5 +1,6 @@
-import { decode, encode } from '@msgpack/msgpack'
+import { encode } from '@msgpack/msgpack'
 import { parseReplicaKey } from '../crdt/replica.js'
+import { decodeBounded } from './msgpack.js'
 
 /**
  * Wire format of anti-entropy pulls (msgpack over a request/response protocol):
@@ -59,12 +60,9 @@ export function encodeSyncRequest (cursor: SnapshotCursor | undefined): Uint8Arr
 /** Decodes a request; undefined when malformed. Never throws. */
 export function decodeSyncRequest (bytes: Uint8Array): { cursor: SnapshotCursor | undefined } | undefined {
   if (bytes.byteLength > 1024) return undefined
-  let raw: unknown
-  try {
-    raw = decode(bytes, { maxStrLength: MAX_NAME, maxArrayLength: 8, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
-  } catch {
-    return undefined
-  }
+  const d = decodeBounded(bytes, { maxStrLength: MAX_NAME, maxArrayLength: 8, maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+  if (!d.ok) return undefined
+  const raw = d.raw
   if (!Array.isArray(raw) || raw.length !== 3 || raw[0] !== SYNC_VERSION) return undefined
   const [, limit, index] = raw as unknown[]
   if (!isIndex(index)) return undefined
@@ -91,12 +89,9 @@ export type SnapshotDecodeResult = { ok: true, page: SnapshotPage } | { ok: fals
 export function decodeSnapshotPage (bytes: Uint8Array, limits: SyncLimits = DEFAULT_SYNC_LIMITS): SnapshotDecodeResult {
   if (!(bytes instanceof Uint8Array)) return { ok: false, reason: 'not bytes' }
   if (bytes.byteLength > limits.maxPageBytes) return { ok: false, reason: `page of ${bytes.byteLength} bytes exceeds ${limits.maxPageBytes}` }
-  let raw: unknown
-  try {
-    raw = decode(bytes, { maxStrLength: MAX_NAME * 4, maxArrayLength: Math.max(limits.maxGroups, limits.maxReplicas, limits.maxEntries * 4), maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
-  } catch (err) {
-    return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` }
-  }
+  const d = decodeBounded(bytes, { maxStrLength: MAX_NAME * 4, maxArrayLength: Math.max(limits.maxGroups, limits.maxReplicas, limits.maxEntries * 4), maxMapLength: 0, maxBinLength: 0, maxExtLength: 0 })
+  if (!d.ok) return d
+  const raw = d.raw
   if (!Array.isArray(raw) || raw.length !== 3 || raw[0] !== SYNC_VERSION) return { ok: false, reason: 'not a version-1 page' }
   const [, rawNext, rawGroups] = raw as unknown[]
   let next: SnapshotCursor | undefined

@@ -1,5 +1,6 @@
-import { decode, encode } from '@msgpack/msgpack'
+import { encode } from '@msgpack/msgpack'
 import { ExpiringSet, SetMerge, type SetEntry } from '../../crdt/expiring-set.js'
+import { decodeBounded } from '../../gossip/msgpack.js'
 import type { Transport, Verdict } from '../../gossip/transport.js'
 import { systemClock, type Clock } from '../../membership/clock.js'
 import { ErrorCode, invalid } from '../errors.js'
@@ -168,8 +169,10 @@ export function createBlocklist (init: BlocklistInit = {}): Blocklist {
 
   const receive = (data: Uint8Array, from: string): Verdict => {
     if (data.byteLength > MAX_MESSAGE_BYTES) return reject()
-    let msg: unknown
-    try { msg = decode(data) } catch { return reject() }
+    // Strings are bounded in UTF-8 bytes: at most 4 per UTF-16 unit of the longest field.
+    const d = decodeBounded(data, { maxStrLength: 4 * Math.max(MAX_KEY_LENGTH, MAX_REASON_LENGTH), maxArrayLength: Math.max(MAX_MESSAGE_ENTRIES, 5), maxBinLength: 0, maxMapLength: 0, maxExtLength: 0 })
+    if (!d.ok) return reject()
+    const msg = d.raw
     if (!Array.isArray(msg) || msg.length !== 2 || msg[0] !== WIRE_VERSION || !Array.isArray(msg[1]) || msg[1].length > MAX_MESSAGE_ENTRIES) return reject()
     const now = clock.now()
     const ok: SetEntry[] = []

@@ -1,4 +1,5 @@
-import { decode, encode } from '@msgpack/msgpack'
+import { encode } from '@msgpack/msgpack'
+import { decodeBounded } from '../../gossip/msgpack.js'
 
 /**
  * Wire format of policy distribution (msgpack arrays, a kind first):
@@ -50,12 +51,9 @@ export function encodePullAnswer (answer: Uint8Array | undefined | 'not-newer'):
 /** Decodes a topic message or pull answer; undefined when malformed. */
 export function decodePolicyMessage (data: Uint8Array, maxBytes: number): PolicyMessage | undefined {
   if (!(data instanceof Uint8Array) || data.byteLength > maxBytes) return undefined
-  let raw: unknown
-  try {
-    raw = decode(data, { maxStrLength: 0, maxBinLength: maxBytes, maxArrayLength: 3, maxMapLength: 0, maxExtLength: 0 })
-  } catch {
-    return undefined
-  }
+  const d = decodeBounded(data, { maxStrLength: 0, maxBinLength: maxBytes, maxArrayLength: 3, maxMapLength: 0, maxExtLength: 0 })
+  if (!d.ok) return undefined
+  const raw = d.raw
   if (!Array.isArray(raw) || raw.length === 0) return undefined
   const [kind, a, b] = raw as unknown[]
   // A copy: the message buffer may be reused by the transport, and a bundle is kept.
@@ -71,12 +69,9 @@ export function decodePolicyMessage (data: Uint8Array, maxBytes: number): Policy
 /** Decodes a pull request: what the asker runs; undefined when malformed. */
 export function decodePullRequest (data: Uint8Array): { version: number, hash: string | undefined } | undefined {
   if (!(data instanceof Uint8Array) || data.byteLength > 64) return undefined
-  let raw: unknown
-  try {
-    raw = decode(data, { maxStrLength: 0, maxBinLength: HASH_BYTES, maxArrayLength: 3, maxMapLength: 0, maxExtLength: 0 })
-  } catch {
-    return undefined
-  }
+  const d = decodeBounded(data, { maxStrLength: 0, maxBinLength: HASH_BYTES, maxArrayLength: 3, maxMapLength: 0, maxExtLength: 0 })
+  if (!d.ok) return undefined
+  const raw = d.raw
   if (!Array.isArray(raw) || raw.length !== 3 || raw[0] !== 1) return undefined
   const [, v, h] = raw as unknown[]
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || !(h instanceof Uint8Array)) return undefined

@@ -88,7 +88,11 @@ describe('block list over a mesh', () => {
       [1, [['k', T0, 1, T0 + 7_200_000, '']]], // longer than maxBlockMs
       [1, [['k', T0, 2, T0 + 10, '']]],
       [1, [['k', T0, 1, T0 - 1, '']]],
-      [1, [['x'.repeat(600), T0, 1, T0 + 10, '']]]
+      [1, [['x'.repeat(600), T0, 1, T0 + 10, '']]],
+      [1, [['k', T0, 1, T0 + 10, 'r'.repeat(5000)]]], // a string past the decoder's bound
+      [1, Array.from({ length: 1025 }, (_, i) => [`k${i}`, T0, 1, T0 + 10, ''])], // more entries than a message may hold
+      [1, [['k', T0, 1, T0 + 10, new Uint8Array(4)]]], // bytes where a reason belongs
+      [1, { k: 1 }]
     ]
     for (const b of bad) evil.publish('t/blocklist', typeof b === 'string' ? new TextEncoder().encode(b) : encode(b))
     expect(list.stats().messagesRejected).toBe(bad.length)
