@@ -21,6 +21,13 @@ function join (net: LoopbackNetwork, clock: VirtualClock, peerId: string, init: 
 }
 
 
+/** Nodes a and b on a 5 ms loopback network, b at incarnation 7 (the goodbye tests). */
+function pairWithB7 (): { clock: VirtualClock, a: LoopNode, b: LoopNode } {
+  const clock = new VirtualClock(T0)
+  const net = createLoopbackNetwork({ clock, latencyMs: 5 })
+  return { clock, a: join(net, clock, 'a'), b: join(net, clock, 'b', { self: { incarnation: 7, region: 'eu' } }) }
+}
+
 describe('membership over the loopback network', () => {
   it('discovers members from heartbeats with their region, weight and policy version', () => {
     const clock = new VirtualClock(T0)
@@ -105,10 +112,7 @@ describe('membership over the loopback network', () => {
   })
 
   it('forgets a member that says goodbye at once, with a left event; its late heartbeats do not bring it back, a restart does', () => {
-    const clock = new VirtualClock(T0)
-    const net = createLoopbackNetwork({ clock, latencyMs: 5 })
-    const a = join(net, clock, 'a')
-    const b = join(net, clock, 'b', { self: { incarnation: 7, region: 'eu' } })
+    const { clock, a, b } = pairWithB7()
     clock.advance(500)
     expect(a.m.member('b')?.state).toBe('alive')
     b.m.leave()
@@ -136,10 +140,7 @@ describe('membership over the loopback network', () => {
   })
 
   it('a goodbye from an older incarnation is ignored, and stop() says no goodbye', () => {
-    const clock = new VirtualClock(T0)
-    const net = createLoopbackNetwork({ clock, latencyMs: 5 })
-    const a = join(net, clock, 'a')
-    const b = join(net, clock, 'b', { self: { incarnation: 7, region: 'eu' } })
+    const { clock, a, b } = pairWithB7()
     clock.advance(300)
     // A goodbye of incarnation 6 relayed late, after b restarted as 7: b stays.
     b.t.publish(TOPIC, encodeHeartbeat({ incarnation: 6, region: 'eu', weight: 1, policyVersion: 0, sentAtMs: clock.now(), leaving: true }))
