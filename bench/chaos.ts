@@ -18,24 +18,16 @@ import { availableParallelism } from 'node:os'
 import { runParallel } from '../chaos/sim/parallel.js'
 import { runScenario } from '../chaos/sim/run.js'
 import { parseDuration } from '../src/policy/duration.js'
+import { benchArgs } from './args.js'
 
 const TARGET_WALL_SECONDS = 120
 
 interface Args { json: boolean, durationMs: number | undefined, seed: number | undefined, threads: number | undefined }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationMs: undefined, seed: undefined, threads: undefined }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    if (v === '--json') a.json = true
-    else if (v === '--duration') a.durationMs = parseDuration(argv[++i]) ?? Number(argv[i])
-    else if (v === '--seed') a.seed = Number(argv[++i])
-    else if (v === '--threads') {
-      a.threads = Number(argv[++i])
-      if (!Number.isInteger(a.threads) || a.threads < 0) throw new Error(`--threads must be an integer >= 0, got ${argv[i]}`)
-    } else throw new Error(`unknown argument ${v}; usage: bench:chaos -- [--json] [--duration D] [--seed N] [--threads N]`)
-  }
-  return a
+  const f = benchArgs('bench:chaos', argv, { json: false, duration: undefined as string | undefined, seed: undefined as number | undefined, threads: undefined as number | undefined }, { duration: 'string', seed: 'number', threads: 'number' })
+  if (f.threads !== undefined && (!Number.isInteger(f.threads) || f.threads < 0)) throw new Error(`--threads must be an integer >= 0, got ${f.threads}`)
+  return { json: f.json, durationMs: f.duration === undefined ? undefined : parseDuration(f.duration) ?? Number(f.duration), seed: f.seed, threads: f.threads }
 }
 
 async function main (): Promise<void> {

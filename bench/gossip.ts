@@ -25,25 +25,12 @@ import { generateSwarmKey } from '../gossip/psk.js'
 import { createLimiter, seededRandom, VirtualClock } from '../src/index.js'
 import { pct, runBareBaseline } from './gossip-bare.js'
 import { stubTransport } from './stub.js'
+import { benchArgs } from './args.js'
 
-interface Args { json: boolean, baseline: boolean, nodes: number, seconds: number, flushMs: number, changesPerSec: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
+type Args = { json: boolean, baseline: boolean, nodes: number, seconds: number, flush: number, changesPerSec: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, baseline: true, nodes: 10, seconds: 15, flushMs: 50, changesPerSec: 50_000 }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    if (v === '--json') a.json = true
-    else if (v === '--nodes') a.nodes = Number(argv[++i])
-    else if (v === '--no-baseline') a.baseline = false
-    else if (v === '--seconds') a.seconds = Number(argv[++i])
-    else if (v === '--flush') a.flushMs = Number(argv[++i])
-    else if (v === '--changes-per-sec') a.changesPerSec = Number(argv[++i])
-    else if (v === '--mesh-degree') a.meshDegree = Number(argv[++i])
-    else if (v === '--flood-publish') a.floodPublish = true
-    else if (v === '--idontwant-min-bytes') a.idontwantMinBytes = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:gossip -- [--json] [--no-baseline] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N] [--mesh-degree D] [--flood-publish] [--idontwant-min-bytes B]`)
-  }
-  return a
+  return benchArgs('bench:gossip', argv, { json: false, baseline: true, nodes: 10, seconds: 15, flush: 50, changesPerSec: 50_000, meshDegree: undefined, floodPublish: false, idontwantMinBytes: undefined } as Args, { meshDegree: 'number', idontwantMinBytes: 'number' })
 }
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
@@ -114,7 +101,7 @@ async function main (): Promise<void> {
   }
   const perNode = Math.round(args.changesPerSec / args.nodes)
   const start = (c: ChildProcess, bootstrap: string[], seed: number): void => {
-    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flushMs, checksPerSec: perNode, keys: 1_000_000, seed, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes })
+    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flush, checksPerSec: perNode, keys: 1_000_000, seed, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes })
   }
   let result: (Record<string, unknown> & { cpuMsPerNodePerSec: number }) | undefined
   let baselineLoad: { perSec: number, bytes: number } | undefined
@@ -131,7 +118,7 @@ async function main (): Promise<void> {
     for (const c of children) c.send({ type: 'connect', addrs })
     for (let i = 0; i < children.length; i++) await next('connected')
     await sleep(2000)
-    log(`${args.nodes} nodes up; hot workload ${args.changesPerSec} changes/s for ${args.seconds} s, flush every ${args.flushMs} ms`)
+    log(`${args.nodes} nodes up; hot workload ${args.changesPerSec} changes/s for ${args.seconds} s, flush every ${args.flush} ms`)
     for (const c of children) c.send({ type: 'traffic', on: true })
     await sleep(2000)
     const report = async (): Promise<Report[]> => {
@@ -177,7 +164,7 @@ async function main (): Promise<void> {
       bench: 'gossip',
       node: process.version,
       nodes: args.nodes,
-      flushIntervalMs: args.flushMs,
+      flushIntervalMs: args.flush,
       meshDegree: args.meshDegree ?? 3,
       floodPublish: args.floodPublish ?? false,
       changedKeysPerSec: Math.round(changes / elapsed),

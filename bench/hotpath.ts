@@ -14,20 +14,12 @@
  */
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { createLimiter, createLoopbackNetwork, seededRandom, type Clock, type Descriptor, type Limiter } from '../src/index.js'
+import { benchArgs } from './args.js'
 
-interface Args { json: boolean, ops: number, keys: number, samples: number }
+type Args = { json: boolean, ops: number, keys: number, samples: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, ops: 3_000_000, keys: 100_000, samples: 1_000_000 }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    if (v === '--json') a.json = true
-    else if (v === '--ops') a.ops = Number(argv[++i])
-    else if (v === '--keys') a.keys = Number(argv[++i])
-    else if (v === '--samples') a.samples = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:hotpath -- [--json] [--ops N] [--keys N] [--samples N]`)
-  }
-  return a
+  return benchArgs('bench:hotpath', argv, { json: false, ops: 3_000_000, keys: 100_000, samples: 1_000_000 })
 }
 
 const RING = 1 << 20

@@ -15,21 +15,12 @@
 import '../src/polyfill.js'
 import { createLibp2pTransport, type Libp2pTransport, type Libp2pTransportInit } from '../gossip/libp2p.js'
 import { generateSwarmKey } from '../gossip/psk.js'
+import { benchArgs } from './args.js'
 
-interface Args { json: boolean, nodes: number, rate: number, seconds: number, bytes: number }
+type Args = { json: boolean, nodes: number, rate: number, seconds: number, bytes: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, nodes: 10, rate: 5, seconds: 10, bytes: 1200 }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    if (v === '--json') a.json = true
-    else if (v === '--nodes') a.nodes = Number(argv[++i])
-    else if (v === '--rate') a.rate = Number(argv[++i])
-    else if (v === '--seconds') a.seconds = Number(argv[++i])
-    else if (v === '--bytes') a.bytes = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:mesh-degree -- [--json] [--nodes N] [--rate R] [--seconds S] [--bytes B]`)
-  }
-  return a
+  return benchArgs('bench:mesh-degree', argv, { json: false, nodes: 10, rate: 5, seconds: 10, bytes: 1200 })
 }
 
 type Setting = Pick<Libp2pTransportInit, 'meshDegree' | 'meshDegreeLow' | 'meshDegreeHigh' | 'floodPublish' | 'idontwantMinBytes'> & { name: string }

@@ -20,20 +20,12 @@ import { encodeBundle, generateOperatorKey, openBundle, signBundle, trustedKeyMa
 import { createPolicyDistributor } from '../src/policy/distribute.js'
 import { DENY_ALL_POLICIES, createPolicyManager } from '../src/policy/manager.js'
 import { validatePolicies } from '../src/policy/validate.js'
+import { benchArgs } from './args.js'
 
-interface Args { json: boolean, runs: number, keys: number, libp2pNodes: number }
+type Args = { json: boolean, runs: number, keys: number, libp2pNodes: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, runs: 5, keys: 100_000, libp2pNodes: 10 }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    if (v === '--json') a.json = true
-    else if (v === '--runs') a.runs = Number(argv[++i])
-    else if (v === '--keys') a.keys = Number(argv[++i])
-    else if (v === '--libp2p-nodes') a.libp2pNodes = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:policy -- [--json] [--runs N] [--keys N] [--libp2p-nodes N]`)
-  }
-  return a
+  return benchArgs('bench:policy', argv, { json: false, runs: 5, keys: 100_000, libp2pNodes: 10 })
 }
 
 const OPERATOR = generateOperatorKey()

@@ -13,17 +13,12 @@
  */
 import { encodeDelta } from '../gossip/codec.js'
 import { createLimiter, createLoopbackNetwork, type Clock } from '../src/index.js'
+import { benchArgs } from './args.js'
 
-interface Args { json: boolean, keys: number }
+type Args = { json: boolean, keys: number }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, keys: 100_000 }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    if (v === '--json') a.json = true
-    else if (v === '--keys') a.keys = Number(argv[++i])
-    else throw new Error(`unknown argument ${v}; usage: bench:shares -- [--json] [--keys N]`)
-  }
+  const a = benchArgs('bench:shares', argv, { json: false, keys: 100_000 })
   if (!Number.isInteger(a.keys) || a.keys < 1000) throw new Error(`--keys must be an integer >= 1000, got ${a.keys}`)
   return a
 }
