@@ -59,8 +59,16 @@ export interface H2loadPlan {
   clients: number
   /** Streams in flight per connection (`-m`); HTTP/1.1 with a body is 1 whatever this says. */
   streams: number
-  /** Requests per second per connection (`--rps`); undefined: as fast as the streams allow. */
+  /**
+   * Requests per second per connection (`--rps`); undefined: as fast as the streams
+   * allow. h2load's rps timer fires at most every 10 ms (sending the requests due since),
+   * so above 100/s a connection sends bursts: see `pacedPlan`.
+   */
   rpsPerClient?: number
+  /** Open this many connections per ms (`-r N --rate-period 1ms`), so that their rps timers do not all fire at once. */
+  connectPerMs?: number
+  /** Send at the times of this file (`--timing-script-file`: "offset ms<TAB>URI" lines, replayed by every connection) instead of `--rps`. */
+  timingScript?: string
   /** Exactly this many requests over all connections (`-n`); else `durationS`. */
   requests?: number
   /** Run for this long (`-D`) when `requests` is not set. */
@@ -73,14 +81,37 @@ export interface H2loadPlan {
 export function h2loadArgs (plan: H2loadPlan, bodyFile: string, logFile?: string): string[] {
   const args = ['-c', String(plan.clients), '-m', String(plan.streams), '-t', '1', '-d', bodyFile]
   if (plan.h1) args.push('--h1')
-  if (plan.rpsPerClient !== undefined) args.push('--rps', String(plan.rpsPerClient))
+  if (plan.timingScript !== undefined) args.push('--timing-script-file', plan.timingScript)
+  else if (plan.rpsPerClient !== undefined) args.push('--rps', String(plan.rpsPerClient))
+  if (plan.connectPerMs !== undefined) args.push('-r', String(plan.connectPerMs), '--rate-period', '1ms')
   if (plan.requests !== undefined) args.push('-n', String(plan.requests))
   else if (plan.durationS !== undefined) args.push('-D', `${Math.max(1, Math.round(plan.durationS * 1000))}ms`)
   else throw new Error('an h2load plan needs requests or durationS')
   for (const h of plan.headers) args.push('-H', h)
   if (logFile !== undefined) args.push('--log-file', logFile)
-  args.push(plan.url)
+  // With a timing script the URIs are the script's.
+  if (plan.timingScript === undefined) args.push(plan.url)
   return args
+}
+
+/** h2load's rps timer fires at most every 10 ms: at most 100 requests per second per connection go out one at a time. */
+export const H2LOAD_MAX_EVEN_RPS = 100
+
+/**
+ * Connections and pacing for `rate` requests per second from one h2load process:
+ * `clients` connections if given, else as many as keep each at 100/s or less (one
+ * request per timer tick), opened over one 10 ms tick so that their ticks interleave.
+ */
+export function pacedPlan (rate: number, clients: number | undefined): { clients: number, rpsPerClient: number, connectPerMs: number } {
+  const c = clients ?? Math.max(1, Math.ceil(rate / H2LOAD_MAX_EVEN_RPS))
+  return { clients: c, rpsPerClient: rate / c, connectPerMs: Math.max(1, Math.ceil(c / 10)) }
+}
+
+/** A timing script of `requests` lines, one every 1000 / rate ms from `offsetMs`, all to `url`. */
+export function timingScript (url: string, rate: number, requests: number, offsetMs = 0): string {
+  const lines: string[] = []
+  for (let i = 0; i < requests; i++) lines.push(`${(offsetMs + i * 1000 / rate).toFixed(3)}\t${url}`)
+  return lines.join('\n') + '\n'
 }
 
 /** h2load's end-of-run summary (stdout). */
@@ -183,6 +214,8 @@ export interface H2loadLatency {
   /** Requests over 5 ms and in how many distinct 50 ms windows (by start) they fell: few windows mean stalls. */
   slowCalls: number
   slowWindows: number
+  /** Most starts in one millisecond (counted from the first start): against rate / 1000, how bursty the offered load was. */
+  maxStartsPerMs: number
 }
 
 /** Latency percentiles (nearest rank), in-flight peak and pacing of a run from its log. */
@@ -196,6 +229,7 @@ export function latencyOf (log: H2loadLog, offeredPerSec?: number): H2loadLatenc
   const lat = new Float64Array(n)
   const sched = new Float64Array(n)
   const windows = new Set<number>()
+  const perMs = new Map<number, number>()
   let slowCalls = 0
   let lagMax = 0
   for (let k = 0; k < n; k++) {
@@ -209,7 +243,11 @@ export function latencyOf (log: H2loadLog, offeredPerSec?: number): H2loadLatenc
     if (lag > lagMax) lagMax = lag
     sched[k] = lat[k] + Math.max(0, lag)
     if (l > 5000) { slowCalls++; windows.add(Math.floor((s - t0) / 50_000)) }
+    const ms = Math.floor((s - t0) / 1000)
+    perMs.set(ms, (perMs.get(ms) ?? 0) + 1)
   }
+  let maxStartsPerMs = 0
+  for (const c of perMs.values()) if (c > maxStartsPerMs) maxStartsPerMs = c
   ends.sort()
   // Sweep starts against ends (both sorted): the peak of starts not yet ended.
   let inFlight = 0
@@ -233,7 +271,8 @@ export function latencyOf (log: H2loadLog, offeredPerSec?: number): H2loadLatenc
     startLagMaxMs: round3(lagMax),
     scheduledP99Ms: round3(percentile(sched, 0.99)),
     slowCalls,
-    slowWindows: windows.size
+    slowWindows: windows.size,
+    maxStartsPerMs
   }
 }
 

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { loadRls } from '../src/sidecar/grpc.js'
 import { decodeRlsRequest, type RlsRequest } from '../src/sidecar/rls-codec.js'
-import { RLS_PATH, checkRequestBody, decisionsOf, h2loadArgs, latencyOf, parseH2loadLog, parseH2loadSummary, rlsRequestBody, type H2loadLatency, type H2loadPlan, type H2loadSummary } from './h2load.js'
+import { RLS_PATH, checkRequestBody, decisionsOf, h2loadArgs, latencyOf, pacedPlan, parseH2loadLog, parseH2loadSummary, rlsRequestBody, timingScript, type H2loadLatency, type H2loadPlan, type H2loadSummary } from './h2load.js'
 
 /** The generator's settings (bench:sidecar's --h2load-* flags). */
 export interface H2loadOptions {
@@ -21,12 +21,20 @@ export interface H2loadOptions {
   dir: string
   /** h2load processes side by side, each posting its own user `u<i>` (h2load posts one fixed body per process). */
   keys: number
-  /** Connections per process in the fixed-rate gRPC phase. */
-  grpcClients: number
+  /** Connections per process in the fixed-rate gRPC phase (rps pacing); undefined: one per 100/s (see pacedPlan). */
+  grpcClients: number | undefined
+  /**
+   * How the fixed-rate gRPC phase is paced: `rps`, h2load's --rps over many connections
+   * (the rate is kept, catching up after any delay; arrivals bunch in h2load's 10 ms
+   * ticks once its connections' ticks fall into step); `script`, one connection per
+   * process sending at the times of a timing script (even arrivals, but h2load
+   * re-arms each wait from when it woke, so its own lateness lowers the rate achieved).
+   */
+  grpcPacing: 'rps' | 'script'
   /** Streams in flight allowed per gRPC connection at the fixed rate. */
   streams: number
-  /** Connections per process in the fixed-rate HTTP phase (HTTP/1.1 with a body: one request in flight each). */
-  httpClients: number
+  /** Connections per process in the fixed-rate HTTP phase (HTTP/1.1 with a body: one request in flight each); undefined: one per 100/s. */
+  httpClients: number | undefined
   /** Calls or connections in flight at saturation (the node generators' `--connections`). */
   connections: number
 }
@@ -34,6 +42,9 @@ export interface H2loadOptions {
 /** One h2load run of one phase: latency from its logs, h2load's own figures, and how it was checked. */
 export interface H2loadRun extends H2loadLatency {
   offered: number | null
+  /** Connections (over all processes) and how the fixed rate was paced. */
+  connections: number
+  pacing: 'rps' | 'script' | null
   /** Requests per second h2load reports (completed requests over its run time, summed over processes). */
   h2loadReqPerSec: number
   succeeded: number
@@ -55,8 +66,8 @@ export function requireH2load (): string {
 }
 
 /** Runs one h2load process to its end and returns its stdout; throws with its output when it fails. */
-async function h2loadProcess (args: string[]): Promise<string> {
-  const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+async function h2loadProcess (args: string[], env?: Record<string, string>): Promise<string> {
+  const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   let out = ''
   let err = ''
   child.stdout.on('data', (c: Buffer) => { out += c.toString() })
@@ -72,15 +83,19 @@ let runs = 0
  * Runs `bodies.length` h2load processes side by side (process i posts bodies[i]),
  * each as `plan` says, and fails loudly unless every request succeeded with a 2xx.
  */
-async function runH2load (o: H2loadOptions, plan: H2loadPlan, bodies: Buffer[], offered: number | undefined): Promise<{ summary: H2loadSummary, latency: H2loadLatency }> {
+async function runH2load (o: H2loadOptions, plan: H2loadPlan, bodies: Buffer[], offered: number | undefined, scripts?: string[]): Promise<{ summary: H2loadSummary, latency: H2loadLatency }> {
   const id = runs++
   const files = bodies.map((b, i) => {
     const body = join(o.dir, `h2load-${id}-${i}.body`)
     writeFileSync(body, b)
-    return { body, log: join(o.dir, `h2load-${id}-${i}.log`) }
+    const script = scripts === undefined ? undefined : join(o.dir, `h2load-${id}-${i}.script`)
+    if (script !== undefined) writeFileSync(script, scripts?.[i] ?? '')
+    return { body, script, log: join(o.dir, `h2load-${id}-${i}.log`) }
   })
   try {
-    const outs = await Promise.all(files.map(async f => await h2loadProcess(h2loadArgs(plan, f.body, f.log))))
+    // A timing script waits 1 / rate between sends: libev's select backend sleeps that long (in us), its default epoll backend at least 1 ms.
+    const env = scripts === undefined ? undefined : { LIBEV_FLAGS: '1' }
+    const outs = await Promise.all(files.map(async f => await h2loadProcess(h2loadArgs({ ...plan, timingScript: f.script }, f.body, f.log), env)))
     const sums = outs.map(parseH2loadSummary)
     const summary = sums.reduce((s, x) => {
       for (const k of Object.keys(s) as Array<keyof H2loadSummary>) s[k] = k === 'finishedS' ? Math.max(s[k], x[k]) : s[k] + x[k]
@@ -94,7 +109,7 @@ async function runH2load (o: H2loadOptions, plan: H2loadPlan, bodies: Buffer[], 
     if (rows.non2xx > 0 || rows.startUs.length < summary.succeeded || rows.startUs.length > summary.status2xx) throw new Error(`h2load's logs hold ${rows.startUs.length} rows, ${rows.non2xx} not 2xx, for ${summary.succeeded} successes`)
     return { summary, latency: latencyOf(rows, offered) }
   } finally {
-    for (const f of files) { rmSync(f.body, { force: true }); rmSync(f.log, { force: true }) }
+    for (const f of files) for (const path of [f.body, f.log, f.script]) if (path !== undefined) rmSync(path, { force: true })
   }
 }
 
@@ -142,9 +157,10 @@ async function checkHttpOnce (url: string, body: Buffer, sidecar: boolean): Prom
   if (!ok) throw new Error(`unexpected answer to the h2load body from ${url}: ${r.status} ${JSON.stringify(j)}`)
 }
 
-function result (run: { summary: H2loadSummary, latency: H2loadLatency }, plan: H2loadPlan, offered: number | undefined, serverDecisions: number): H2loadRun {
-  const clientIntervalMs = plan.rpsPerClient === undefined ? null : Math.round(1e6 / plan.rpsPerClient) / 1000
-  return { ...run.latency, offered: offered ?? null, h2loadReqPerSec: Math.round(run.summary.reqPerSec), succeeded: run.summary.succeeded, streamsPerConnection: plan.streams, clientIntervalMs, serverDecisions }
+function result (run: { summary: H2loadSummary, latency: H2loadLatency }, plan: H2loadPlan, processes: number, offered: number | undefined, script: boolean, serverDecisions: number): H2loadRun {
+  const clientIntervalMs = plan.rpsPerClient === undefined || script ? null : Math.round(1e6 / plan.rpsPerClient) / 1000
+  const pacing = offered === undefined ? null : script ? 'script' : 'rps'
+  return { ...run.latency, offered: offered ?? null, connections: plan.clients * processes, pacing, h2loadReqPerSec: Math.round(run.summary.reqPerSec), succeeded: run.summary.succeeded, streamsPerConnection: plan.streams, clientIntervalMs, serverDecisions }
 }
 
 /**
@@ -155,22 +171,20 @@ function result (run: { summary: H2loadSummary, latency: H2loadLatency }, plan: 
 export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string, o: H2loadOptions, rate: number | undefined, durationS: number): Promise<H2loadRun> {
   const bodies = users(o).map(rlsRequestBody)
   await checkGrpcOnce(grpcAddress, bodies[0])
-  const clients = rate === undefined ? 1 : o.grpcClients
+  const url = `http://${grpcAddress}${RLS_PATH}`
   const streams = rate === undefined ? o.connections : o.streams
-  const plan: H2loadPlan = {
-    url: `http://${grpcAddress}${RLS_PATH}`,
-    h1: false,
-    clients,
-    streams,
-    headers: ['content-type: application/grpc', 'te: trailers'],
-    ...(rate === undefined ? { durationS } : { rpsPerClient: rate / (o.keys * clients), requests: Math.round(rate * durationS / o.keys) })
-  }
+  const script = rate !== undefined && o.grpcPacing === 'script'
+  const requests = rate === undefined ? 0 : Math.round(rate * durationS / o.keys)
+  const pacing = rate === undefined ? { clients: 1 } : script ? { clients: 1 } : pacedPlan(rate / o.keys, o.grpcClients)
+  const plan: H2loadPlan = { url, h1: false, streams, headers: ['content-type: application/grpc', 'te: trailers'], ...pacing, ...(rate === undefined ? { durationS } : { requests }) }
+  // Process i's script starts i / rate after process 0's: together, one call every 1 / rate.
+  const scripts = script ? bodies.map((_, i) => timingScript(url, (rate ?? 0) / o.keys, requests, i * 1000 / (rate ?? 1))) : undefined
   const before = await decisions(httpUrl, 'grpc')
-  const run = await runH2load(o, plan, bodies, rate)
+  const run = await runH2load(o, plan, bodies, rate, scripts)
   const counted = await decisions(httpUrl, 'grpc') - before
-  checkDecisions('gRPC', counted, run.summary.succeeded, rate === undefined ? o.keys * clients * streams : 0)
+  checkDecisions('gRPC', counted, run.summary.succeeded, rate === undefined ? o.keys * streams : 0)
   if (rate !== undefined && run.latency.maxInFlight >= streams) log(`h2load gRPC: ${run.latency.maxInFlight} calls in flight at once, as many as the ${streams} streams per connection: calls may have waited for a stream (raise --h2load-streams)`)
-  return result(run, plan, rate, counted)
+  return result(run, plan, bodies.length, rate, script, counted)
 }
 
 /**
@@ -181,21 +195,21 @@ export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string, o: H2
 export async function h2loadHttpRun (httpUrl: string, o: H2loadOptions, rate: number | undefined, durationS: number, sidecar: boolean): Promise<H2loadRun> {
   const bodies = users(o).map(checkRequestBody)
   await checkHttpOnce(`${httpUrl}/v1/check`, bodies[0], sidecar)
-  const clients = Math.max(1, Math.round((rate === undefined ? o.connections : o.httpClients * o.keys) / o.keys))
+  const pacing = rate === undefined ? { clients: Math.max(1, Math.round(o.connections / o.keys)) } : pacedPlan(rate / o.keys, o.httpClients)
   const plan: H2loadPlan = {
     url: `${httpUrl}/v1/check`,
     h1: true,
-    clients,
     streams: 1,
     headers: ['content-type: application/json'],
-    ...(rate === undefined ? { durationS } : { rpsPerClient: rate / (o.keys * clients), requests: Math.round(rate * durationS / o.keys) })
+    ...pacing,
+    ...(rate === undefined ? { durationS } : { requests: Math.round(rate * durationS / o.keys) })
   }
   const before = sidecar ? await decisions(httpUrl, 'http') : NaN
   const run = await runH2load(o, plan, bodies, rate)
   let counted = NaN
   if (sidecar) {
     counted = await decisions(httpUrl, 'http') - before
-    checkDecisions('HTTP', counted, run.summary.succeeded, rate === undefined ? o.keys * clients : 0)
+    checkDecisions('HTTP', counted, run.summary.succeeded, rate === undefined ? o.keys * plan.clients : 0)
   }
-  return result(run, plan, rate, counted)
+  return result(run, plan, bodies.length, rate, false, counted)
 }

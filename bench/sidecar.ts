@@ -8,8 +8,8 @@
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
  *                            [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH]
  *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
- *                            [--generator node|h2load] [--h2load-keys K] [--h2load-grpc-clients N]
- *                            [--h2load-streams N] [--h2load-http-clients N]
+ *                            [--generator node|h2load] [--h2load-keys K] [--h2load-pacing rps|script]
+ *                            [--h2load-grpc-clients N] [--h2load-streams N] [--h2load-http-clients N]
  *
  * `--generator h2load` drives every phase with h2load (nghttp2-client, native: it does
  * not stall like our node generators) instead of autocannon and the gRPC client loop;
@@ -172,7 +172,7 @@ async function httpRun (url: string, a: Args, rate: number | undefined, duration
 const h2loadRuns: Record<string, H2loadRun> = {}
 
 function logH2load (phase: string, r: H2loadRun): void {
-  log(`h2load ${phase}: ${r.succeeded} requests checked against ${Number.isNaN(r.serverDecisions) ? 'their 2xx answers' : `${r.serverDecisions} sidecar decisions`}; achieved ${r.achievedPerSec}/s (h2load: ${r.h2loadReqPerSec}/s), p50 ${r.p50Ms} / p99 ${r.p99Ms} / p99.9 ${r.p999Ms} / max ${r.maxMs} ms; at most ${r.maxInFlight} in flight (${r.streamsPerConnection} streams per connection${r.clientIntervalMs === null ? '' : `, a request every ${r.clientIntervalMs} ms per connection`}), starts at most ${r.startLagMaxMs} ms behind an even schedule, p99 from it ${r.scheduledP99Ms} ms`)
+  log(`h2load ${phase}: ${r.connections} connections${r.pacing === null ? '' : `, ${r.pacing} pacing`}, ${r.succeeded} requests checked against ${Number.isNaN(r.serverDecisions) ? 'their 2xx answers' : `${r.serverDecisions} sidecar decisions`}; achieved ${r.achievedPerSec}/s (h2load: ${r.h2loadReqPerSec}/s), p50 ${r.p50Ms} / p99 ${r.p99Ms} / p99.9 ${r.p999Ms} / max ${r.maxMs} ms; at most ${r.maxInFlight} in flight (${r.streamsPerConnection} streams per connection${r.clientIntervalMs === null ? '' : `, a request every ${r.clientIntervalMs} ms per connection`}), starts at most ${r.startLagMaxMs} ms behind an even schedule and at most ${r.maxStartsPerMs} in one ms, p99 from it ${r.scheduledP99Ms} ms`)
 }
 
 /** gRPC phase: the node client loop, or h2load. */
@@ -264,7 +264,7 @@ async function main (): Promise<void> {
   const policyFile = join(dir, 'policies.yaml')
   writeFileSync(policyFile, POLICIES)
   const h2: H2loadOptions | undefined = a.generator === 'h2load'
-    ? { dir, keys: a.h2loadKeys, grpcClients: a.h2loadGrpcClients, streams: a.h2loadStreams, httpClients: a.h2loadHttpClients, connections: a.connections }
+    ? { dir, keys: a.h2loadKeys, grpcClients: a.h2loadGrpcClients, grpcPacing: a.h2loadPacing, streams: a.h2loadStreams, httpClients: a.h2loadHttpClients, connections: a.connections }
     : undefined
   const children: ChildProcess[] = []
   const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }

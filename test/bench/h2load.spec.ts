@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { BENCH_DOMAIN, checkRequestBody, decisionsOf, grpcFrame, h2loadArgs, latencyOf, parseH2loadLog, parseH2loadSummary, rlsRequestBody, type H2loadPlan } from '../../bench/h2load.js'
+import { BENCH_DOMAIN, H2LOAD_MAX_EVEN_RPS, checkRequestBody, decisionsOf, grpcFrame, h2loadArgs, latencyOf, pacedPlan, parseH2loadLog, parseH2loadSummary, rlsRequestBody, timingScript, type H2loadPlan } from '../../bench/h2load.js'
 import { parseCheckRequest } from '../../src/sidecar/decision-api.js'
 import { decodeRlsRequest } from '../../src/sidecar/rls-codec.js'
 
@@ -46,6 +46,31 @@ describe('h2load command line', () => {
   it('runs for a duration in ms over HTTP/1.1 when asked, and refuses a plan with neither', () => {
     expect(h2loadArgs({ ...base, h1: true, durationS: 2.5 }, '/tmp/b')).toEqual(['-c', '2', '-m', '64', '-t', '1', '-d', '/tmp/b', '--h1', '-D', '2500ms', '-H', 'te: trailers', 'http://127.0.0.1:1/x'])
     expect(() => h2loadArgs(base, '/tmp/b')).toThrow(/requests or durationS/)
+  })
+
+  it('staggers connections, and takes its URIs from a timing script instead of --rps', () => {
+    expect(h2loadArgs({ ...base, rpsPerClient: 100, connectPerMs: 3, requests: 10 }, '/tmp/b').join(' ')).toContain('--rps 100 -r 3 --rate-period 1ms -n 10')
+    const args = h2loadArgs({ ...base, rpsPerClient: 100, timingScript: '/tmp/s', requests: 10 }, '/tmp/b')
+    expect(args.join(' ')).toBe('-c 2 -m 64 -t 1 -d /tmp/b --timing-script-file /tmp/s -n 10 -H te: trailers')
+  })
+
+  it('paces a rate over connections of at most 100/s each, opened over one 10 ms tick', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 100_000 }), fc.option(fc.integer({ min: 1, max: 500 }), { nil: undefined }), (rate, clients) => {
+      const p = pacedPlan(rate, clients)
+      expect(p.clients * p.rpsPerClient).toBeCloseTo(rate, 6)
+      if (clients !== undefined) expect(p.clients).toBe(clients)
+      else {
+        expect(p.rpsPerClient).toBeLessThanOrEqual(H2LOAD_MAX_EVEN_RPS)
+        // One connection fewer would need more than 100/s each.
+        if (p.clients > 1) expect(rate / (p.clients - 1)).toBeGreaterThan(H2LOAD_MAX_EVEN_RPS)
+      }
+      expect(p.connectPerMs * 10).toBeGreaterThanOrEqual(p.clients)
+      expect((p.connectPerMs - 1) * 10).toBeLessThan(p.clients)
+    }))
+  })
+
+  it('writes a timing script of evenly spaced sends from an offset', () => {
+    expect(timingScript('http://h/p', 4000, 3, 0.125)).toBe('0.125\thttp://h/p\n0.375\thttp://h/p\n0.625\thttp://h/p\n')
   })
 })
 
@@ -110,6 +135,9 @@ describe('h2load log file', () => {
       const span = Math.max(...rs.map(r => r.start + r.lat)) - Math.min(...rs.map(r => r.start))
       expect(l.achievedPerSec).toBe(Math.round(rs.length / (span / 1e6)))
       expect(l.slowCalls).toBe(rs.filter(r => r.lat > 5000).length)
+      const t0 = Math.min(...rs.map(r => r.start))
+      const perMs = rs.map(r => rs.filter(o => Math.floor((o.start - t0) / 1000) === Math.floor((r.start - t0) / 1000)).length)
+      expect(l.maxStartsPerMs).toBe(Math.max(...perMs))
     }), { numRuns: 300 })
   })
 
