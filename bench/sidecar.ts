@@ -168,7 +168,7 @@ async function httpRun (url: string, a: Args, rate: number | undefined, duration
   }
 }
 
-/** h2load's runs of this bench by phase (grpcSaturation, grpcFixed, httpFixed...), for the JSON line. */
+/** h2load's runs of this bench by phase (grpcSaturation, grpcFixed, httpFixed...), for the JSON line and the exact request counts (a script-paced run can outlast its duration). */
 const h2loadRuns: Record<string, H2loadRun> = {}
 
 function logH2load (phase: string, r: H2loadRun): void {
@@ -299,7 +299,7 @@ async function main (): Promise<void> {
       const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
       grpcFixed = await grpcPhase('grpcFixed', g, side.ready.http, a, h2, a.grpcRate, a.durationS)
-      grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (grpcFixed.reqPerSec * a.durationS))
+      grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (h2loadRuns.grpcFixed?.succeeded ?? grpcFixed.reqPerSec * a.durationS))
       // Stalls end up classified 50 ms after they end.
       await new Promise(resolve => setTimeout(resolve, 100))
       grpcServerLoop = await serverLoop(side.ready.http)
@@ -317,7 +317,7 @@ async function main (): Promise<void> {
       const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
       httpFixed = await httpPhase('httpFixed', side.ready.http, a, h2, a.httpRate, a.durationS, true)
-      httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (httpFixed.reqPerSec * a.durationS))
+      httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (h2loadRuns.httpFixed?.succeeded ?? httpFixed.reqPerSec * a.durationS))
       await new Promise(resolve => setTimeout(resolve, 100))
       httpServerLoop = await serverLoop(side.ready.http)
       httpStalls = stallsBetween(before, httpServerLoop)
