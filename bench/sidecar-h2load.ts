@@ -72,7 +72,8 @@ async function h2loadProcess (args: string[], env?: Record<string, string>): Pro
   let err = ''
   child.stdout.on('data', (c: Buffer) => { out += c.toString() })
   child.stderr.on('data', (c: Buffer) => { err += c.toString() })
-  const code = await new Promise<number | null>((resolve, reject) => { child.once('error', reject); child.once('exit', resolve) })
+  // 'close', not 'exit': only then has all of its output been read (the summary is its last lines).
+  const code = await new Promise<number | null>((resolve, reject) => { child.once('error', reject); child.once('close', resolve) })
   if (code !== 0) throw new Error(`h2load ${args.join(' ')} exited with ${String(code)}:\n${err.slice(-2000)}${out.slice(-2000)}`)
   return out
 }
