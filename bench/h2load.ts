@@ -107,10 +107,15 @@ export function pacedPlan (rate: number, clients: number | undefined): { clients
   return { clients: c, rpsPerClient: rate / c, connectPerMs: Math.max(1, Math.ceil(c / 10)) }
 }
 
-/** A timing script of `requests` lines, one every 1000 / rate ms from `offsetMs`, all to `url`. */
-export function timingScript (url: string, rate: number, requests: number, offsetMs = 0): string {
+/**
+ * A timing script of `requests` sends to `url` at `rate` per second from `offsetMs`, in
+ * groups of `perGroup` at the same time (h2load sends a group in one wake-up: it re-arms
+ * each wait from when it woke, so every wake-up adds its lateness and fewer of them slip
+ * the rate less).
+ */
+export function timingScript (url: string, rate: number, requests: number, offsetMs = 0, perGroup = 1): string {
   const lines: string[] = []
-  for (let i = 0; i < requests; i++) lines.push(`${(offsetMs + i * 1000 / rate).toFixed(3)}\t${url}`)
+  for (let i = 0; i < requests; i++) lines.push(`${(offsetMs + Math.floor(i / perGroup) * perGroup * 1000 / rate).toFixed(3)}\t${url}`)
   return lines.join('\n') + '\n'
 }
 

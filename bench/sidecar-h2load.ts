@@ -27,8 +27,9 @@ export interface H2loadOptions {
    * How the fixed-rate gRPC phase is paced: `rps`, h2load's --rps over many connections
    * (the rate is kept, catching up after any delay; arrivals bunch in h2load's 10 ms
    * ticks once its connections' ticks fall into step); `script`, one connection per
-   * process sending at the times of a timing script (even arrivals, but h2load
-   * re-arms each wait from when it woke, so its own lateness lowers the rate achieved).
+   * process sending at the times of a timing script, a group every 0.5 ms (even
+   * arrivals, but h2load re-arms each wait from when it woke, so its own lateness
+   * lowers the rate achieved).
    */
   grpcPacing: 'rps' | 'script'
   /** Streams in flight allowed per gRPC connection at the fixed rate. */
@@ -66,8 +67,13 @@ export function requireH2load (): string {
 }
 
 /** Runs one h2load process to its end and returns its stdout; throws with its output when it fails. */
-async function h2loadProcess (args: string[], env?: Record<string, string>): Promise<string> {
-  const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+async function h2loadProcess (args: string[], precise: boolean): Promise<string> {
+  // Precise waits (timing scripts): libev's select backend sleeps in us (its default epoll
+  // backend at least 1 ms), and a timer slack of 1 ns (Linux's default, 50 us, would be
+  // added to every wait; a process may set its own, and exec keeps it).
+  const child = precise
+    ? spawn('sh', ['-c', '{ echo 1 > /proc/self/timerslack_ns; } 2>/dev/null; exec h2load "$@"', 'h2load', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LIBEV_FLAGS: '1' } })
+    : spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout.on('data', (c: Buffer) => { out += c.toString() })
@@ -94,9 +100,7 @@ async function runH2load (o: H2loadOptions, plan: H2loadPlan, bodies: Buffer[], 
     return { body, script, log: join(o.dir, `h2load-${id}-${i}.log`) }
   })
   try {
-    // A timing script waits 1 / rate between sends: libev's select backend sleeps that long (in us), its default epoll backend at least 1 ms.
-    const env = scripts === undefined ? undefined : { LIBEV_FLAGS: '1' }
-    const outs = await Promise.all(files.map(async f => await h2loadProcess(h2loadArgs({ ...plan, timingScript: f.script }, f.body, f.log), env)))
+    const outs = await Promise.all(files.map(async f => await h2loadProcess(h2loadArgs({ ...plan, timingScript: f.script }, f.body, f.log), scripts !== undefined)))
     const sums = outs.map(parseH2loadSummary)
     const summary = sums.reduce((s, x) => {
       for (const k of Object.keys(s) as Array<keyof H2loadSummary>) s[k] = k === 'finishedS' ? Math.max(s[k], x[k]) : s[k] + x[k]
@@ -178,8 +182,10 @@ export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string, o: H2
   const requests = rate === undefined ? 0 : Math.round(rate * durationS / o.keys)
   const pacing = rate === undefined ? { clients: 1 } : script ? { clients: 1 } : pacedPlan(rate / o.keys, o.grpcClients)
   const plan: H2loadPlan = { url, h1: false, streams, headers: ['content-type: application/grpc', 'te: trailers'], ...pacing, ...(rate === undefined ? { durationS } : { requests }) }
-  // Process i's script starts i / rate after process 0's: together, one call every 1 / rate.
-  const scripts = script ? bodies.map((_, i) => timingScript(url, (rate ?? 0) / o.keys, requests, i * 1000 / (rate ?? 1))) : undefined
+  // Groups of one 0.5 ms's calls (5 at 10,000/s: half the node generator's 1 ms ticks);
+  // process i's script starts i / rate after process 0's.
+  const perGroup = Math.max(1, Math.round((rate ?? 0) / o.keys / 2000))
+  const scripts = script ? bodies.map((_, i) => timingScript(url, (rate ?? 0) / o.keys, requests, i * 1000 / (rate ?? 1), perGroup)) : undefined
   const before = await decisions(httpUrl, 'grpc')
   const run = await runH2load(o, plan, bodies, rate, scripts)
   const counted = await decisions(httpUrl, 'grpc') - before

@@ -69,8 +69,17 @@ describe('h2load command line', () => {
     }))
   })
 
-  it('writes a timing script of evenly spaced sends from an offset', () => {
+  it('writes a timing script of evenly spaced sends from an offset, in groups when asked', () => {
     expect(timingScript('http://h/p', 4000, 3, 0.125)).toBe('0.125\thttp://h/p\n0.375\thttp://h/p\n0.625\thttp://h/p\n')
+    const times = (t: string): number[] => t.trim().split('\n').map(l => Number(l.split('\t')[0]))
+    expect(times(timingScript('u', 10_000, 12, 0, 5))).toEqual([0, 0, 0, 0, 0, 0.5, 0.5, 0.5, 0.5, 0.5, 1, 1])
+    // Groups keep the rate: request i goes out no later than its even time, and less than a group's span earlier.
+    fc.assert(fc.property(fc.integer({ min: 100, max: 50_000 }), fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 200 }), (rate, g, n) => {
+      times(timingScript('u', rate, n, 0, g)).forEach((t, i) => {
+        expect(t).toBeLessThanOrEqual(i * 1000 / rate + 0.0005)
+        expect(t).toBeGreaterThan(i * 1000 / rate - g * 1000 / rate - 0.0005)
+      })
+    }))
   })
 })
 
