@@ -19,8 +19,14 @@ import { RLS_PATH, checkRequestBody, decisionsOf, h2loadArgs, latencyOf, pacedPl
 export interface H2loadOptions {
   /** Where body and log files go. */
   dir: string
-  /** h2load processes side by side, each posting its own user `u<i>` (h2load posts one fixed body per process). */
+  /** Users the load is spread over: h2load posts one fixed body per process, so process i posts user `u<i mod keys>`. */
   keys: number
+  /**
+   * h2load processes side by side in rps-paced fixed-rate phases (at least `keys`): each
+   * process's connections' 10 ms ticks fall into step when it runs late, so several
+   * processes keep the bursts smaller. Saturation and script-paced phases run one per key.
+   */
+  processes: number
   /** Connections per process in the fixed-rate gRPC phase (rps pacing); undefined: one per 100/s (see pacedPlan). */
   grpcClients: number | undefined
   /**
@@ -133,7 +139,8 @@ function checkDecisions (api: string, counted: number, succeeded: number, cut: n
   }
 }
 
-const users = (o: H2loadOptions): string[] => Array.from({ length: o.keys }, (_, i) => `u${i}`)
+/** The users of `n` processes, one body each. */
+const users = (o: H2loadOptions, n: number): string[] => Array.from({ length: n }, (_, i) => `u${i % o.keys}`)
 
 /** One ShouldRateLimit with grpc-js, the request decoded from the bytes h2load will send: it must answer with the bench policy's limit. */
 async function checkGrpcOnce (address: string, body: Buffer): Promise<void> {
@@ -170,53 +177,55 @@ function result (run: { summary: H2loadSummary, latency: H2loadLatency }, plan: 
 
 /**
  * ShouldRateLimit over h2c: at `rate` calls per second in all (a set number of calls,
- * rate x duration, spread over keys x grpcClients connections), or without a rate at
+ * rate x duration, over processes x grpcClients connections), or without a rate at
  * saturation (`connections` streams on one connection per key, for `durationS`).
  */
 export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string, o: H2loadOptions, rate: number | undefined, durationS: number): Promise<H2loadRun> {
-  const bodies = users(o).map(rlsRequestBody)
+  const script = rate !== undefined && o.grpcPacing === 'script'
+  const n = rate === undefined || script ? o.keys : Math.max(o.keys, o.processes)
+  const bodies = users(o, n).map(rlsRequestBody)
   await checkGrpcOnce(grpcAddress, bodies[0])
   const url = `http://${grpcAddress}${RLS_PATH}`
   const streams = rate === undefined ? o.connections : o.streams
-  const script = rate !== undefined && o.grpcPacing === 'script'
-  const requests = rate === undefined ? 0 : Math.round(rate * durationS / o.keys)
-  const pacing = rate === undefined ? { clients: 1 } : script ? { clients: 1 } : pacedPlan(rate / o.keys, o.grpcClients)
+  const requests = rate === undefined ? 0 : Math.round(rate * durationS / n)
+  const pacing = rate === undefined ? { clients: 1 } : script ? { clients: 1 } : pacedPlan(rate / n, o.grpcClients)
   const plan: H2loadPlan = { url, h1: false, streams, headers: ['content-type: application/grpc', 'te: trailers'], ...pacing, ...(rate === undefined ? { durationS } : { requests }) }
   // Groups of one 0.5 ms's calls (5 at 10,000/s: half the node generator's 1 ms ticks);
   // process i's script starts i / rate after process 0's.
-  const perGroup = Math.max(1, Math.round((rate ?? 0) / o.keys / 2000))
-  const scripts = script ? bodies.map((_, i) => timingScript(url, (rate ?? 0) / o.keys, requests, i * 1000 / (rate ?? 1), perGroup)) : undefined
+  const perGroup = Math.max(1, Math.round((rate ?? 0) / n / 2000))
+  const scripts = script ? bodies.map((_, i) => timingScript(url, (rate ?? 0) / n, requests, i * 1000 / (rate ?? 1), perGroup)) : undefined
   const before = await decisions(httpUrl, 'grpc')
   const run = await runH2load(o, plan, bodies, rate, scripts)
   const counted = await decisions(httpUrl, 'grpc') - before
-  checkDecisions('gRPC', counted, run.summary.succeeded, rate === undefined ? o.keys * streams : 0)
+  checkDecisions('gRPC', counted, run.summary.succeeded, rate === undefined ? n * streams : 0)
   if (rate !== undefined && run.latency.maxInFlight >= streams) log(`h2load gRPC: ${run.latency.maxInFlight} calls in flight at once, as many as the ${streams} streams per connection: calls may have waited for a stream (raise --h2load-streams)`)
   return result(run, plan, bodies.length, rate, script, counted)
 }
 
 /**
  * POST /v1/check over HTTP/1.1 (one request in flight per connection, h2load's rule for
- * posted bodies): at `rate` over keys x httpClients connections, or at saturation over
+ * posted bodies): at `rate` over processes x httpClients connections, or at saturation over
  * `connections`. With `sidecar`, checked against its decision counters.
  */
 export async function h2loadHttpRun (httpUrl: string, o: H2loadOptions, rate: number | undefined, durationS: number, sidecar: boolean): Promise<H2loadRun> {
-  const bodies = users(o).map(checkRequestBody)
+  const n = rate === undefined ? o.keys : Math.max(o.keys, o.processes)
+  const bodies = users(o, n).map(checkRequestBody)
   await checkHttpOnce(`${httpUrl}/v1/check`, bodies[0], sidecar)
-  const pacing = rate === undefined ? { clients: Math.max(1, Math.round(o.connections / o.keys)) } : pacedPlan(rate / o.keys, o.httpClients)
+  const pacing = rate === undefined ? { clients: Math.max(1, Math.round(o.connections / n)) } : pacedPlan(rate / n, o.httpClients)
   const plan: H2loadPlan = {
     url: `${httpUrl}/v1/check`,
     h1: true,
     streams: 1,
     headers: ['content-type: application/json'],
     ...pacing,
-    ...(rate === undefined ? { durationS } : { requests: Math.round(rate * durationS / o.keys) })
+    ...(rate === undefined ? { durationS } : { requests: Math.round(rate * durationS / n) })
   }
   const before = sidecar ? await decisions(httpUrl, 'http') : NaN
   const run = await runH2load(o, plan, bodies, rate)
   let counted = NaN
   if (sidecar) {
     counted = await decisions(httpUrl, 'http') - before
-    checkDecisions('HTTP', counted, run.summary.succeeded, rate === undefined ? o.keys * plan.clients : 0)
+    checkDecisions('HTTP', counted, run.summary.succeeded, rate === undefined ? n * plan.clients : 0)
   }
   return result(run, plan, bodies.length, rate, false, counted)
 }

@@ -8,7 +8,8 @@
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
  *                            [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH]
  *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
- *                            [--generator node|h2load] [--h2load-keys K] [--h2load-pacing rps|script]
+ *                            [--generator node|h2load] [--h2load-keys K] [--h2load-processes P]
+ *                            [--h2load-pacing rps|script]
  *                            [--h2load-grpc-clients N] [--h2load-streams N] [--h2load-http-clients N]
  *
  * `--generator h2load` drives every phase with h2load (nghttp2-client, native: it does
@@ -264,7 +265,7 @@ async function main (): Promise<void> {
   const policyFile = join(dir, 'policies.yaml')
   writeFileSync(policyFile, POLICIES)
   const h2: H2loadOptions | undefined = a.generator === 'h2load'
-    ? { dir, keys: a.h2loadKeys, grpcClients: a.h2loadGrpcClients, grpcPacing: a.h2loadPacing, streams: a.h2loadStreams, httpClients: a.h2loadHttpClients, connections: a.connections }
+    ? { dir, keys: a.h2loadKeys, processes: a.h2loadProcesses, grpcClients: a.h2loadGrpcClients, grpcPacing: a.h2loadPacing, streams: a.h2loadStreams, httpClients: a.h2loadHttpClients, connections: a.connections }
     : undefined
   const children: ChildProcess[] = []
   const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }
