@@ -198,7 +198,7 @@ export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string, o: H2
   const run = await runH2load(o, plan, bodies, rate, scripts)
   const counted = await decisions(httpUrl, 'grpc') - before
   checkDecisions('gRPC', counted, run.summary.succeeded, rate === undefined ? n * streams : 0)
-  if (rate !== undefined && run.latency.maxInFlight >= streams) log(`h2load gRPC: ${run.latency.maxInFlight} calls in flight at once, as many as the ${streams} streams per connection: calls may have waited for a stream (raise --h2load-streams)`)
+  if (rate !== undefined && run.latency.maxInFlight >= streams) log(`h2load gRPC: ${run.latency.maxInFlight} calls in flight at once, not fewer than one connection's ${streams} streams: some calls may have waited for a stream (--h2load-streams raises it)`)
   return result(run, plan, bodies.length, rate, script, counted)
 }
 
