@@ -35,6 +35,8 @@ export interface GrpcRun {
   /** From the moment each call was sent, like autocannon's response times. */
   p50Ms: number
   p99Ms: number
+  p999Ms: number
+  maxMs: number
   /** From each call's scheduled time (fixed rate only): also charges lateness of this process. */
   scheduledP99Ms: number
   /** This process's event-loop delay during the run (p99, max): how late the generator itself was. */
@@ -169,7 +171,7 @@ export async function grpcRun (address: string, a: GrpcLoad, rate: number | unde
   if (answer === undefined || answer.statuses.length !== 1) throw new Error(`unexpected ShouldRateLimit answer: ${JSON.stringify(answer)}`)
   const sorted = lat.subarray(0, count).sort()
   const sortedLate = late.subarray(0, count).sort()
-  return { reqPerSec: Math.round(count / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), clientLoopP99Ms: round3(loop.percentile(99) / 1e6), clientLoopMaxMs: round3(loop.max / 1e6), slowCalls, slowWindows: slow.size, errors, offered: rate ?? null }
+  return { reqPerSec: Math.round(count / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), p999Ms: round3(percentile(sorted, 0.999)), maxMs: round3(percentile(sorted, 1)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), clientLoopP99Ms: round3(loop.percentile(99) / 1e6), clientLoopMaxMs: round3(loop.max / 1e6), slowCalls, slowWindows: slow.size, errors, offered: rate ?? null }
 }
 
 /** A full collection of this process (gc() without --expose-gc, for the bench only). */

@@ -16,6 +16,8 @@ export interface PacedHttpRun {
   /** From the moment each request was written. */
   p50Ms: number
   p99Ms: number
+  p999Ms: number
+  maxMs: number
   /** From each request's scheduled time: also charges waiting for a free connection and this process's lateness. */
   scheduledP99Ms: number
   clientLoopMaxMs: number
@@ -117,6 +119,8 @@ export async function pacedHttpRun (url: string, path: string, bodies: string[],
     reqPerSec: Math.round(done / elapsedS),
     p50Ms: round3(percentile(s, 0.5)),
     p99Ms: round3(percentile(s, 0.99)),
+    p999Ms: round3(percentile(s, 0.999)),
+    maxMs: round3(percentile(s, 1)),
     scheduledP99Ms: round3(percentile(q, 0.99)),
     clientLoopMaxMs: round3(delay.max / 1e6),
     non2xx,

@@ -8,6 +8,14 @@
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
  *                            [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH]
  *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
+ *                            [--generator node|h2load] [--h2load-keys K] [--h2load-processes P]
+ *                            [--h2load-pacing rps|script]
+ *                            [--h2load-grpc-clients N] [--h2load-streams N] [--h2load-http-clients N]
+ *
+ * `--generator h2load` drives every phase with h2load (nghttp2-client, native: it does
+ * not stall like our node generators) instead of autocannon and the gRPC client loop;
+ * see bench/sidecar-h2load.ts. It posts one body per process, so it spreads its load
+ * over `--h2load-keys` users (default 1) where the node generators use `--users`.
  *
  * `--sidecar-cli` runs another build's CLI (main's dist) under the same load generators,
  * for back-to-back comparisons; `--sidecar-node-args` passes node/V8 flags to the sidecar
@@ -43,38 +51,9 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
 import { grpcRun, percentile, round3, type GrpcRun } from './sidecar-grpc.js'
+import { h2loadGrpcRun, h2loadHttpRun, requireH2load, type H2loadOptions, type H2loadRun } from './sidecar-h2load.js'
+import { parseArgs, type Args } from './sidecar-args.js'
 import { pacedHttpRun } from './sidecar-http.js'
-
-interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, httpPaced: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number }
-
-function parseArgs (argv: string[]): Args {
-  const a: Args = { json: false, durationS: 10, httpRate: 20_000, grpcRate: 10_000, connections: 64, rateConnections: 16, users: 10_000, redis: true, only: undefined, pin: false, httpPaced: false, sidecarNodeArgs: [], sidecarCli: undefined, stallWatchMs: 0, grpcMaxStreams: 0 }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    const num = (): number => {
-      const n = Number(argv[++i])
-      if (!(n > 0)) throw new Error(`${v} needs a positive number`)
-      return n
-    }
-    if (v === '--json') a.json = true
-    else if (v === '--duration') a.durationS = num()
-    else if (v === '--http-rate') a.httpRate = num()
-    else if (v === '--grpc-rate') a.grpcRate = num()
-    else if (v === '--connections') a.connections = num()
-    else if (v === '--rate-connections') a.rateConnections = num()
-    else if (v === '--users') a.users = num()
-    else if (v === '--no-redis') a.redis = false
-    else if (v === '--only') a.only = argv[++i]
-    else if (v === '--pin') a.pin = true
-    else if (v === '--http-paced') a.httpPaced = true
-    else if (v === '--sidecar-cli') a.sidecarCli = argv[++i]
-    else if (v === '--stall-watch') a.stallWatchMs = num()
-    else if (v === '--grpc-max-streams') a.grpcMaxStreams = num()
-    else if (v === '--sidecar-node-args') a.sidecarNodeArgs = argv[++i].split(' ').filter(x => x !== '')
-    else throw new Error(`unknown argument ${v}; usage: bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N] [--connections N] [--rate-connections N] [--users N] [--no-redis] [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH] [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]`)
-  }
-  return a
-}
 
 const log = (s: string): void => { process.stderr.write(s + '\n') }
 const dist = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url))
@@ -138,10 +117,10 @@ function bodies (users: number): string[] {
   return Array.from({ length: 1 << 16 }, () => JSON.stringify({ descriptor: { user: `u${Math.floor(rnd() * users)}` } }))
 }
 
-interface HttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, autocannonP99Ms: number, non2xx: number, errors: number, timeouts: number, offered: number | null }
+interface HttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, p999Ms: number, maxMs: number, autocannonP99Ms: number, non2xx: number, errors: number, timeouts: number, offered: number | null }
 
 /** A fixed-rate HTTP phase (paced generator): latencies from the send and from the schedule. */
-interface FixedHttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, autocannonP99Ms: number | null, scheduledP99Ms: number | null, clientLoopMaxMs: number | null, non2xx: number, errors: number }
+interface FixedHttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, p999Ms: number, maxMs: number, autocannonP99Ms: number | null, scheduledP99Ms: number | null, clientLoopMaxMs: number | null, non2xx: number, errors: number }
 
 /**
  * The fixed-rate phase over `rateConnections` connections: autocannon (default), whose
@@ -180,12 +159,42 @@ async function httpRun (url: string, a: Args, rate: number | undefined, duration
     reqPerSec: Math.round(r.requests.average),
     p50Ms: round3(percentile(sorted, 0.5)),
     p99Ms: round3(percentile(sorted, 0.99)),
+    p999Ms: round3(percentile(sorted, 0.999)),
+    maxMs: round3(percentile(sorted, 1)),
     autocannonP99Ms: r.latency.p99,
     non2xx: r.non2xx,
     errors: r.errors,
     timeouts: r.timeouts,
     offered: rate ?? null
   }
+}
+
+/** h2load's runs of this bench by phase (grpcSaturation, grpcFixed, httpFixed...), for the JSON line and the exact request counts (a script-paced run can outlast its duration). */
+const h2loadRuns: Record<string, H2loadRun> = {}
+
+function logH2load (phase: string, r: H2loadRun): void {
+  log(`h2load ${phase}: ${r.connections} connections${r.pacing === null ? '' : `, ${r.pacing} pacing`}, ${r.succeeded} requests checked against ${Number.isNaN(r.serverDecisions) ? 'their 2xx answers' : `${r.serverDecisions} sidecar decisions`}; achieved ${r.achievedPerSec}/s (h2load: ${r.h2loadReqPerSec}/s), p50 ${r.p50Ms} / p99 ${r.p99Ms} / p99.9 ${r.p999Ms} / max ${r.maxMs} ms; at most ${r.maxInFlight} in flight (${r.streamsPerConnection} streams per connection${r.clientIntervalMs === null ? '' : `, a request every ${r.clientIntervalMs} ms per connection`}), starts at most ${r.startLagMaxMs} ms behind an even schedule and at most ${r.maxStartsPerMs} in one ms, p99 from it ${r.scheduledP99Ms} ms`)
+}
+
+/** gRPC phase: the node client loop, or h2load. */
+async function grpcPhase (phase: string, grpcAddress: string, httpUrl: string, a: Args, h2: H2loadOptions | undefined, rate: number | undefined, durationS: number): Promise<GrpcRun> {
+  if (h2 === undefined) return await grpcRun(grpcAddress, a, rate, durationS)
+  const r = await h2loadGrpcRun(grpcAddress, httpUrl, h2, rate, durationS)
+  h2loadRuns[phase] = r
+  logH2load(phase, r)
+  return { reqPerSec: r.achievedPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, maxMs: r.maxMs, scheduledP99Ms: r.scheduledP99Ms, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: r.slowCalls, slowWindows: r.slowWindows, errors: 0, offered: r.offered }
+}
+
+/** HTTP phase at saturation (rate undefined) or at a fixed rate: autocannon or our paced client, or h2load; `sidecar`: the sidecar, not the Redis front end. */
+async function httpPhase (phase: string, url: string, a: Args, h2: H2loadOptions | undefined, rate: number | undefined, durationS: number, sidecar: boolean): Promise<FixedHttpRun> {
+  if (h2 === undefined) {
+    if (rate === undefined) return { ...await httpRun(url, a, undefined, durationS), scheduledP99Ms: null, clientLoopMaxMs: null }
+    return await fixedHttpRun(url, a)
+  }
+  const r = await h2loadHttpRun(url, h2, rate, durationS, sidecar)
+  h2loadRuns[phase] = r
+  logH2load(phase, r)
+  return { reqPerSec: r.achievedPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, maxMs: r.maxMs, autocannonP99Ms: null, scheduledP99Ms: r.scheduledP99Ms, clientLoopMaxMs: null, non2xx: 0, errors: 0 }
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux; NaN elsewhere). */
@@ -245,6 +254,7 @@ function ensureRedis (): string {
 
 async function main (): Promise<void> {
   const a = parseArgs(process.argv.slice(2))
+  if (a.generator === 'h2load') requireH2load()
   if (a.pin) {
     // Every thread of this process (load generators) to CPU 1; servers go to CPU 0.
     const r = spawnSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { encoding: 'utf8' })
@@ -254,12 +264,15 @@ async function main (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'meshlimit-bench-'))
   const policyFile = join(dir, 'policies.yaml')
   writeFileSync(policyFile, POLICIES)
+  const h2: H2loadOptions | undefined = a.generator === 'h2load'
+    ? { dir, keys: a.h2loadKeys, processes: a.h2loadProcesses, grpcClients: a.h2loadGrpcClients, grpcPacing: a.h2loadPacing, streams: a.h2loadStreams, httpClients: a.h2loadHttpClients, connections: a.connections }
+    : undefined
   const children: ChildProcess[] = []
   const cleanup = async (): Promise<void> => { await Promise.all(children.map(stopChild)) }
   // Whatever ends this process (an uncaught error included), no server outlives it.
   process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
   try {
-    log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${a.users} users; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
+    log(`sidecar bench: ${a.durationS} s per phase, ${a.connections} connections, ${h2 === undefined ? `${a.users} users` : `h2load, ${h2.keys} user(s)`}; offered rates HTTP ${a.httpRate}/s, gRPC ${a.grpcRate}/s`)
     const side = await startChild([...a.sidecarNodeArgs, a.sidecarCli ?? dist('../src/cli/index.js'), 'start', '--port', '0', '--grpc-port', '0', '--no-admin', '--no-escalation', '--log-level', 'silent', '--policies', policyFile], {
       ...(a.stallWatchMs > 0 ? { MESHLIMIT_STALL_WATCH_MS: String(a.stallWatchMs) } : {}),
       ...(a.grpcMaxStreams > 0 ? { MESHLIMIT_GRPC_MAX_STREAMS: String(a.grpcMaxStreams) } : {})
@@ -267,8 +280,8 @@ async function main (): Promise<void> {
     children.push(side.child)
     const warm = Math.max(1, Math.min(3, a.durationS / 3))
     const want = (phase: string): boolean => a.only === undefined || a.only === phase
-    const none: HttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, non2xx: 0, errors: 0, timeouts: 0, offered: null }
-    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null }
+    const none: FixedHttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, autocannonP99Ms: NaN, scheduledP99Ms: null, clientLoopMaxMs: null, non2xx: 0, errors: 0 }
+    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null }
     let grpcFixed = grpcSat
     const noLoop: ServerLoop = { p99Ms: NaN, maxMs: NaN, gcStalls: NaN, taskStalls: NaN, waitStalls: NaN, gcStallMs: NaN, taskStallMs: NaN, waitStallMs: NaN }
     let grpcServerLoop = noLoop
@@ -280,13 +293,14 @@ async function main (): Promise<void> {
     let httpServerCpuUs = NaN
     // gRPC first: its client loop in this process runs before autocannon has loaded it.
     if (want('grpc')) {
-      await grpcRun(side.ready.grpc, a, undefined, warm)
-      grpcSat = await grpcRun(side.ready.grpc, a, undefined, a.durationS)
+      const g = side.ready.grpc
+      await grpcPhase('grpcWarmUp', g, side.ready.http, a, h2, undefined, warm)
+      grpcSat = await grpcPhase('grpcSaturation', g, side.ready.http, a, h2, undefined, a.durationS)
       log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
       const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
-      grpcFixed = await grpcRun(side.ready.grpc, a, a.grpcRate, a.durationS)
-      grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (grpcFixed.reqPerSec * a.durationS))
+      grpcFixed = await grpcPhase('grpcFixed', g, side.ready.http, a, h2, a.grpcRate, a.durationS)
+      grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (h2loadRuns.grpcFixed?.succeeded ?? grpcFixed.reqPerSec * a.durationS))
       // Stalls end up classified 50 ms after they end.
       await new Promise(resolve => setTimeout(resolve, 100))
       grpcServerLoop = await serverLoop(side.ready.http)
@@ -296,15 +310,15 @@ async function main (): Promise<void> {
       log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
     }
     let httpSat = none
-    let httpFixed: FixedHttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, autocannonP99Ms: NaN, scheduledP99Ms: null, clientLoopMaxMs: null, non2xx: 0, errors: 0 }
+    let httpFixed = none
     if (want('http')) {
-      await httpRun(side.ready.http, a, undefined, warm)
-      httpSat = await httpRun(side.ready.http, a, undefined, a.durationS)
+      await httpPhase('httpWarmUp', side.ready.http, a, h2, undefined, warm, true)
+      httpSat = await httpPhase('httpSaturation', side.ready.http, a, h2, undefined, a.durationS, true)
       log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
       const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
-      httpFixed = await fixedHttpRun(side.ready.http, a)
-      httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (httpFixed.reqPerSec * a.durationS))
+      httpFixed = await httpPhase('httpFixed', side.ready.http, a, h2, a.httpRate, a.durationS, true)
+      httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (h2loadRuns.httpFixed?.succeeded ?? httpFixed.reqPerSec * a.durationS))
       await new Promise(resolve => setTimeout(resolve, 100))
       httpServerLoop = await serverLoop(side.ready.http)
       httpStalls = stallsBetween(before, httpServerLoop)
@@ -314,7 +328,7 @@ async function main (): Promise<void> {
     }
     await stopChild(side.child)
 
-    let redis: { sat: HttpRun, fixed: FixedHttpRun } | undefined
+    let redis: { sat: FixedHttpRun, fixed: FixedHttpRun } | undefined
     if (a.redis && want('redis')) {
       const bin = ensureRedis()
       const port = await freePort()
@@ -324,10 +338,10 @@ async function main (): Promise<void> {
       await new Promise(resolve => setTimeout(resolve, 500))
       const base = await startChild([dist('./redis-baseline.js'), String(port)])
       children.push(base.child)
-      await httpRun(base.ready.http, a, undefined, warm)
-      const sat = await httpRun(base.ready.http, a, undefined, a.durationS)
+      await httpPhase('redisWarmUp', base.ready.http, a, h2, undefined, warm, false)
+      const sat = await httpPhase('redisSaturation', base.ready.http, a, h2, undefined, a.durationS, false)
       log(`Redis baseline saturation: ${sat.reqPerSec} req/s, p99 ${sat.p99Ms} ms`)
-      const fixed = await fixedHttpRun(base.ready.http, a)
+      const fixed = await httpPhase('redisFixed', base.ready.http, a, h2, a.httpRate, a.durationS, false)
       log(`Redis baseline at ${a.httpRate}/s offered: ${fixed.reqPerSec} req/s, p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms (autocannon: ${fixed.autocannonP99Ms ?? '-'} ms; paced, from the scheduled time: ${fixed.scheduledP99Ms ?? '-'} ms)`)
       redis = { sat, fixed }
     }
@@ -335,15 +349,18 @@ async function main (): Promise<void> {
       bench: 'sidecar',
       node: process.version,
       pinned,
+      generator: a.generator,
       durationS: a.durationS,
       connections: a.connections,
       rateConnections: a.rateConnections,
-      users: a.users,
+      users: h2 === undefined ? a.users : h2.keys,
       httpReqPerSec: httpSat.reqPerSec,
       httpP99Ms: httpFixed.p99Ms,
       httpOfferedRate: a.httpRate,
       httpAchievedRate: httpFixed.reqPerSec,
       httpP50Ms: httpFixed.p50Ms,
+      httpP999Ms: httpFixed.p999Ms,
+      httpMaxMs: httpFixed.maxMs,
       httpPaced: a.httpPaced,
       httpAutocannonP99Ms: httpFixed.autocannonP99Ms,
       httpScheduledP99Ms: httpFixed.scheduledP99Ms,
@@ -354,6 +371,8 @@ async function main (): Promise<void> {
       grpcOfferedRate: a.grpcRate,
       grpcAchievedRate: grpcFixed.reqPerSec,
       grpcP50Ms: grpcFixed.p50Ms,
+      grpcP999Ms: grpcFixed.p999Ms,
+      grpcMaxMs: grpcFixed.maxMs,
       grpcScheduledP99Ms: grpcFixed.scheduledP99Ms,
       grpcSaturationP99Ms: grpcSat.p99Ms,
       grpcServerCpuUsPerCall: grpcServerCpuUs,
@@ -367,12 +386,15 @@ async function main (): Promise<void> {
       httpServerLoopMaxMs: httpServerLoop.maxMs,
       grpcStalls: a.stallWatchMs > 0 ? grpcStalls : null,
       httpStalls: a.stallWatchMs > 0 ? httpStalls : null,
+      h2load: h2 === undefined ? null : h2loadRuns,
       errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
       baselines: redis === undefined
         ? null
         : {
             redisReqPerSec: redis.sat.reqPerSec,
             redisP99Ms: redis.fixed.p99Ms,
+            redisP999Ms: redis.fixed.p999Ms,
+            redisMaxMs: redis.fixed.maxMs,
             redisAchievedRate: redis.fixed.reqPerSec,
             redisAutocannonP99Ms: redis.fixed.autocannonP99Ms,
             redisScheduledP99Ms: redis.fixed.scheduledP99Ms,
