@@ -11,7 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createLibp2pTransport, type Libp2pTransport } from '../gossip/libp2p.js'
 
 export interface BareStart { type: 'start', psk: number[], bootstrap: string[], meshDegree?: number, index: number }
-export interface BareGo { type: 'go', perSec: number, bytes: number, seconds: number }
+export interface BareGo { type: 'go', perSec: number, bytes: number, seconds: number, loopResolutionMs: number }
 export interface BareDone { type: 'done', index: number, cpuMicros: number, published: number, loopDelayP99Ms: number, loopDelayMaxMs: number, received: Array<[number, number, number]> }
 
 const TOPIC = 'bench/bare'
@@ -40,7 +40,7 @@ process.on('message', (raw: unknown) => {
         received.push([v.getUint32(0), v.getUint32(4), now() - v.getFloat64(8)])
         return 'accept'
       })
-      const delay = monitorEventLoopDelay({ resolution: 1 })
+      const delay = monitorEventLoopDelay({ resolution: g.loopResolutionMs })
       await new Promise(resolve => setTimeout(resolve, 1000))
       delay.enable()
       const cpu0 = process.cpuUsage()

@@ -9,7 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { BareDone } from './gossip-bare-node.js'
 
-export interface BareInit { nodes: number, perSec: number, bytes: number, seconds: number, psk: number[], meshDegree?: number }
+export interface BareInit { nodes: number, perSec: number, bytes: number, seconds: number, psk: number[], loopResolutionMs: number, meshDegree?: number }
 
 export interface BareResult {
   perSec: number
@@ -65,7 +65,7 @@ export async function runBareBaseline (init: BareInit): Promise<BareResult> {
     for (const c of children) c.send({ type: 'connect', addrs })
     for (let i = 0; i < children.length; i++) await next('connected')
     await new Promise(resolve => setTimeout(resolve, 2000))
-    for (const c of children) c.send({ type: 'go', perSec: init.perSec, bytes: init.bytes, seconds: init.seconds })
+    for (const c of children) c.send({ type: 'go', perSec: init.perSec, bytes: init.bytes, seconds: init.seconds, loopResolutionMs: init.loopResolutionMs })
     const done: BareDone[] = []
     for (let i = 0; i < children.length; i++) done.push((await next('done')) as unknown as BareDone)
     // Per message (origin, seq): the latest of its receivers.

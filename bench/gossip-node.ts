@@ -17,7 +17,7 @@ import type { Transport } from '../gossip/transport.js'
 import { createMeshNode, type MeshNode } from '../src/mesh.js'
 import { seededRandom } from '../src/index.js'
 
-interface Start { type: 'start', bootstrap: string[], psk: number[], flushIntervalMs: number, checksPerSec: number, keys: number, seed: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
+interface Start { type: 'start', bootstrap: string[], psk: number[], flushIntervalMs: number, checksPerSec: number, keys: number, seed: number, loopResolutionMs: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
 
 const send = (m: object): void => { process.send?.(m) }
 const now = (): number => performance.timeOrigin + performance.now()
@@ -32,7 +32,7 @@ let node: MeshNode | undefined
 let libp2p: Libp2pTransport | undefined
 let traffic: NodeJS.Timeout | undefined
 const pending = new Set<string>()
-const delay = monitorEventLoopDelay({ resolution: 1 })
+let delay = monitorEventLoopDelay({ resolution: 1 })
 let checks = 0
 
 /** Wraps the transport so that after each received message this node looks for probes that arrived. */
@@ -62,24 +62,32 @@ process.on('message', (raw: unknown) => {
     const m = raw as { type: string } & Record<string, unknown>
     if (m.type === 'start') {
       const s = m as unknown as Start
+      // The monitor wakes the process every loopResolutionMs: coarser sampling costs the node less.
+      delay = monitorEventLoopDelay({ resolution: s.loopResolutionMs })
       const topics = topicsOf('bench')
       libp2p = await createLibp2pTransport({ psk: Uint8Array.from(s.psk), bootstrap: s.bootstrap, meshDegree: s.meshDegree, floodPublish: s.floodPublish, idontwantMinBytes: s.idontwantMinBytes, topics: [topics.counters('default'), topics.membership, topics.aggregates, topics.policies, topics.blocklist] })
       node = await createMeshNode({ mesh: 'bench', policies, transport: watching(libp2p), flushIntervalMs: s.flushIntervalMs, syncOnStart: false, maxKeys: 2_000_000 })
       const rnd = seededRandom(s.seed)
-      const perTick = Math.max(1, Math.round(s.checksPerSec / 100))
+      // 0 checks per second: an idle mesh (only the probes, heartbeats and the mesh's own timers).
+      const perTick = s.checksPerSec > 0 ? Math.max(1, Math.round(s.checksPerSec / 100)) : 0
+      let on = false
       process.on('message', (x: unknown) => {
         const t = x as { type: string, on?: boolean }
         if (t.type !== 'traffic') return
-        if (t.on === true && traffic === undefined) {
+        if (t.on === true && !on) {
+          on = true
           delay.enable()
-          traffic = setInterval(() => {
-            for (let i = 0; i < perTick; i++) {
-              node?.limiter.check({ user: `u${Math.floor(rnd() * s.keys)}` })
-              checks++
-            }
-          }, 10)
-        } else if (t.on !== true && traffic !== undefined) {
-          clearInterval(traffic)
+          if (perTick > 0) {
+            traffic = setInterval(() => {
+              for (let i = 0; i < perTick; i++) {
+                node?.limiter.check({ user: `u${Math.floor(rnd() * s.keys)}` })
+                checks++
+              }
+            }, 10)
+          }
+        } else if (t.on !== true && on) {
+          on = false
+          if (traffic !== undefined) clearInterval(traffic)
           traffic = undefined
           delay.disable()
         }
@@ -111,6 +119,7 @@ process.on('message', (raw: unknown) => {
         merged: s?.mergedEntries ?? 0,
         cpuMicros: process.cpuUsage().user + process.cpuUsage().system,
         allMessagesSent: s?.replicator?.messagesSent ?? 0,
+        markersSent: s?.replicator?.markersSent ?? 0,
         peers: libp2p?.peers().length ?? 0,
         loopDelayP99Ms: delay.count > 0 ? delay.percentile(99) / 1e6 : 0,
         loopDelayMaxMs: delay.count > 0 ? delay.max / 1e6 : 0

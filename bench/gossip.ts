@@ -27,10 +27,10 @@ import { pct, runBareBaseline } from './gossip-bare.js'
 import { stubTransport } from './stub.js'
 import { benchArgs } from './args.js'
 
-type Args = { json: boolean, baseline: boolean, nodes: number, seconds: number, flush: number, changesPerSec: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
+type Args = { json: boolean, baseline: boolean, nodes: number, seconds: number, flush: number, changesPerSec: number, keys: number, loopResolutionMs: number, meshDegree?: number, floodPublish?: boolean, idontwantMinBytes?: number }
 
 function parseArgs (argv: string[]): Args {
-  return benchArgs('bench:gossip', argv, { json: false, baseline: true, nodes: 10, seconds: 15, flush: 50, changesPerSec: 50_000, meshDegree: undefined, floodPublish: false, idontwantMinBytes: undefined } as Args, { meshDegree: 'number', idontwantMinBytes: 'number' })
+  return benchArgs('bench:gossip', argv, { json: false, baseline: true, nodes: 10, seconds: 15, flush: 50, changesPerSec: 50_000, keys: 1_000_000, loopResolutionMs: 1, meshDegree: undefined, floodPublish: false, idontwantMinBytes: undefined } as Args, { meshDegree: 'number', idontwantMinBytes: 'number' })
 }
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
@@ -72,7 +72,7 @@ function mergeThroughput (): { mergeEntriesPerSec: number, decodeMergeEntriesPer
   return { mergeEntriesPerSec: Math.round(mergeEntriesPerSec), decodeMergeEntriesPerSec: Math.round(decodeMergeEntriesPerSec) }
 }
 
-interface Report { repairRequests?: number, messagesRepaired?: number, cpuMicros: number, allMessagesSent: number, checks: number, bytesSent: number, messagesSent: number, entriesSent: number, republishBytes: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
+interface Report { markersSent?: number, repairRequests?: number, messagesRepaired?: number, cpuMicros: number, allMessagesSent: number, checks: number, bytesSent: number, messagesSent: number, entriesSent: number, republishBytes: number, merged: number, peers: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
 
 async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
@@ -101,7 +101,7 @@ async function main (): Promise<void> {
   }
   const perNode = Math.round(args.changesPerSec / args.nodes)
   const start = (c: ChildProcess, bootstrap: string[], seed: number): void => {
-    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flush, checksPerSec: perNode, keys: 1_000_000, seed, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes })
+    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flush, checksPerSec: perNode, keys: args.keys, seed, loopResolutionMs: args.loopResolutionMs, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes })
   }
   let result: (Record<string, unknown> & { cpuMsPerNodePerSec: number }) | undefined
   let baselineLoad: { perSec: number, bytes: number } | undefined
@@ -151,6 +151,7 @@ async function main (): Promise<void> {
     const republished = sum(after, r => r.republishBytes) - sum(before, r => r.republishBytes)
     const cpuMs = (sum(after, r => r.cpuMicros) - sum(before, r => r.cpuMicros)) / 1000
     const allMessages = sum(after, r => r.allMessagesSent) - sum(before, r => r.allMessagesSent)
+    const markers = sum(after, r => r.markersSent ?? 0) - sum(before, r => r.markersSent ?? 0)
     const repairRequests = sum(after, r => r.repairRequests ?? 0) - sum(before, r => r.repairRequests ?? 0)
     const repaired = sum(after, r => r.messagesRepaired ?? 0) - sum(before, r => r.messagesRepaired ?? 0)
     const convergence: number[] = []
@@ -172,6 +173,8 @@ async function main (): Promise<void> {
       decodeMergeEntriesPerSec: merge.decodeMergeEntriesPerSec,
       wireBytesPerChangedKey: Number((bytes / entries).toFixed(2)),
       messagesPerNodePerSec: Number((messages / args.nodes / elapsed).toFixed(1)),
+      // Idle markers (gossip/repair.ts): sent after a burst so receivers see trailing losses.
+      markersPerNodePerSec: Number((markers / args.nodes / elapsed).toFixed(1)),
       entriesPerMessage: Math.round(entries / messages),
       payloadBytesPerNodePerSec: Math.round(bytes / args.nodes / elapsed),
       republishBytesPerNodePerSec: Math.round(republished / args.nodes / elapsed),
@@ -194,9 +197,9 @@ async function main (): Promise<void> {
     log(`changed keys/s ${out.changedKeysPerSec}; ${out.wireBytesPerChangedKey} B per changed key (${out.entriesPerMessage} entries/message)`)
     log(`convergence p50 ${out.convergenceP50Ms} ms, p99 ${out.convergenceP99Ms} ms (${out.probesIncomplete}/${out.probes} probes incomplete); event loop p99 ${out.eventLoopDelayP99Ms} ms`)
     result = out
-    // The baseline publishes what the mesh published: its counter messages plus one
-    // membership heartbeat per node per second, at the counter messages' mean size.
-    baselineLoad = { perSec: Number((allMessages / args.nodes / elapsed + 1).toFixed(1)), bytes: Math.round((bytes + republished) / Math.max(1, allMessages)) }
+    // The baseline publishes what the mesh published: its counter messages and idle markers
+    // plus one membership heartbeat per node per second, at the counter messages' mean size.
+    baselineLoad = { perSec: Number(((allMessages + markers) / args.nodes / elapsed + 1).toFixed(1)), bytes: Math.round((bytes + republished) / Math.max(1, allMessages)) }
   } finally {
     for (const c of children) c.send({ type: 'stop' })
     await sleep(1000)
@@ -208,7 +211,7 @@ async function main (): Promise<void> {
     return
   }
   log(`baseline: gossipsub alone, ${args.nodes} processes, ${baselineLoad.perSec} messages of ${baselineLoad.bytes} B per node per second`)
-  const bare = await runBareBaseline({ nodes: args.nodes, ...baselineLoad, seconds: args.seconds, psk: [...generateSwarmKey()], meshDegree: args.meshDegree })
+  const bare = await runBareBaseline({ nodes: args.nodes, ...baselineLoad, seconds: args.seconds, psk: [...generateSwarmKey()], loopResolutionMs: args.loopResolutionMs, meshDegree: args.meshDegree })
   log(`baseline: ${bare.cpuMsPerNodePerSec} ms CPU per node per second, delivery p50 ${bare.deliveryP50Ms} ms p99 ${bare.deliveryP99Ms} ms, event loop p99 ${bare.eventLoopDelayP99Ms} ms`)
   console.log(JSON.stringify({
     ...result,
