@@ -39,6 +39,7 @@ export const systemClock: Clock = {
 }
 
 export interface CoarseClock extends Clock {
+  /** Reads the time source itself (and later reads of the turn see it). */
   fresh(): number
   /** Drops the pending refresh, if any (the clock keeps working: reads are just fresh again). */
   stop(): void
@@ -48,8 +49,8 @@ export interface CoarseClock extends Clock {
  * Wall-clock time read at most once per event-loop turn: the first `now()` of a turn
  * reads `Date.now()` and arms a `setImmediate` that marks the reading stale; every
  * later read in that turn is a field load. Nothing runs while nobody reads the time,
- * so an idle node costs nothing (a 1 ms refresh timer cost each mesh node about
- * 50 ms of CPU per second, idle, see docs/benchmarks.md). Inside one long synchronous
+ * so an idle node costs nothing (the 1 ms refresh timer it replaces cost an idle mesh
+ * node about 10 ms of CPU per second: docs/architecture.md). Inside one long synchronous
  * loop the time stands still, which errs towards counting in an older slot (never
  * towards admitting more).
  */
