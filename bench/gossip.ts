@@ -2,7 +2,12 @@
  * Gossip benchmark: 10 real libp2p nodes, each its own OS process, on TCP loopback.
  *
  *   npm run bench:gossip -- [--json] [--no-baseline] [--nodes N] [--seconds S] [--flush MS] [--changes-per-sec N]
+ *                           [--keys N] [--loop-resolution-ms MS]
  *                           [--mesh-degree D] [--flood-publish] [--idontwant-min-bytes B]  (gossipsub tuning)
+ *
+ * --changes-per-sec 0 runs an idle mesh (only the probes); --keys sets the key space the
+ * checks draw from (default 1,000,000); --loop-resolution-ms the event-loop monitor's
+ * sampling (default 1; each sample wakes the process).
  *
  * Measures, under a hot workload spread over the nodes (every check changes a key
  * drawn from 1M, so nearly every check is a new changed key in its flush):
