@@ -13,25 +13,14 @@
 import { Session } from 'node:inspector/promises'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
+import { benchArgs } from './args.js'
 
 interface Args { api: 'grpc' | 'http', calls: number, root: string, top: number, json: boolean }
 
 function parseArgs (argv: string[]): Args {
-  const a: Args = { api: 'grpc', calls: 20_000, root: fileURLToPath(new URL('../..', import.meta.url)), top: 15, json: false }
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i]
-    if (v === '--api') {
-      const api = argv[++i]
-      if (api !== 'grpc' && api !== 'http') throw new Error('--api is grpc or http')
-      a.api = api
-    } else if (v === '--calls') a.calls = Number(argv[++i])
-    else if (v === '--root') a.root = argv[++i]
-    else if (v === '--top') a.top = Number(argv[++i])
-    else if (v === '--json') a.json = true
-    else throw new Error(`unknown argument ${v}; usage: sidecar-alloc [--api grpc|http] [--calls N] [--root DIR] [--top N] [--json]`)
-  }
-  if (!(a.calls > 0)) throw new Error('--calls needs a positive number')
-  return a
+  const f = benchArgs('sidecar-alloc', argv, { api: 'grpc', calls: 20_000, root: fileURLToPath(new URL('../..', import.meta.url)), top: 15, json: false }, {}, ['calls'])
+  if (f.api !== 'grpc' && f.api !== 'http') throw new Error(`--api is grpc or http, got ${f.api}`)
+  return { ...f, api: f.api }
 }
 
 const POLICIES = `policies:

@@ -18,4 +18,16 @@ describe('benchArgs', () => {
     expect(() => benchArgs('bench:x', ['--nodes', 'ten'], defaults)).toThrow(/--nodes must be a number, got ten; usage/)
     expect(() => benchArgs('bench:x', ['--baseline'], defaults)).toThrow(/usage/)
   })
+
+  it('gives a valued flag the next argument even when it starts with a dash', () => {
+    const d = { json: false, nodeArgs: '', seed: 1 }
+    expect(benchArgs('bench:x', ['--node-args', '--single-threaded-gc', '--json'], d)).toEqual({ json: true, nodeArgs: '--single-threaded-gc', seed: 1 })
+    expect(benchArgs('bench:x', ['--seed', '-3'], d).seed).toBe(-3)
+  })
+
+  it('holds the keys named positive above 0 when given', () => {
+    expect(benchArgs('bench:x', ['--nodes', '2'], defaults, {}, ['nodes']).nodes).toBe(2)
+    expect(() => benchArgs('bench:x', ['--nodes', '0'], defaults, {}, ['nodes'])).toThrow(/--nodes needs a positive number, got 0/)
+    expect(benchArgs('bench:x', ['--libp2p-nodes', '0'], defaults, {}, ['nodes']).libp2pNodes).toBe(0)
+  })
 })
