@@ -15,12 +15,12 @@ describe('decodeBounded', () => {
 
   it('round-trips values within its bounds', () => {
     const value = fc.letrec(tie => ({
-      v: fc.oneof({ depthSize: 'small' }, fc.integer(), fc.double({ noNaN: true }), fc.string(), fc.boolean(), fc.constant(null), fc.array(tie('v'), { maxLength: 5 }))
+      v: fc.oneof({ depthSize: 'small' }, fc.integer(), fc.double({ noNaN: true }).map(x => Object.is(x, -0) ? 0 : x) /* msgpack writes -0 as the integer 0 */, fc.string(), fc.boolean(), fc.constant(null), fc.array(tie('v'), { maxLength: 5 }))
     })).v
     fc.assert(fc.property(value, v => {
       const d = decodeBounded(encode(v), wide)
       expect(d.ok && d.raw).toEqual(v)
-    }))
+    }), { numRuns: 2000 })
   })
 
   it('refuses what exceeds a bound, naming the cause', () => {
