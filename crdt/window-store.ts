@@ -541,6 +541,8 @@ export class WindowStore {
     if (i === undefined) {
       if (this.top === this.capacity) this.grow()
       i = this.top++
+      // keyOf grows with the records in use, one slot at a time, not by a capacity's worth in grow().
+      if (i === this.keyOf.length) this.keyOf.push(undefined)
     }
     this.live++
     const d = i * (this.stride >> 1)
@@ -559,7 +561,6 @@ export class WindowStore {
     f64.set(this.f64)
     this.f64 = f64
     this.u32 = new Uint32Array(buf)
-    for (let j = this.capacity; j < next; j++) this.keyOf.push(undefined)
     this.capacity = next
     if (this.replicated && tableSize(next) > this.table.length) {
       this.table = new Int32Array(tableSize(next))
