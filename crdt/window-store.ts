@@ -172,6 +172,9 @@ function mod (e: number, r: number): number {
   return p < 0 ? p + r : p
 }
 
+/** Buckets of the previous wire-hash table moved into the current one per insert. */
+const MOVE_PER_INSERT = 8
+
 /** Hash table slots for a capacity: a power of two at least twice as large (load <= 1/2). */
 function tableSize (capacity: number): number {
   let n = 16
@@ -209,6 +212,16 @@ export class WindowStore {
   /** Open-addressing index from wire hash to record index + 1 (0 = empty), linear probing. */
   private table: Int32Array
   private mask: number
+  /**
+   * The table before the last growth, while its entries move into `table` a few buckets
+   * per insert (a whole rebuild at a million keys stalled one call for about 50 ms).
+   * Lookups try `table`, then `old`; a removal leaves a tombstone (-1) here, never
+   * shifts, so the moving cursor misses nothing.
+   */
+  private old: Int32Array | undefined
+  private oldMask = -1
+  /** Next bucket of `old` to move. */
+  private moved = 0
   private readonly free: number[] = []
   private capacity: number
   private top = 0
@@ -276,7 +289,7 @@ export class WindowStore {
       evictions: this.evictions,
       expired: this.expired,
       droppedAhead: this.droppedAhead,
-      bytes: this.f64.byteLength + this.table.byteLength,
+      bytes: this.f64.byteLength + this.table.byteLength + (this.old?.byteLength ?? 0),
       remoteBytes: this.remote.bytes,
       remoteBlocks: this.remote.size
     }
@@ -460,8 +473,19 @@ export class WindowStore {
     let b = (h >>> 0) & m
     for (;;) {
       const v = t[b]
-      if (v === 0) return NO_INDEX
+      if (v === 0) return this.old === undefined ? NO_INDEX : this.probeOld(this.old, this.oldMask, h)
       if (this.hashOf(v - 1) === h) return v - 1
+      b = (b + 1) & m
+    }
+  }
+
+  /** Index of hash `h` in the previous table (tombstones, -1, are stepped over), or -1. */
+  private probeOld (t: Int32Array, m: number, h: number): number {
+    let b = (h >>> 0) & m
+    for (;;) {
+      const v = t[b]
+      if (v === 0) return NO_INDEX
+      if (v > 0 && this.hashOf(v - 1) === h) return v - 1
       b = (b + 1) & m
     }
   }
@@ -477,6 +501,11 @@ export class WindowStore {
   }
 
   private tableInsert (h: number, i: number): void {
+    this.put(h, i)
+    if (this.old !== undefined) this.moveOld(MOVE_PER_INSERT)
+  }
+
+  private put (h: number, i: number): void {
     const t = this.table
     const m = this.mask
     let b = (h >>> 0) & m
@@ -484,8 +513,43 @@ export class WindowStore {
     t[b] = i + 1
   }
 
-  /** Removes index `i` from the table, shifting later probes back (no tombstones). */
+  /**
+   * Moves the entries of up to `buckets` buckets of the previous table into the current
+   * one, and drops it when done. The previous table has at most 4 buckets per record
+   * of its capacity and the store inserts as many records as that capacity before it
+   * grows again, so MOVE_PER_INSERT (8) finishes well before the next growth.
+   */
+  private moveOld (buckets: number): void {
+    const o = this.old as Int32Array
+    const end = Math.min(o.length, this.moved + buckets)
+    for (let b = this.moved; b < end; b++) {
+      const v = o[b]
+      if (v > 0) this.put(this.hashOf(v - 1), v - 1)
+    }
+    this.moved = end
+    if (end === o.length) {
+      this.old = undefined
+      this.oldMask = -1
+    }
+  }
+
+  /**
+   * Removes index `i` from the table, shifting later probes back (no tombstones), and
+   * from the previous table while one is being moved (a tombstone there).
+   */
   private tableDelete (i: number): void {
+    const o = this.old
+    if (o !== undefined) {
+      const om = this.oldMask
+      let ob = (this.hashOf(i) >>> 0) & om
+      while (o[ob] !== 0) {
+        if (o[ob] === i + 1) {
+          o[ob] = -1
+          break
+        }
+        ob = (ob + 1) & om
+      }
+    }
     const t = this.table
     const m = this.mask
     let b = (this.hashOf(i) >>> 0) & m
@@ -563,9 +627,13 @@ export class WindowStore {
     this.u32 = new Uint32Array(buf)
     this.capacity = next
     if (this.replicated && tableSize(next) > this.table.length) {
+      // A move still under way ends first (MOVE_PER_INSERT per insert makes that a guard only).
+      if (this.old !== undefined) this.moveOld(this.old.length)
+      this.old = this.table
+      this.oldMask = this.mask
+      this.moved = 0
       this.table = new Int32Array(tableSize(next))
       this.mask = this.table.length - 1
-      for (let j = 0; j < this.top; j++) if (this.isUsed(j)) this.tableInsert(this.hashOf(j), j)
     }
   }
 

@@ -726,3 +726,45 @@ describe('WindowStore keys, eviction and sweep', () => {
     expect(s.sumOf(i)).toBe(3)
   })
 })
+
+describe('WindowStore wire-hash index across growth', () => {
+  // The index moves into a larger table a few buckets per insert; lookups, removals
+  // (sweeps, evictions) and re-use of freed records interleave with the move.
+  it('finds every live key by its hash, and only those, while it grows, sweeps and evicts', () => {
+    const opArb = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ t: fc.constant('acquire' as const), h: fc.integer({ min: 1, max: 400 }), de: fc.integer({ min: 0, max: 3 }) }) },
+      { weight: 2, arbitrary: fc.record({ t: fc.constant('name' as const), k: fc.integer({ min: 0, max: 60 }), de: fc.integer({ min: 0, max: 3 }) }) },
+      { weight: 1, arbitrary: fc.record({ t: fc.constant('sweep' as const), budget: fc.integer({ min: 1, max: 64 }), de: fc.integer({ min: 0, max: 4 }) }) }
+    )
+    fc.assert(fc.property(fc.integer({ min: 40, max: 300 }), fc.array(opArb, { minLength: 50, maxLength: 600 }), (maxKeys, ops) => {
+      const store = new WindowStore({ slotMs: 1000, pastSlots: 2, futureSlots: 0, maxKeys, initialCapacity: 16 })
+      const names = Array.from({ length: 61 }, (_, k) => `name:${k}`)
+      const universe = [...Array.from({ length: 400 }, (_, j) => j + 1), ...names.map(n => store.hashKey(n))]
+      let now = 1_000
+      for (const op of ops) {
+        now += op.de
+        if (op.t === 'acquire') {
+          const i = store.acquireHash(op.h, now)
+          expect(store.hashOf(i)).toBe(op.h)
+          expect(store.findHash(op.h)).toBe(i)
+        } else if (op.t === 'name') {
+          const i = store.acquire(names[op.k], now)
+          expect(store.findHash(store.hashKey(names[op.k]))).toBe(i)
+        } else {
+          store.sweep(now, op.budget)
+        }
+        // Every hash found points at a live record holding it, each record once, and
+        // together they are all the live records.
+        const found = new Set<number>()
+        for (const h of universe) {
+          const i = store.findHash(h)
+          if (i === -1) continue
+          expect(store.hashOf(i)).toBe(h)
+          expect(found.has(i)).toBe(false)
+          found.add(i)
+        }
+        expect(found.size).toBe(store.size)
+      }
+    }), { numRuns: 150 })
+  })
+})
