@@ -14,7 +14,11 @@ const kebab = (name: string): string => name.replace(/[A-Z]/g, c => `-${c.toLowe
  * the bench's usage line.
  */
 export function benchArgs<T extends Record<string, Value>> (bench: string, argv: string[], defaults: T, types: Partial<Record<keyof T, Kind>> = {}, positive: ReadonlyArray<keyof T> = []): T {
-  const kinds = Object.keys(defaults).map(k => [k, types[k] ?? typeof defaults[k]] as [string, Kind])
+  const kinds = Object.keys(defaults).map(k => {
+    const kind = types[k] ?? typeof defaults[k]
+    if (kind !== 'number' && kind !== 'boolean' && kind !== 'string') throw new Error(`benchArgs(${bench}): "${k}" has no default; give its type`)
+    return [k, kind] as [string, Kind]
+  })
   const flagOf = (k: string, kind: Kind): string => kind === 'boolean' && defaults[k] === true ? `no-${kebab(k)}` : kebab(k)
   const usage = `usage: ${bench} -- ` + kinds.map(([k, kind]) => kind === 'boolean' ? `[--${flagOf(k, kind)}]` : `[--${kebab(k)} ${kind === 'number' ? 'N' : 'VALUE'}]`).join(' ')
   // A flag that takes a value takes the next argument even when it starts with a dash
