@@ -2,7 +2,7 @@
 import { benchArgs } from './args.js'
 
 /** bench:sidecar's settings. */
-export interface Args { json: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, httpPaced: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number, generator: 'node' | 'h2load', h2loadKeys: number, h2loadProcesses: number, h2loadGrpcClients: number | undefined, h2loadPacing: 'rps' | 'script', h2loadStreams: number, h2loadHttpClients: number | undefined }
+export interface Args { json: boolean, saturation: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, httpPaced: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number, generator: 'node' | 'h2load', h2loadKeys: number, h2loadProcesses: number, h2loadGrpcClients: number | undefined, h2loadPacing: 'rps' | 'script', h2loadStreams: number, h2loadHttpClients: number | undefined }
 
 /** One of `allowed`, or an error naming the flag. */
 function oneOf<T extends string> (flag: string, v: string, allowed: readonly T[]): T {
@@ -13,6 +13,7 @@ function oneOf<T extends string> (flag: string, v: string, allowed: readonly T[]
 export function parseArgs (argv: string[]): Args {
   const f = benchArgs('bench:sidecar', argv, {
     json: false,
+    saturation: true,
     duration: 10,
     httpRate: 20_000,
     grpcRate: 10_000,
@@ -38,6 +39,7 @@ export function parseArgs (argv: string[]): Args {
   ['duration', 'httpRate', 'grpcRate', 'connections', 'rateConnections', 'users', 'stallWatch', 'grpcMaxStreams', 'h2loadKeys', 'h2loadProcesses', 'h2loadGrpcClients', 'h2loadStreams', 'h2loadHttpClients'])
   return {
     json: f.json,
+    saturation: f.saturation,
     durationS: f.duration,
     httpRate: f.httpRate,
     grpcRate: f.grpcRate,

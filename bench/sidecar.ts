@@ -4,7 +4,7 @@
  * backed by a Redis token bucket (a Lua script per decision, as central-store limiters
  * do it) on a real redis-server on loopback.
  *
- *   npm run bench:sidecar -- [--json] [--duration S] [--http-rate N] [--grpc-rate N]
+ *   npm run bench:sidecar -- [--json] [--no-saturation] [--duration S] [--http-rate N] [--grpc-rate N]
  *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
  *                            [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH]
  *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
@@ -294,9 +294,13 @@ async function main (): Promise<void> {
     // gRPC first: its client loop in this process runs before autocannon has loaded it.
     if (want('grpc')) {
       const g = side.ready.grpc
-      await grpcPhase('grpcWarmUp', g, side.ready.http, a, h2, undefined, warm)
-      grpcSat = await grpcPhase('grpcSaturation', g, side.ready.http, a, h2, undefined, a.durationS)
-      log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
+      // --no-saturation: warm up at the fixed rate and skip saturation, whose burst leaves the
+      // sidecar's heap (and young generation) sized differently for the fixed-rate phase.
+      await grpcPhase('grpcWarmUp', g, side.ready.http, a, h2, a.saturation ? undefined : a.grpcRate, warm)
+      if (a.saturation) {
+        grpcSat = await grpcPhase('grpcSaturation', g, side.ready.http, a, h2, undefined, a.durationS)
+        log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
+      }
       const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
       grpcFixed = await grpcPhase('grpcFixed', g, side.ready.http, a, h2, a.grpcRate, a.durationS)
@@ -312,8 +316,8 @@ async function main (): Promise<void> {
     let httpSat = none
     let httpFixed = none
     if (want('http')) {
-      await httpPhase('httpWarmUp', side.ready.http, a, h2, undefined, warm, true)
-      httpSat = await httpPhase('httpSaturation', side.ready.http, a, h2, undefined, a.durationS, true)
+      await httpPhase('httpWarmUp', side.ready.http, a, h2, a.saturation ? undefined : a.httpRate, warm, true)
+      if (a.saturation) httpSat = await httpPhase('httpSaturation', side.ready.http, a, h2, undefined, a.durationS, true)
       log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
       const before = await serverLoop(side.ready.http)
       const cpu = cpuSeconds(side.child.pid)
