@@ -11,7 +11,7 @@
  */
 import type * as grpc from '@grpc/grpc-js'
 import { loadRls } from '../src/sidecar/grpc.js'
-import { percentile, round3 } from './sidecar-grpc.js'
+import { latencies, percentile, round3, type Latencies } from './stats.js'
 
 /** The Envoy rate limit service's one method, as h2load's URI path. */
 export const RLS_PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit'
@@ -193,14 +193,10 @@ export function parseH2loadLog (texts: string[]): H2loadLog {
 }
 
 /** What a log says about a run's latency and pacing. */
-export interface H2loadLatency {
+export interface H2loadLatency extends Latencies {
   count: number
   /** Requests over the span from the first start to the last end. */
   achievedPerSec: number
-  p50Ms: number
-  p99Ms: number
-  p999Ms: number
-  maxMs: number
   /**
    * Most requests in flight at once (over all connections and processes). Below the
    * streams per connection, no connection ever had all its streams busy, so h2load
@@ -268,10 +264,7 @@ export function latencyOf (log: H2loadLog, offeredPerSec?: number): H2loadLatenc
   return {
     count: n,
     achievedPerSec: Math.round(spanS > 0 ? n / spanS : NaN),
-    p50Ms: round3(percentile(lat, 0.5)),
-    p99Ms: round3(percentile(lat, 0.99)),
-    p999Ms: round3(percentile(lat, 0.999)),
-    maxMs: round3(lat[n - 1]),
+    ...latencies(lat),
     maxInFlight,
     startLagMaxMs: round3(lagMax),
     scheduledP99Ms: round3(percentile(sched, 0.99)),

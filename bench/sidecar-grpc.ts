@@ -10,6 +10,7 @@ import { runInNewContext } from 'node:vm'
 import type * as grpc from '@grpc/grpc-js'
 import { seededRandom } from '../src/index.js'
 import { loadRls } from '../src/sidecar/grpc.js'
+import { latencies, percentile, round3, type Latencies } from './stats.js'
 
 /** What the generator needs of the bench's arguments. */
 export interface GrpcLoad {
@@ -21,22 +22,9 @@ export interface GrpcLoad {
 
 const log = (s: string): void => { process.stderr.write(s + '\n') }
 
-/** The p-quantile of sorted values (nearest rank). */
-export function percentile (sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]
-}
-
-/** Rounded to 3 decimals, for the JSON line. */
-export const round3 = (x: number): number => Math.round(x * 1000) / 1000
-
-export interface GrpcRun {
+/** Latencies are from the moment each call was sent, like autocannon's response times. */
+export interface GrpcRun extends Latencies {
   reqPerSec: number
-  /** From the moment each call was sent, like autocannon's response times. */
-  p50Ms: number
-  p99Ms: number
-  p999Ms: number
-  maxMs: number
   /** From each call's scheduled time (fixed rate only): also charges lateness of this process. */
   scheduledP99Ms: number
   /** This process's event-loop delay during the run (p99, max): how late the generator itself was. */
@@ -171,7 +159,7 @@ export async function grpcRun (address: string, a: GrpcLoad, rate: number | unde
   if (answer === undefined || answer.statuses.length !== 1) throw new Error(`unexpected ShouldRateLimit answer: ${JSON.stringify(answer)}`)
   const sorted = lat.subarray(0, count).sort()
   const sortedLate = late.subarray(0, count).sort()
-  return { reqPerSec: Math.round(count / elapsed), p50Ms: round3(percentile(sorted, 0.5)), p99Ms: round3(percentile(sorted, 0.99)), p999Ms: round3(percentile(sorted, 0.999)), maxMs: round3(percentile(sorted, 1)), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), clientLoopP99Ms: round3(loop.percentile(99) / 1e6), clientLoopMaxMs: round3(loop.max / 1e6), slowCalls, slowWindows: slow.size, errors, offered: rate ?? null }
+  return { reqPerSec: Math.round(count / elapsed), ...latencies(sorted), scheduledP99Ms: round3(percentile(sortedLate, 0.99)), clientLoopP99Ms: round3(loop.percentile(99) / 1e6), clientLoopMaxMs: round3(loop.max / 1e6), slowCalls, slowWindows: slow.size, errors, offered: rate ?? null }
 }
 
 /** A full collection of this process (gc() without --expose-gc, for the bench only). */

@@ -9,15 +9,11 @@
  */
 import { connect, type Socket } from 'node:net'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import { percentile, round3 } from './sidecar-grpc.js'
+import { latencies, percentile, round3, type Latencies } from './stats.js'
 
-export interface PacedHttpRun {
+/** Latencies are from the moment each request was written. */
+export interface PacedHttpRun extends Latencies {
   reqPerSec: number
-  /** From the moment each request was written. */
-  p50Ms: number
-  p99Ms: number
-  p999Ms: number
-  maxMs: number
   /** From each request's scheduled time: also charges waiting for a free connection and this process's lateness. */
   scheduledP99Ms: number
   clientLoopMaxMs: number
@@ -117,10 +113,7 @@ export async function pacedHttpRun (url: string, path: string, bodies: string[],
   const q = scheduled.subarray(0, done).sort()
   return {
     reqPerSec: Math.round(done / elapsedS),
-    p50Ms: round3(percentile(s, 0.5)),
-    p99Ms: round3(percentile(s, 0.99)),
-    p999Ms: round3(percentile(s, 0.999)),
-    maxMs: round3(percentile(s, 1)),
+    ...latencies(s),
     scheduledP99Ms: round3(percentile(q, 0.99)),
     clientLoopMaxMs: round3(delay.max / 1e6),
     non2xx,

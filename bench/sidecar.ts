@@ -50,7 +50,8 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { seededRandom } from '../src/index.js'
-import { grpcRun, percentile, round3, type GrpcRun } from './sidecar-grpc.js'
+import { grpcRun, type GrpcRun } from './sidecar-grpc.js'
+import { latencies, round3, type Latencies } from './stats.js'
 import { h2loadGrpcRun, h2loadHttpRun, requireH2load, type H2loadOptions, type H2loadRun } from './sidecar-h2load.js'
 import { parseArgs, type Args } from './sidecar-args.js'
 import { pacedHttpRun } from './sidecar-http.js'
@@ -120,7 +121,7 @@ function bodies (users: number): string[] {
 interface HttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, p999Ms: number, maxMs: number, autocannonP99Ms: number, non2xx: number, errors: number, timeouts: number, offered: number | null }
 
 /** A fixed-rate HTTP phase (paced generator): latencies from the send and from the schedule. */
-interface FixedHttpRun { reqPerSec: number, p50Ms: number, p99Ms: number, p999Ms: number, maxMs: number, autocannonP99Ms: number | null, scheduledP99Ms: number | null, clientLoopMaxMs: number | null, non2xx: number, errors: number }
+interface FixedHttpRun extends Latencies { reqPerSec: number, autocannonP99Ms: number | null, scheduledP99Ms: number | null, clientLoopMaxMs: number | null, non2xx: number, errors: number }
 
 /**
  * The fixed-rate phase over `rateConnections` connections: autocannon (default), whose
@@ -157,10 +158,7 @@ async function httpRun (url: string, a: Args, rate: number | undefined, duration
   const sorted = Float64Array.from(times).sort()
   return {
     reqPerSec: Math.round(r.requests.average),
-    p50Ms: round3(percentile(sorted, 0.5)),
-    p99Ms: round3(percentile(sorted, 0.99)),
-    p999Ms: round3(percentile(sorted, 0.999)),
-    maxMs: round3(percentile(sorted, 1)),
+    ...latencies(sorted),
     autocannonP99Ms: r.latency.p99,
     non2xx: r.non2xx,
     errors: r.errors,
