@@ -5,9 +5,9 @@
  * as the mesh, it separates what meshlimit adds from what the libp2p stack costs on
  * this machine at that message rate.
  */
-import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { BareDone } from './gossip-bare-node.js'
+import { startFleet } from './fleet.js'
 
 export interface BareInit { nodes: number, perSec: number, bytes: number, seconds: number, psk: number[], loopResolutionMs: number, meshDegree?: number }
 
@@ -32,39 +32,14 @@ export const pct = (xs: number[], q: number): number => {
 }
 
 export async function runBareBaseline (init: BareInit): Promise<BareResult> {
-  const script = fileURLToPath(new URL('./gossip-bare-node.js', import.meta.url))
-  const children: ChildProcess[] = []
-  const inbox = new Map<string, Array<Record<string, unknown>>>()
-  const waiting = new Map<string, () => void>()
-  const next = async (type: string): Promise<Record<string, unknown>> => {
-    for (;;) {
-      const q = inbox.get(type)
-      if (q !== undefined && q.length > 0) return q.shift() as Record<string, unknown>
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => { reject(new Error(`bench:gossip baseline: no "${type}" from a node within 60 s`)) }, 60_000)
-        waiting.set(type, () => { clearTimeout(timer); resolve() })
-      })
-    }
-  }
+  const fleet = await startFleet(fileURLToPath(new URL('./gossip-bare-node.js', import.meta.url)), init.nodes, {
+    what: 'bench:gossip baseline',
+    // 'done' comes after the measured seconds.
+    timeoutMs: (init.seconds + 60) * 1000,
+    start: (index, bootstrap) => ({ type: 'start', psk: init.psk, bootstrap, meshDegree: init.meshDegree, index })
+  })
+  const { children, next } = fleet
   try {
-    const addrs: string[] = []
-    for (let i = 0; i < init.nodes; i++) {
-      const c = fork(script, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
-      c.on('message', (raw: unknown) => {
-        const m = raw as Record<string, unknown>
-        const type = m.type as string
-        inbox.set(type, [...(inbox.get(type) ?? []), m])
-        const w = waiting.get(type)
-        waiting.delete(type)
-        w?.()
-      })
-      children.push(c)
-      c.send({ type: 'start', psk: init.psk, bootstrap: addrs.slice(0, 1), meshDegree: init.meshDegree, index: i })
-      addrs.push((await next('ready')).multiaddr as string)
-    }
-    for (const c of children) c.send({ type: 'connect', addrs })
-    for (let i = 0; i < children.length; i++) await next('connected')
-    await new Promise(resolve => setTimeout(resolve, 2000))
     for (const c of children) c.send({ type: 'go', perSec: init.perSec, bytes: init.bytes, seconds: init.seconds, loopResolutionMs: init.loopResolutionMs })
     const done: BareDone[] = []
     for (let i = 0; i < children.length; i++) done.push((await next('done')) as unknown as BareDone)
@@ -91,8 +66,6 @@ export async function runBareBaseline (init: BareInit): Promise<BareResult> {
       eventLoopDelayMaxMs: Number(Math.max(...done.map(d => d.loopDelayMaxMs)).toFixed(2))
     }
   } finally {
-    for (const c of children) c.send({ type: 'stop' })
-    await new Promise(resolve => setTimeout(resolve, 1000))
-    for (const c of children) c.kill()
+    await fleet.stop()
   }
 }

@@ -23,11 +23,11 @@
  *   and cpuRatioToBareGossipsub: what the mesh node adds on top of the libp2p stack.
  * The last stdout line is one JSON object.
  */
-import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { encodeDelta, decodeDelta, type CounterGroup } from '../gossip/codec.js'
 import { generateSwarmKey } from '../gossip/psk.js'
 import { createLimiter, seededRandom, VirtualClock } from '../src/index.js'
+import { startFleet } from './fleet.js'
 import { pct, runBareBaseline } from './gossip-bare.js'
 import { stubTransport } from './stub.js'
 import { benchArgs } from './args.js'
@@ -85,44 +85,24 @@ async function main (): Promise<void> {
   const merge = mergeThroughput()
   log(`merge: ${(merge.mergeEntriesPerSec / 1e6).toFixed(2)} M entries/s (decode + merge ${(merge.decodeMergeEntriesPerSec / 1e6).toFixed(2)} M/s)`)
 
-  const script = fileURLToPath(new URL('./gossip-node.js', import.meta.url))
   const psk = [...generateSwarmKey()]
-  const children: ChildProcess[] = []
-  const waiters = new Map<string, Array<(m: Record<string, unknown>) => void>>()
   const probeSent = new Map<string, number>()
   const probeSeen = new Map<string, number[]>()
-  const onMessage = (m: Record<string, unknown>): void => {
-    if (m.type === 'probe-sent') probeSent.set(m.id as string, m.at as number)
-    else if (m.type === 'probe-seen') probeSeen.get(m.id as string)?.push(m.at as number)
-    const w = waiters.get(m.type as string)
-    if (w !== undefined && w.length > 0) (w.shift() as (x: Record<string, unknown>) => void)(m)
-  }
-  const next = async (type: string): Promise<Record<string, unknown>> => await new Promise(resolve => { waiters.set(type, [...(waiters.get(type) ?? []), resolve]) })
-  const spawn = (): ChildProcess => {
-    const c = fork(script, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
-    c.on('message', m => { onMessage(m as Record<string, unknown>) })
-    children.push(c)
-    return c
-  }
   const perNode = Math.round(args.changesPerSec / args.nodes)
-  const start = (c: ChildProcess, bootstrap: string[], seed: number): void => {
-    c.send({ type: 'start', bootstrap, psk, flushIntervalMs: args.flush, checksPerSec: perNode, keys: args.keys, seed, loopResolutionMs: args.loopResolutionMs, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes })
-  }
+  const fleet = await startFleet(fileURLToPath(new URL('./gossip-node.js', import.meta.url)), args.nodes, {
+    what: 'bench:gossip',
+    start: (i, bootstrap) => ({ type: 'start', bootstrap, psk, flushIntervalMs: args.flush, checksPerSec: perNode, keys: args.keys, seed: i + 1, loopResolutionMs: args.loopResolutionMs, meshDegree: args.meshDegree, floodPublish: args.floodPublish, idontwantMinBytes: args.idontwantMinBytes }),
+    onMessage: m => {
+      if (m.type === 'probe-sent') probeSent.set(m.id as string, m.at as number)
+      else if (m.type === 'probe-seen') probeSeen.get(m.id as string)?.push(m.at as number)
+      else return false
+      return true
+    }
+  })
+  const { children, next } = fleet
   let result: (Record<string, unknown> & { cpuMsPerNodePerSec: number }) | undefined
   let baselineLoad: { perSec: number, bytes: number } | undefined
   try {
-    const first = spawn()
-    start(first, [], 1)
-    const ready0 = await next('ready')
-    const addrs = [ready0.multiaddr as string]
-    for (let i = 1; i < args.nodes; i++) {
-      const c = spawn()
-      start(c, [addrs[0]], i + 1)
-      addrs.push((await next('ready')).multiaddr as string)
-    }
-    for (const c of children) c.send({ type: 'connect', addrs })
-    for (let i = 0; i < children.length; i++) await next('connected')
-    await sleep(2000)
     log(`${args.nodes} nodes up; hot workload ${args.changesPerSec} changes/s for ${args.seconds} s, flush every ${args.flush} ms`)
     for (const c of children) c.send({ type: 'traffic', on: true })
     await sleep(2000)
@@ -206,9 +186,7 @@ async function main (): Promise<void> {
     // plus one membership heartbeat per node per second, at the counter messages' mean size.
     baselineLoad = { perSec: Number(((allMessages + markers) / args.nodes / elapsed + 1).toFixed(1)), bytes: Math.round((bytes + republished) / Math.max(1, allMessages)) }
   } finally {
-    for (const c of children) c.send({ type: 'stop' })
-    await sleep(1000)
-    for (const c of children) c.kill()
+    await fleet.stop()
   }
   if (result === undefined || baselineLoad === undefined) return
   if (!args.baseline) {
