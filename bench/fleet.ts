@@ -19,6 +19,8 @@ export interface Fleet {
 export interface FleetInit {
   /** Names the fleet in errors. */
   what: string
+  /** Arguments of each forked process. @default [] */
+  args?: string[]
   /** The start message of node `index`, bootstrapping from `bootstrap` (the first node's address, none for it). */
   start: (index: number, bootstrap: string[]) => Message
   /** Sees every message first; true when it consumed it (it is then not kept for next()). */
@@ -53,7 +55,7 @@ export async function startFleet (script: string, nodes: number, init: FleetInit
   const addrs: string[] = []
   try {
     for (let i = 0; i < nodes; i++) {
-      const c = fork(script, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+      const c = fork(script, init.args ?? [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
       c.on('message', (raw: unknown) => {
         const m = raw as Message
         if (init.onMessage?.(m) === true) return

@@ -2,7 +2,6 @@
 // fully connected, no traffic, no event-loop monitor; prints the mean CPU per node per
 // second over the measured seconds (all threads of each process). Run `npm run build`
 // first. Usage: node scripts/idle-mesh-cpu.mjs [--nodes 10] [--seconds 10] [--dist DIR]
-import { fork } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 
@@ -20,7 +19,7 @@ if (values.child) {
       const topics = topicsOf('idle')
       t = await createLibp2pTransport({ psk: Uint8Array.from(m.psk), bootstrap: m.bootstrap, topics: [topics.counters('default'), topics.membership, topics.aggregates, topics.policies, topics.blocklist] })
       await createMeshNode({ mesh: 'idle', policies: { policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', algorithm: 'fixed-window', limit: 100, window: '1s' }] }] }, transport: t, syncOnStart: false })
-      process.send({ type: 'ready', addr: t.multiaddrs()[0] })
+      process.send({ type: 'ready', multiaddr: t.multiaddrs()[0] })
     } else if (m.type === 'connect') {
       for (const a of m.addrs) if (a !== t.multiaddrs()[0]) await t.dial(a).catch(() => {})
       process.send({ type: 'connected' })
@@ -35,28 +34,23 @@ if (values.child) {
   })
 } else {
   const { generateSwarmKey } = await import(`${dist}/gossip/psk.js`)
+  const { startFleet } = await import(`${dist}/bench/fleet.js`)
   const nodes = Number(values.nodes)
   const seconds = Number(values.seconds)
   const psk = [...generateSwarmKey()]
-  const kids = []
-  const inbox = []
-  const next = type => new Promise(resolve => {
-    const look = () => { const i = inbox.findIndex(m => m.type === type); if (i >= 0) resolve(inbox.splice(i, 1)[0]); else setTimeout(look, 10) }
-    look()
+  const fleet = await startFleet(fileURLToPath(import.meta.url), nodes, {
+    what: 'idle-mesh-cpu',
+    args: ['--child', '--dist', dist],
+    start: (_i, bootstrap) => ({ type: 'start', psk, bootstrap })
   })
-  const addrs = []
-  for (let i = 0; i < nodes; i++) {
-    const c = fork(fileURLToPath(import.meta.url), ['--child', '--dist', dist], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    c.on('message', m => inbox.push(m))
-    kids.push(c)
-    c.send({ type: 'start', psk, bootstrap: addrs.slice(0, 1) })
-    addrs.push((await next('ready')).addr)
+  try {
+    // The fleet settled 2 s after connecting; one more, as this script always waited 3 s.
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    for (const c of fleet.children) c.send({ type: 'measure', seconds })
+    let sum = 0
+    for (let i = 0; i < nodes; i++) sum += (await fleet.next('cpu')).ms
+    console.log(JSON.stringify({ script: 'idle-mesh-cpu', nodes, seconds, cpuMsPerNodePerSec: Number((sum / nodes).toFixed(1)) }))
+  } finally {
+    await fleet.stop()
   }
-  for (const c of kids) c.send({ type: 'connect', addrs })
-  for (let i = 0; i < nodes; i++) await next('connected')
-  await new Promise(resolve => setTimeout(resolve, 3000))
-  for (const c of kids) c.send({ type: 'measure', seconds })
-  let sum = 0
-  for (let i = 0; i < nodes; i++) sum += (await next('cpu')).ms
-  console.log(JSON.stringify({ script: 'idle-mesh-cpu', nodes, seconds, cpuMsPerNodePerSec: Number((sum / nodes).toFixed(1)) }))
 }
