@@ -2,7 +2,7 @@
 import { benchArgs } from './args.js'
 
 /** bench:sidecar's settings. */
-export interface Args { json: boolean, saturation: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, only: string | undefined, pin: boolean, httpPaced: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number, generator: 'node' | 'h2load', h2loadKeys: number, h2loadProcesses: number, h2loadGrpcClients: number | undefined, h2loadPacing: 'rps' | 'script', h2loadStreams: number, h2loadHttpClients: number | undefined }
+export interface Args { json: boolean, saturation: boolean, durationS: number, httpRate: number, grpcRate: number, connections: number, rateConnections: number, users: number, redis: boolean, floor: boolean, only: string | undefined, pin: boolean, httpPaced: boolean, sidecarNodeArgs: string[], sidecarCli: string | undefined, stallWatchMs: number, grpcMaxStreams: number, generator: 'node' | 'h2load', h2loadKeys: number, h2loadProcesses: number, h2loadGrpcClients: number | undefined, h2loadPacing: 'rps' | 'script', h2loadStreams: number, h2loadHttpClients: number | undefined }
 
 /** One of `allowed`, or an error naming the flag. */
 function oneOf<T extends string> (flag: string, v: string, allowed: readonly T[]): T {
@@ -21,6 +21,7 @@ export function parseArgs (argv: string[]): Args {
     rateConnections: 16,
     users: 10_000,
     redis: true,
+    floor: true,
     only: undefined as string | undefined,
     pin: false,
     httpPaced: false,
@@ -47,6 +48,7 @@ export function parseArgs (argv: string[]): Args {
     rateConnections: f.rateConnections,
     users: f.users,
     redis: f.redis,
+    floor: f.floor,
     only: f.only,
     pin: f.pin,
     httpPaced: f.httpPaced,

@@ -178,9 +178,10 @@ function result (run: { summary: H2loadSummary, latency: H2loadLatency }, plan: 
 /**
  * ShouldRateLimit over h2c: at `rate` calls per second in all (a set number of calls,
  * rate x duration, over processes x grpcClients connections), or without a rate at
- * saturation (`connections` streams on one connection per key, for `durationS`).
+ * saturation (`connections` streams on one connection per key, for `durationS`). With
+ * `httpUrl` (the sidecar's), checked against its decision counters.
  */
-export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string, o: H2loadOptions, rate: number | undefined, durationS: number): Promise<H2loadRun> {
+export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string | undefined, o: H2loadOptions, rate: number | undefined, durationS: number): Promise<H2loadRun> {
   const script = rate !== undefined && o.grpcPacing === 'script'
   const n = rate === undefined || script ? o.keys : Math.max(o.keys, o.processes)
   const bodies = users(o, n).map(rlsRequestBody)
@@ -194,10 +195,13 @@ export async function h2loadGrpcRun (grpcAddress: string, httpUrl: string, o: H2
   // process i's script starts i / rate after process 0's.
   const perGroup = Math.max(1, Math.round((rate ?? 0) / n / 2000))
   const scripts = script ? bodies.map((_, i) => timingScript(url, (rate ?? 0) / n, requests, i * 1000 / (rate ?? 1), perGroup)) : undefined
-  const before = await decisions(httpUrl, 'grpc')
+  const before = httpUrl === undefined ? NaN : await decisions(httpUrl, 'grpc')
   const run = await runH2load(o, plan, bodies, rate, scripts)
-  const counted = await decisions(httpUrl, 'grpc') - before
-  checkDecisions('gRPC', counted, run.summary.succeeded, rate === undefined ? n * streams : 0)
+  let counted = NaN
+  if (httpUrl !== undefined) {
+    counted = await decisions(httpUrl, 'grpc') - before
+    checkDecisions('gRPC', counted, run.summary.succeeded, rate === undefined ? n * streams : 0)
+  }
   if (rate !== undefined && run.latency.maxInFlight >= streams) log(`h2load gRPC: ${run.latency.maxInFlight} calls in flight at once, not fewer than one connection's ${streams} streams: some calls may have waited for a stream (--h2load-streams raises it)`)
   return result(run, plan, bodies.length, rate, script, counted)
 }

@@ -5,7 +5,7 @@
  * do it) on a real redis-server on loopback.
  *
  *   npm run bench:sidecar -- [--json] [--no-saturation] [--duration S] [--http-rate N] [--grpc-rate N]
- *                            [--connections N] [--rate-connections N] [--users N] [--no-redis]
+ *                            [--connections N] [--rate-connections N] [--users N] [--no-redis] [--no-floor]
  *                            [--only grpc|http|redis] [--pin] [--http-paced] [--sidecar-cli PATH]
  *                            [--sidecar-node-args "ARGS"] [--stall-watch MS] [--grpc-max-streams N]
  *                            [--generator node|h2load] [--h2load-keys K] [--h2load-processes P]
@@ -16,6 +16,13 @@
  * not stall like our node generators) instead of autocannon and the gRPC client loop;
  * see bench/sidecar-h2load.ts. It posts one body per process, so it spreads its load
  * over `--h2load-keys` users (default 1) where the node generators use `--users`.
+ *
+ * The floor (`baselines.floor*`, skip with `--no-floor`): after the sidecar, the same
+ * phases against bench/floor-server.ts, node's HTTP server and grpc-js serving the same
+ * requests with the sidecar's answer and no limiter behind them. Its latency is what the
+ * sidecar's would be if meshlimit cost nothing on this machine, so `ratios.*VsFloor`
+ * say what meshlimit adds, and a floor above a target says the target is the
+ * platform's (node, grpc-js, two shared cores), not ours.
  *
  * `--sidecar-cli` runs another build's CLI (main's dist) under the same load generators,
  * for back-to-back comparisons; `--sidecar-node-args` passes node/V8 flags to the sidecar
@@ -175,9 +182,9 @@ function logH2load (phase: string, r: H2loadRun): void {
 }
 
 /** gRPC phase: the node client loop, or h2load. */
-async function grpcPhase (phase: string, grpcAddress: string, httpUrl: string, a: Args, h2: H2loadOptions | undefined, rate: number | undefined, durationS: number): Promise<GrpcRun> {
+async function grpcPhase (phase: string, grpcAddress: string, counters: string | undefined, a: Args, h2: H2loadOptions | undefined, rate: number | undefined, durationS: number): Promise<GrpcRun> {
   if (h2 === undefined) return await grpcRun(grpcAddress, a, rate, durationS)
-  const r = await h2loadGrpcRun(grpcAddress, httpUrl, h2, rate, durationS)
+  const r = await h2loadGrpcRun(grpcAddress, counters, h2, rate, durationS)
   h2loadRuns[phase] = r
   logH2load(phase, r)
   return { reqPerSec: r.achievedPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, maxMs: r.maxMs, scheduledP99Ms: r.scheduledP99Ms, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: r.slowCalls, slowWindows: r.slowWindows, errors: 0, offered: r.offered }
@@ -250,6 +257,98 @@ function ensureRedis (): string {
   return spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim()
 }
 
+/** Seconds of warm-up before each server's phases. */
+const warmS = (a: Args): number => Math.max(1, Math.min(3, a.durationS / 3))
+
+/** A server under test: the sidecar, or the floor (bench/floor-server.ts: no limiter behind the same servers). */
+interface Target { name: '' | 'floor', http: string, grpc: string, pid: number | undefined, sidecar: boolean }
+
+/** What one server's phases measured: saturation and fixed rate per API, the server's CPU per request and (sidecar only) its event loop. */
+interface ApiRuns {
+  grpcSat: GrpcRun
+  grpcFixed: GrpcRun
+  httpSat: FixedHttpRun
+  httpFixed: FixedHttpRun
+  /** The server's CPU time per request at the fixed rate: what the load on the machine changes least. */
+  grpcServerCpuUs: number
+  httpServerCpuUs: number
+  grpcServerLoop: ServerLoop
+  httpServerLoop: ServerLoop
+  grpcStalls: Record<string, number>
+  httpStalls: Record<string, number>
+}
+
+const NO_LOOP: ServerLoop = { p99Ms: NaN, maxMs: NaN, gcStalls: NaN, taskStalls: NaN, waitStalls: NaN, gcStallMs: NaN, taskStallMs: NaN, waitStallMs: NaN }
+
+/** The prefix of a target's phase names (h2load's runs are keyed by them). */
+const phaseName = (t: Target, phase: string): string => t.name === '' ? phase : t.name + phase[0].toUpperCase() + phase.slice(1)
+
+/** Runs the wanted APIs' phases against one server: warm-up, saturation (unless --no-saturation), fixed rate. */
+async function apiPhases (t: Target, a: Args, h2: H2loadOptions | undefined, want: (phase: string) => boolean): Promise<ApiRuns> {
+  const warm = warmS(a)
+  const label = t.sidecar ? '' : `${t.name}: `
+  const none: FixedHttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, autocannonP99Ms: NaN, scheduledP99Ms: null, clientLoopMaxMs: null, non2xx: 0, errors: 0 }
+  const r: ApiRuns = {
+    grpcSat: { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null },
+    grpcFixed: undefined as unknown as GrpcRun,
+    httpSat: none,
+    httpFixed: none,
+    grpcServerCpuUs: NaN,
+    httpServerCpuUs: NaN,
+    grpcServerLoop: NO_LOOP,
+    httpServerLoop: NO_LOOP,
+    grpcStalls: stallsBetween(NO_LOOP, NO_LOOP),
+    httpStalls: stallsBetween(NO_LOOP, NO_LOOP)
+  }
+  r.grpcFixed = r.grpcSat
+  const loop = async (): Promise<ServerLoop> => t.sidecar ? await serverLoop(t.http) : NO_LOOP
+  // The sidecar's decision counters check h2load's runs; the floor has none.
+  const counters = t.sidecar ? t.http : undefined
+  // gRPC first: its client loop in this process runs before autocannon has loaded it.
+  if (want('grpc')) {
+    // --no-saturation: warm up at the fixed rate and skip saturation, whose burst leaves the
+    // server's heap (and young generation) sized differently for the fixed-rate phase.
+    await grpcPhase(phaseName(t, 'grpcWarmUp'), t.grpc, counters, a, h2, a.saturation ? undefined : a.grpcRate, warm)
+    if (a.saturation) {
+      r.grpcSat = await grpcPhase(phaseName(t, 'grpcSaturation'), t.grpc, counters, a, h2, undefined, a.durationS)
+      log(`${label}gRPC saturation: ${r.grpcSat.reqPerSec} req/s, p99 ${r.grpcSat.p99Ms} ms`)
+    }
+    const before = await loop()
+    const cpu = cpuSeconds(t.pid)
+    const phase = phaseName(t, 'grpcFixed')
+    r.grpcFixed = await grpcPhase(phase, t.grpc, counters, a, h2, a.grpcRate, a.durationS)
+    r.grpcServerCpuUs = round3((cpuSeconds(t.pid) - cpu) * 1e6 / (h2loadRuns[phase]?.succeeded ?? r.grpcFixed.reqPerSec * a.durationS))
+    if (t.sidecar) {
+      // Stalls end up classified 50 ms after they end.
+      await new Promise(resolve => setTimeout(resolve, 100))
+      r.grpcServerLoop = await loop()
+      r.grpcStalls = stallsBetween(before, r.grpcServerLoop)
+      if (a.stallWatchMs > 0) log(`gRPC at ${a.grpcRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${r.grpcStalls.gcStalls} collections (${r.grpcStalls.gcStallMs} ms), ${r.grpcStalls.taskStalls} long tasks (${r.grpcStalls.taskStallMs} ms), ${r.grpcStalls.waitStalls} waits for a CPU (${r.grpcStalls.waitStallMs} ms)`)
+      log(`gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${r.grpcServerLoop.p99Ms} ms, max ${r.grpcServerLoop.maxMs} ms; generator's p99 ${r.grpcFixed.clientLoopP99Ms} ms, max ${r.grpcFixed.clientLoopMaxMs} ms; ${r.grpcFixed.slowCalls} calls over 5 ms in ${r.grpcFixed.slowWindows} windows of 50 ms`)
+    }
+    log(`${label}gRPC at ${a.grpcRate}/s offered: ${r.grpcFixed.reqPerSec} req/s, p50 ${r.grpcFixed.p50Ms} ms, p99 ${r.grpcFixed.p99Ms} ms (from the scheduled time: ${r.grpcFixed.scheduledP99Ms} ms), server CPU ${r.grpcServerCpuUs} us per call`)
+  }
+  if (want('http')) {
+    await httpPhase(phaseName(t, 'httpWarmUp'), t.http, a, h2, a.saturation ? undefined : a.httpRate, warm, t.sidecar)
+    if (a.saturation) r.httpSat = await httpPhase(phaseName(t, 'httpSaturation'), t.http, a, h2, undefined, a.durationS, t.sidecar)
+    log(`${label}HTTP saturation: ${r.httpSat.reqPerSec} req/s, p99 ${r.httpSat.p99Ms} ms`)
+    const before = await loop()
+    const cpu = cpuSeconds(t.pid)
+    const phase = phaseName(t, 'httpFixed')
+    r.httpFixed = await httpPhase(phase, t.http, a, h2, a.httpRate, a.durationS, t.sidecar)
+    r.httpServerCpuUs = round3((cpuSeconds(t.pid) - cpu) * 1e6 / (h2loadRuns[phase]?.succeeded ?? r.httpFixed.reqPerSec * a.durationS))
+    if (t.sidecar) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+      r.httpServerLoop = await loop()
+      r.httpStalls = stallsBetween(before, r.httpServerLoop)
+      if (a.stallWatchMs > 0) log(`HTTP at ${a.httpRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${r.httpStalls.gcStalls} collections (${r.httpStalls.gcStallMs} ms), ${r.httpStalls.taskStalls} long tasks (${r.httpStalls.taskStallMs} ms), ${r.httpStalls.waitStalls} waits for a CPU (${r.httpStalls.waitStallMs} ms)`)
+      log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${r.httpServerLoop.p99Ms} ms, max ${r.httpServerLoop.maxMs} ms`)
+    }
+    log(`${label}HTTP at ${a.httpRate}/s offered: ${r.httpFixed.reqPerSec} req/s, p50 ${r.httpFixed.p50Ms} ms, p99 ${r.httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${r.httpFixed.autocannonP99Ms ?? '-'} ms; paced, from the scheduled time: ${r.httpFixed.scheduledP99Ms ?? '-'} ms), server CPU ${r.httpServerCpuUs} us per request`)
+  }
+  return r
+}
+
 async function main (): Promise<void> {
   const a = parseArgs(process.argv.slice(2))
   if (a.generator === 'h2load') requireH2load()
@@ -276,59 +375,19 @@ async function main (): Promise<void> {
       ...(a.grpcMaxStreams > 0 ? { MESHLIMIT_GRPC_MAX_STREAMS: String(a.grpcMaxStreams) } : {})
     })
     children.push(side.child)
-    const warm = Math.max(1, Math.min(3, a.durationS / 3))
     const want = (phase: string): boolean => a.only === undefined || a.only === phase
-    const none: FixedHttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, autocannonP99Ms: NaN, scheduledP99Ms: null, clientLoopMaxMs: null, non2xx: 0, errors: 0 }
-    let grpcSat: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null }
-    let grpcFixed = grpcSat
-    const noLoop: ServerLoop = { p99Ms: NaN, maxMs: NaN, gcStalls: NaN, taskStalls: NaN, waitStalls: NaN, gcStallMs: NaN, taskStallMs: NaN, waitStallMs: NaN }
-    let grpcServerLoop = noLoop
-    let httpServerLoop = noLoop
-    let grpcStalls = stallsBetween(noLoop, noLoop)
-    let httpStalls = grpcStalls
-    // The sidecar's CPU time per request at the fixed rate: what the load on the machine changes least.
-    let grpcServerCpuUs = NaN
-    let httpServerCpuUs = NaN
-    // gRPC first: its client loop in this process runs before autocannon has loaded it.
-    if (want('grpc')) {
-      const g = side.ready.grpc
-      // --no-saturation: warm up at the fixed rate and skip saturation, whose burst leaves the
-      // sidecar's heap (and young generation) sized differently for the fixed-rate phase.
-      await grpcPhase('grpcWarmUp', g, side.ready.http, a, h2, a.saturation ? undefined : a.grpcRate, warm)
-      if (a.saturation) {
-        grpcSat = await grpcPhase('grpcSaturation', g, side.ready.http, a, h2, undefined, a.durationS)
-        log(`gRPC saturation: ${grpcSat.reqPerSec} req/s, p99 ${grpcSat.p99Ms} ms`)
-      }
-      const before = await serverLoop(side.ready.http)
-      const cpu = cpuSeconds(side.child.pid)
-      grpcFixed = await grpcPhase('grpcFixed', g, side.ready.http, a, h2, a.grpcRate, a.durationS)
-      grpcServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (h2loadRuns.grpcFixed?.succeeded ?? grpcFixed.reqPerSec * a.durationS))
-      // Stalls end up classified 50 ms after they end.
-      await new Promise(resolve => setTimeout(resolve, 100))
-      grpcServerLoop = await serverLoop(side.ready.http)
-      grpcStalls = stallsBetween(before, grpcServerLoop)
-      if (a.stallWatchMs > 0) log(`gRPC at ${a.grpcRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${grpcStalls.gcStalls} collections (${grpcStalls.gcStallMs} ms), ${grpcStalls.taskStalls} long tasks (${grpcStalls.taskStallMs} ms), ${grpcStalls.waitStalls} waits for a CPU (${grpcStalls.waitStallMs} ms)`)
-      log(`gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${grpcServerLoop.p99Ms} ms, max ${grpcServerLoop.maxMs} ms; generator's p99 ${grpcFixed.clientLoopP99Ms} ms, max ${grpcFixed.clientLoopMaxMs} ms; ${grpcFixed.slowCalls} calls over 5 ms in ${grpcFixed.slowWindows} windows of 50 ms`)
-      log(`gRPC at ${a.grpcRate}/s offered: ${grpcFixed.reqPerSec} req/s, p50 ${grpcFixed.p50Ms} ms, p99 ${grpcFixed.p99Ms} ms (from the scheduled time: ${grpcFixed.scheduledP99Ms} ms)`)
-    }
-    let httpSat = none
-    let httpFixed = none
-    if (want('http')) {
-      await httpPhase('httpWarmUp', side.ready.http, a, h2, a.saturation ? undefined : a.httpRate, warm, true)
-      if (a.saturation) httpSat = await httpPhase('httpSaturation', side.ready.http, a, h2, undefined, a.durationS, true)
-      log(`HTTP saturation: ${httpSat.reqPerSec} req/s, p99 ${httpSat.p99Ms} ms`)
-      const before = await serverLoop(side.ready.http)
-      const cpu = cpuSeconds(side.child.pid)
-      httpFixed = await httpPhase('httpFixed', side.ready.http, a, h2, a.httpRate, a.durationS, true)
-      httpServerCpuUs = round3((cpuSeconds(side.child.pid) - cpu) * 1e6 / (h2loadRuns.httpFixed?.succeeded ?? httpFixed.reqPerSec * a.durationS))
-      await new Promise(resolve => setTimeout(resolve, 100))
-      httpServerLoop = await serverLoop(side.ready.http)
-      httpStalls = stallsBetween(before, httpServerLoop)
-      if (a.stallWatchMs > 0) log(`HTTP at ${a.httpRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${httpStalls.gcStalls} collections (${httpStalls.gcStallMs} ms), ${httpStalls.taskStalls} long tasks (${httpStalls.taskStallMs} ms), ${httpStalls.waitStalls} waits for a CPU (${httpStalls.waitStallMs} ms)`)
-      log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${httpServerLoop.p99Ms} ms, max ${httpServerLoop.maxMs} ms`)
-      log(`HTTP at ${a.httpRate}/s offered: ${httpFixed.reqPerSec} req/s, p50 ${httpFixed.p50Ms} ms, p99 ${httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${httpFixed.autocannonP99Ms ?? '-'} ms; paced, from the scheduled time: ${httpFixed.scheduledP99Ms ?? '-'} ms)`)
-    }
+    const ours = await apiPhases({ name: '', http: side.ready.http, grpc: side.ready.grpc, pid: side.child.pid, sidecar: true }, a, h2, want)
+    const answerFile = join(dir, 'answer.json')
+    writeFileSync(answerFile, JSON.stringify({ http: await (await fetch(`${side.ready.http}/v1/check`, { method: 'POST', body: bodies(1)[0] })).text() }))
     await stopChild(side.child)
+
+    let floor: ApiRuns | undefined
+    if (a.floor && (want('grpc') || want('http'))) {
+      const f = await startChild([dist('./floor-server.js'), answerFile])
+      children.push(f.child)
+      floor = await apiPhases({ name: 'floor', http: f.ready.http, grpc: f.ready.grpc, pid: f.child.pid, sidecar: false }, a, h2, want)
+      await stopChild(f.child)
+    }
 
     let redis: { sat: FixedHttpRun, fixed: FixedHttpRun } | undefined
     if (a.redis && want('redis')) {
@@ -340,7 +399,7 @@ async function main (): Promise<void> {
       await new Promise(resolve => setTimeout(resolve, 500))
       const base = await startChild([dist('./redis-baseline.js'), String(port)])
       children.push(base.child)
-      await httpPhase('redisWarmUp', base.ready.http, a, h2, undefined, warm, false)
+      await httpPhase('redisWarmUp', base.ready.http, a, h2, undefined, warmS(a), false)
       const sat = await httpPhase('redisSaturation', base.ready.http, a, h2, undefined, a.durationS, false)
       log(`Redis baseline saturation: ${sat.reqPerSec} req/s, p99 ${sat.p99Ms} ms`)
       const fixed = await httpPhase('redisFixed', base.ready.http, a, h2, a.httpRate, a.durationS, false)
@@ -356,55 +415,89 @@ async function main (): Promise<void> {
       connections: a.connections,
       rateConnections: a.rateConnections,
       users: h2 === undefined ? a.users : h2.keys,
-      httpReqPerSec: httpSat.reqPerSec,
-      httpP99Ms: httpFixed.p99Ms,
+      httpReqPerSec: ours.httpSat.reqPerSec,
+      httpP99Ms: ours.httpFixed.p99Ms,
       httpOfferedRate: a.httpRate,
-      httpAchievedRate: httpFixed.reqPerSec,
-      httpP50Ms: httpFixed.p50Ms,
-      httpP999Ms: httpFixed.p999Ms,
-      httpMaxMs: httpFixed.maxMs,
+      httpAchievedRate: ours.httpFixed.reqPerSec,
+      httpP50Ms: ours.httpFixed.p50Ms,
+      httpP999Ms: ours.httpFixed.p999Ms,
+      httpMaxMs: ours.httpFixed.maxMs,
       httpPaced: a.httpPaced,
-      httpAutocannonP99Ms: httpFixed.autocannonP99Ms,
-      httpScheduledP99Ms: httpFixed.scheduledP99Ms,
-      httpClientLoopMaxMs: httpFixed.clientLoopMaxMs,
-      httpSaturationP99Ms: httpSat.p99Ms,
-      grpcReqPerSec: grpcSat.reqPerSec,
-      grpcP99Ms: grpcFixed.p99Ms,
+      httpAutocannonP99Ms: ours.httpFixed.autocannonP99Ms,
+      httpScheduledP99Ms: ours.httpFixed.scheduledP99Ms,
+      httpClientLoopMaxMs: ours.httpFixed.clientLoopMaxMs,
+      httpSaturationP99Ms: ours.httpSat.p99Ms,
+      grpcReqPerSec: ours.grpcSat.reqPerSec,
+      grpcP99Ms: ours.grpcFixed.p99Ms,
       grpcOfferedRate: a.grpcRate,
-      grpcAchievedRate: grpcFixed.reqPerSec,
-      grpcP50Ms: grpcFixed.p50Ms,
-      grpcP999Ms: grpcFixed.p999Ms,
-      grpcMaxMs: grpcFixed.maxMs,
-      grpcScheduledP99Ms: grpcFixed.scheduledP99Ms,
-      grpcSaturationP99Ms: grpcSat.p99Ms,
-      grpcServerCpuUsPerCall: grpcServerCpuUs,
-      grpcServerLoopP99Ms: grpcServerLoop.p99Ms,
-      grpcServerLoopMaxMs: grpcServerLoop.maxMs,
-      grpcClientLoopMaxMs: grpcFixed.clientLoopMaxMs,
-      grpcSlowCalls: grpcFixed.slowCalls,
-      grpcSlowWindows: grpcFixed.slowWindows,
-      httpServerCpuUsPerRequest: httpServerCpuUs,
-      httpServerLoopP99Ms: httpServerLoop.p99Ms,
-      httpServerLoopMaxMs: httpServerLoop.maxMs,
-      grpcStalls: a.stallWatchMs > 0 ? grpcStalls : null,
-      httpStalls: a.stallWatchMs > 0 ? httpStalls : null,
+      grpcAchievedRate: ours.grpcFixed.reqPerSec,
+      grpcP50Ms: ours.grpcFixed.p50Ms,
+      grpcP999Ms: ours.grpcFixed.p999Ms,
+      grpcMaxMs: ours.grpcFixed.maxMs,
+      grpcScheduledP99Ms: ours.grpcFixed.scheduledP99Ms,
+      grpcSaturationP99Ms: ours.grpcSat.p99Ms,
+      grpcServerCpuUsPerCall: ours.grpcServerCpuUs,
+      grpcServerLoopP99Ms: ours.grpcServerLoop.p99Ms,
+      grpcServerLoopMaxMs: ours.grpcServerLoop.maxMs,
+      grpcClientLoopMaxMs: ours.grpcFixed.clientLoopMaxMs,
+      grpcSlowCalls: ours.grpcFixed.slowCalls,
+      grpcSlowWindows: ours.grpcFixed.slowWindows,
+      httpServerCpuUsPerRequest: ours.httpServerCpuUs,
+      httpServerLoopP99Ms: ours.httpServerLoop.p99Ms,
+      httpServerLoopMaxMs: ours.httpServerLoop.maxMs,
+      grpcStalls: a.stallWatchMs > 0 ? ours.grpcStalls : null,
+      httpStalls: a.stallWatchMs > 0 ? ours.httpStalls : null,
       h2load: h2 === undefined ? null : h2loadRuns,
-      errors: httpSat.errors + httpFixed.errors + grpcSat.errors + grpcFixed.errors,
-      baselines: redis === undefined
+      errors: ours.httpSat.errors + ours.httpFixed.errors + ours.grpcSat.errors + ours.grpcFixed.errors,
+      baselines: redis === undefined && floor === undefined
         ? null
         : {
-            redisReqPerSec: redis.sat.reqPerSec,
-            redisP99Ms: redis.fixed.p99Ms,
-            redisP999Ms: redis.fixed.p999Ms,
-            redisMaxMs: redis.fixed.maxMs,
-            redisAchievedRate: redis.fixed.reqPerSec,
-            redisAutocannonP99Ms: redis.fixed.autocannonP99Ms,
-            redisScheduledP99Ms: redis.fixed.scheduledP99Ms,
-            redisSaturationP99Ms: redis.sat.p99Ms
+            ...(redis === undefined
+              ? {}
+              : {
+                  redisReqPerSec: redis.sat.reqPerSec,
+                  redisP99Ms: redis.fixed.p99Ms,
+                  redisP999Ms: redis.fixed.p999Ms,
+                  redisMaxMs: redis.fixed.maxMs,
+                  redisAchievedRate: redis.fixed.reqPerSec,
+                  redisAutocannonP99Ms: redis.fixed.autocannonP99Ms,
+                  redisScheduledP99Ms: redis.fixed.scheduledP99Ms,
+                  redisSaturationP99Ms: redis.sat.p99Ms
+                }),
+            ...(floor === undefined
+              ? {}
+              : {
+                  floorHttpReqPerSec: floor.httpSat.reqPerSec,
+                  floorHttpAchievedRate: floor.httpFixed.reqPerSec,
+                  floorHttpP50Ms: floor.httpFixed.p50Ms,
+                  floorHttpP99Ms: floor.httpFixed.p99Ms,
+                  floorHttpP999Ms: floor.httpFixed.p999Ms,
+                  floorHttpMaxMs: floor.httpFixed.maxMs,
+                  floorHttpServerCpuUsPerRequest: floor.httpServerCpuUs,
+                  floorGrpcReqPerSec: floor.grpcSat.reqPerSec,
+                  floorGrpcAchievedRate: floor.grpcFixed.reqPerSec,
+                  floorGrpcP50Ms: floor.grpcFixed.p50Ms,
+                  floorGrpcP99Ms: floor.grpcFixed.p99Ms,
+                  floorGrpcP999Ms: floor.grpcFixed.p999Ms,
+                  floorGrpcMaxMs: floor.grpcFixed.maxMs,
+                  floorGrpcServerCpuUsPerCall: floor.grpcServerCpuUs
+                })
           },
-      ratios: redis === undefined
+      ratios: redis === undefined && floor === undefined
         ? null
-        : { httpReqPerSecVsRedis: round3(httpSat.reqPerSec / redis.sat.reqPerSec), httpP99VsRedis: round3(httpFixed.p99Ms / redis.fixed.p99Ms) }
+        : {
+            ...(redis === undefined ? {} : { httpReqPerSecVsRedis: round3(ours.httpSat.reqPerSec / redis.sat.reqPerSec), httpP99VsRedis: round3(ours.httpFixed.p99Ms / redis.fixed.p99Ms) }),
+            ...(floor === undefined
+              ? {}
+              : {
+                  httpP99VsFloor: round3(ours.httpFixed.p99Ms / floor.httpFixed.p99Ms),
+                  httpCpuVsFloor: round3(ours.httpServerCpuUs / floor.httpServerCpuUs),
+                  httpReqPerSecVsFloor: round3(ours.httpSat.reqPerSec / floor.httpSat.reqPerSec),
+                  grpcP99VsFloor: round3(ours.grpcFixed.p99Ms / floor.grpcFixed.p99Ms),
+                  grpcCpuVsFloor: round3(ours.grpcServerCpuUs / floor.grpcServerCpuUs),
+                  grpcReqPerSecVsFloor: round3(ours.grpcSat.reqPerSec / floor.grpcSat.reqPerSec)
+                })
+          }
     }
     if (!a.json) log(JSON.stringify(result, null, 2))
     process.stdout.write(JSON.stringify(result) + '\n')

@@ -1,0 +1,75 @@
+/**
+ * The floor of bench:sidecar: node's HTTP server and grpc-js with no limiter behind them.
+ * Same ports and protocols as the sidecar, same request parsing, an answer of the same
+ * shape and size (taken from the sidecar in the same run), and no decision: what the
+ * sidecar's latency would be if meshlimit cost nothing. Started by bench/sidecar.ts.
+ *
+ *   node dist/bench/floor-server.js ANSWER_FILE
+ *
+ * ANSWER_FILE holds `{ "http": "<the sidecar's /v1/check answer text>" }`. Prints one JSON
+ * line `{"http": url, "grpc": address}` on standard output when both listen.
+ */
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import * as grpc from '@grpc/grpc-js'
+import { rlsServiceDefinition } from '../src/sidecar/grpc.js'
+import type { RlsResponse } from '../src/sidecar/rls-codec.js'
+
+/** The gRPC answer with the fields the sidecar fills in for the bench policy (per user, 100 per second), from its HTTP answer. */
+export function floorRlsResponse (answer: { decision: { policy: string, remaining: number, resetMs: number }, headers: Record<string, string> }): RlsResponse {
+  const reset = answer.decision.resetMs
+  return {
+    overall_code: 'OK',
+    statuses: [{
+      code: 'OK',
+      current_limit: { name: answer.decision.policy, requests_per_unit: 100, unit: 'SECOND' },
+      limit_remaining: answer.decision.remaining,
+      duration_until_reset: { seconds: Math.floor(reset / 1000), nanos: Math.round((reset % 1000) * 1e6) }
+    }],
+    response_headers_to_add: Object.entries(answer.headers).map(([key, value]) => ({ key, value }))
+  }
+}
+
+async function main (): Promise<void> {
+  const text = (JSON.parse(readFileSync(process.argv[2], 'utf8')) as { http: string }).http
+  const body = Buffer.from(text)
+  const rls = floorRlsResponse(JSON.parse(text))
+  // The sidecar's HTTP server options; the request is read and parsed as the sidecar does, then answered as is.
+  const http = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      let user: unknown
+      try { user = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { descriptor?: { user?: unknown } }).descriptor?.user } catch {}
+      if (req.url !== '/v1/check' || typeof user !== 'string') {
+        res.statusCode = 400
+        res.end()
+        return
+      }
+      res.statusCode = 200
+      res.setHeader('Content-Type', 'application/json')
+      res.setHeader('Content-Length', body.length)
+      res.end(body)
+    })
+  })
+  await new Promise<void>(resolve => http.listen(0, '127.0.0.1', resolve))
+  // The sidecar's gRPC server: its options, its service definition (our request decoder and response encoder).
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0 })
+  server.addService(rlsServiceDefinition(), {
+    ShouldRateLimit (call: grpc.ServerUnaryCall<unknown, RlsResponse>, callback: grpc.sendUnaryData<RlsResponse>) {
+      if (typeof call.request !== 'object' || call.request === null || 'malformed' in call.request) callback({ code: grpc.status.INVALID_ARGUMENT })
+      else callback(null, rls)
+    }
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { if (err !== null) reject(err); else resolve(p) })
+  })
+  process.stdout.write(JSON.stringify({ http: `http://127.0.0.1:${(http.address() as AddressInfo).port}`, grpc: `127.0.0.1:${port}` }) + '\n')
+  process.on('SIGTERM', () => { server.forceShutdown(); http.close(); http.closeAllConnections() })
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`floor-server failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  process.exit(1)
+})
