@@ -8,6 +8,7 @@
 import { fileURLToPath } from 'node:url'
 import type { BareDone } from './gossip-bare-node.js'
 import { startFleet } from './fleet.js'
+import { percentile } from './stats.js'
 
 export interface BareInit { nodes: number, perSec: number, bytes: number, seconds: number, psk: number[], loopResolutionMs: number, meshDegree?: number }
 
@@ -24,12 +25,8 @@ export interface BareResult {
   eventLoopDelayMaxMs: number
 }
 
-/** The q-quantile of xs (NaN when empty). */
-export const pct = (xs: number[], q: number): number => {
-  if (xs.length === 0) return NaN
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
-}
+/** The q-quantile of xs, nearest rank as in every bench (bench/stats.ts); NaN when empty. */
+export const pct = (xs: number[], q: number): number => percentile(Float64Array.from(xs).sort(), q)
 
 export async function runBareBaseline (init: BareInit): Promise<BareResult> {
   const fleet = await startFleet(fileURLToPath(new URL('./gossip-bare-node.js', import.meta.url)), init.nodes, {

@@ -16,6 +16,7 @@ import '../src/polyfill.js'
 import { createLibp2pTransport, type Libp2pTransport, type Libp2pTransportInit } from '../gossip/libp2p.js'
 import { generateSwarmKey } from '../gossip/psk.js'
 import { benchArgs } from './args.js'
+import { percentile } from './stats.js'
 
 type Args = { json: boolean, nodes: number, rate: number, seconds: number, bytes: number }
 
@@ -78,8 +79,8 @@ async function measure (args: Args, setting: Setting): Promise<{ name: string, d
     const cpu = process.cpuUsage(cpu0)
     if (delivered < published * (args.nodes - 1)) throw new Error(`${name}: ${published * (args.nodes - 1) - delivered} deliveries missing`)
     // Publish to the last node's delivery, per message (wall clock: loaded machines stretch it).
-    const spread = sentAt.map((t, i) => lastAt[i] - t).sort((a, b) => a - b)
-    const p = (q: number): number => Number(spread[Math.min(spread.length - 1, Math.floor(q * spread.length))].toFixed(1))
+    const spread = Float64Array.from(sentAt, (t, i) => lastAt[i] - t).sort()
+    const p = (q: number): number => Number(percentile(spread, q).toFixed(1))
     return { name, deliveryP50Ms: p(0.5), deliveryP99Ms: p(0.99), cpuMsPerMessage: Number(((cpu.user + cpu.system) / 1000 / published).toFixed(2)), published, delivered }
   } finally {
     await Promise.all(nodes.map(async n => { await n.stop() }))
