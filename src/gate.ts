@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { BlockEntry, Blocklist } from './abuse/blocklist.js'
 import type { Escalation } from './abuse/escalation.js'
 import type { Decision, Lease } from './decision.js'
-import { createRateLimitHeaders, type HeaderMap, type RateLimitHeaders } from './http/headers.js'
+import { createRateLimitHeaders, toAscii, type HeaderMap, type RateLimitHeaders } from './http/headers.js'
 import { PROBLEM_TYPES, rateLimitedProblem, type Problem } from './http/problem.js'
 import type { Limiter } from './limiter.js'
 import type { Descriptor } from './policy/types.js'
@@ -50,8 +50,8 @@ export interface GateInit {
   clock?: Clock
 }
 
-/** The outcome of one admission through the gate. */
-export interface GateResult {
+/** The outcome of one admission through the gate, without its headers (see Gate.decide). */
+export interface GateVerdict {
   allowed: boolean
   /** The HTTP status the gateway should answer with when not allowed (429), else 200. */
   status: 200 | 429
@@ -59,16 +59,30 @@ export interface GateResult {
   decision: Decision | undefined
   /** The block that refused the request. */
   block: BlockEntry | undefined
-  /** Response headers to set. */
-  headers: HeaderMap
   /** Seconds to wait, when refused and a wait can help. */
   retryAfterSeconds: number | undefined
   clientKey: string | undefined
 }
 
+/** The outcome of one admission through the gate. */
+export interface GateResult extends GateVerdict {
+  /** Response headers to set. */
+  headers: HeaderMap
+}
+
 export interface Gate {
   /** Block list, then limiter.check(); counts the request when allowed. */
   check(descriptor: Descriptor, cost: number, api: string): GateResult
+  /**
+   * check() without the header map, for a caller that writes the headers as JSON
+   * (headersJson): the decision API, where the map was garbage of every request.
+   */
+  decide(descriptor: Descriptor, cost: number, api: string): GateVerdict
+  /**
+   * The JSON text of the headers check() would have returned with this verdict: JSON.stringify's
+   * characters, in ASCII (a custom header builder's other characters are escaped), so its length is its size in bytes.
+   */
+  headersJson(v: GateVerdict): string
   /** Block list, then limiter.acquire(); release the lease when the work ends. */
   acquire(descriptor: Descriptor, cost: number, api: string): GateResult & { lease: Lease | undefined }
   /**
@@ -78,7 +92,7 @@ export interface Gate {
    */
   checkAll(descriptors: Descriptor[], costs: number[], api: string): GateResult[]
   /** The problem+json body of a refused result. */
-  problem(r: GateResult, instance?: string): Problem
+  problem(r: GateVerdict, instance?: string): Problem
   readonly headers: RateLimitHeaders
   readonly limiter: Limiter
 }
@@ -94,20 +108,29 @@ export function createGate (init: GateInit): Gate {
   const observers = init.observers ?? []
   const clock = init.clock ?? systemClock
 
-  const refused = (key: string, entry: BlockEntry, api: string): GateResult => {
-    for (const o of observers) o.blocked(api, key, entry)
-    const wait = Math.max(1, Math.ceil((entry.expiresAt - clock.now()) / 1000))
-    return { allowed: false, status: 429, decision: undefined, block: entry, headers: { 'Retry-After': String(wait) }, retryAfterSeconds: wait, clientKey: key }
-  }
-
-  const after = (d: Decision, key: string | undefined, descriptor: Descriptor, api: string, t0: number): GateResult => {
+  const observe = (d: Decision, key: string | undefined, descriptor: Descriptor, api: string, t0: number): void => {
     const latencyMs = performance.now() - t0
     for (let i = 0; i < observers.length; i++) observers[i].decision(api, key, d, latencyMs)
     if (!d.allowed && escalation !== undefined && key !== undefined) {
       escalation.denied(key, `${d.policy ?? ''} ${descriptor.route ?? ''}`)
     }
+  }
+
+  const after = (d: Decision, key: string | undefined, descriptor: Descriptor, api: string, t0: number): GateResult => {
+    observe(d, key, descriptor, api, t0)
     const retry = headers.retryAfterSeconds(d)
     return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, headers: headers.of(d, retry), retryAfterSeconds: retry, clientKey: key }
+  }
+
+  const blockedVerdict = (key: string, entry: BlockEntry, api: string): GateVerdict => {
+    for (const o of observers) o.blocked(api, key, entry)
+    const wait = Math.max(1, Math.ceil((entry.expiresAt - clock.now()) / 1000))
+    return { allowed: false, status: 429, decision: undefined, block: entry, retryAfterSeconds: wait, clientKey: key }
+  }
+
+  const refused = (key: string, entry: BlockEntry, api: string): GateResult => {
+    const v = blockedVerdict(key, entry, api)
+    return { ...v, headers: { 'Retry-After': String(v.retryAfterSeconds) } }
   }
 
   return {
@@ -121,6 +144,22 @@ export function createGate (init: GateInit): Gate {
       }
       const t0 = performance.now()
       return after(limiter.check(descriptor, cost), key, descriptor, api, t0)
+    },
+    decide (descriptor, cost, api) {
+      const key = clientKey(descriptor)
+      if (blocklist !== undefined && key !== undefined) {
+        const b = blocklist.blocked(key)
+        if (b !== undefined) return blockedVerdict(key, b, api)
+      }
+      const t0 = performance.now()
+      const d = limiter.check(descriptor, cost)
+      observe(d, key, descriptor, api, t0)
+      return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, retryAfterSeconds: headers.retryAfterSeconds(d), clientKey: key }
+    },
+    headersJson (v) {
+      const d = v.decision
+      if (d === undefined) return v.block !== undefined ? '{"Retry-After":"' + String(v.retryAfterSeconds) + '"}' : '{}'
+      return headers.json !== undefined ? headers.json(d, v.retryAfterSeconds) : toAscii(JSON.stringify(headers.of(d, v.retryAfterSeconds)))
     },
     acquire (descriptor, cost, api) {
       const key = clientKey(descriptor)

@@ -61,6 +61,13 @@ export interface RateLimitHeaders {
    */
   of(decision: Decision, retryAfterSeconds?: number): HeaderMap
   /**
+   * The JSON text of `of(decision, retryAfterSeconds)`, the same characters as
+   * JSON.stringify would write, without building the map (the decision API writes it
+   * into its answer). Printable ASCII only, so its length is its size in bytes. A
+   * builder without it gets `JSON.stringify(of(...))`.
+   */
+  json?(decision: Decision, retryAfterSeconds?: number): string
+  /**
    * Seconds a denied client should wait: the true wait rounded up, plus jitter; never
    * earlier than when the request could pass. Undefined when it never can (cost above the limit).
    */
@@ -70,6 +77,11 @@ export interface RateLimitHeaders {
 }
 
 const seconds = (ms: number): number => Math.ceil(ms / 1000)
+
+/** JSON text with every character outside ASCII escaped: the same value, and its length is its size in bytes. */
+export function toAscii (json: string): string {
+  return json.replace(/[\u0080-\uffff]/g, c => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
+}
 
 /** Builds rate-limit response headers from decisions. */
 export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLimitHeaders {
@@ -91,6 +103,9 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
   const names = new WeakMap<LimitInfo, string>()
   const policyItems = new WeakMap<LimitInfo, string>()
   const quoted = new WeakMap<LimitInfo, string>()
+  // The same two inside a JSON string (their quotes escaped), for json().
+  const policyItemsJson = new WeakMap<LimitInfo, string>()
+  const quotedJson = new WeakMap<LimitInfo, string>()
   let countsOf: PolicySet | undefined
   let counts = new Map<string, number>()
 
@@ -126,6 +141,18 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
   const currentItem = (info: LimitInfo, remaining: number, resetMs: number): string => {
     let q = quoted.get(info)
     if (q === undefined) quoted.set(info, q = sfString(quotaName(info)))
+    return q + ';r=' + sfInteger(remaining) + ';t=' + sfInteger(seconds(resetMs))
+  }
+
+  const jsonInner = (s: string): string => JSON.stringify(s).slice(1, -1)
+  const policyItemJson = (info: LimitInfo): string => {
+    let item = policyItemsJson.get(info)
+    if (item === undefined) policyItemsJson.set(info, item = jsonInner(policyItem(info)))
+    return item
+  }
+  const currentItemJson = (info: LimitInfo, remaining: number, resetMs: number): string => {
+    let q = quotedJson.get(info)
+    if (q === undefined) quotedJson.set(info, q = jsonInner(sfString(quotaName(info))))
     return q + ';r=' + sfInteger(remaining) + ';t=' + sfInteger(seconds(resetMs))
   }
 
@@ -167,6 +194,34 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
         if (r !== undefined) out['Retry-After'] = String(r)
       }
       return out
+    },
+    // Mirrors of() field by field; a property test holds it to JSON.stringify(of(...)).
+    json (d, retry) {
+      const info = d.info
+      if (info === undefined) return '{}'
+      let out = '{'
+      if (legacy) {
+        out += '"X-RateLimit-Limit":"' + String(info.limit) + '","X-RateLimit-Remaining":"' + String(d.remaining) +
+          '","X-RateLimit-Reset":"' + String(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs)) + '"'
+      }
+      if (ietf) {
+        let pol = ''
+        let cur = ''
+        const limits = d.limits
+        for (let i = 0; i < limits.length; i++) {
+          const s = limits[i]
+          if (s.info.shadow) continue
+          if (pol !== '') { pol += ', '; cur += ', ' }
+          pol += policyItemJson(s.info)
+          cur += currentItemJson(s.info, s.remaining, s.resetMs)
+        }
+        if (pol !== '') out += (out.length > 1 ? ',' : '') + '"RateLimit-Policy":"' + pol + '","RateLimit":"' + cur + '"'
+      }
+      if (!d.allowed) {
+        const r = retry ?? retryAfterSeconds(d)
+        if (r !== undefined) out += (out.length > 1 ? ',' : '') + '"Retry-After":"' + String(r) + '"'
+      }
+      return out + '}'
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Gate } from '../gate.js'
+import { decisionJson } from './answer-json.js'
 import { MAX_COST } from '../limiter.js'
 import type { Descriptor } from '../policy/types.js'
 import { BodyTooLarge, badRequest, internalError, methodNotAllowed, notFound, readBodyThen, sendJson, tooLarge } from './http-util.js'
@@ -72,14 +73,24 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
       badRequest(res, parsed)
       return
     }
-    const r = gate.check(parsed.descriptor, parsed.cost, 'http')
-    sendJson(res, 200, {
-      allowed: r.allowed,
-      status: r.status,
-      decision: r.decision,
-      headers: r.headers,
-      ...(r.allowed ? {} : { problem: gate.problem(r) })
-    })
+    const r = gate.decide(parsed.descriptor, parsed.cost, 'http')
+    // The text of JSON.stringify({ allowed, status, decision, headers, problem? }), written
+    // directly (answer-json.ts); every part but the problem is ASCII, so length = bytes.
+    let text = r.allowed ? '{"allowed":true,"status":200' : '{"allowed":false,"status":' + String(r.status)
+    if (r.decision !== undefined) text += ',"decision":' + decisionJson(r.decision)
+    text += ',"headers":' + gate.headersJson(r)
+    let bytes: number
+    if (r.allowed) {
+      text += '}'
+      bytes = text.length
+    } else {
+      const p = JSON.stringify(gate.problem(r))
+      bytes = text.length + Buffer.byteLength(p) + 12
+      text += ',"problem":' + p + '}'
+    }
+    // One flat array: no per-response header object; one string: header and text leave in one chunk.
+    res.writeHead(200, ['Content-Type', 'application/json', 'Content-Length', String(bytes)])
+    res.end(text)
   }
 
   const check = (req: IncomingMessage, res: ServerResponse): void => {
