@@ -88,20 +88,23 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
       bytes = text.length + Buffer.byteLength(p) + 12
       text += ',"problem":' + p + '}'
     }
-    // One flat array: no per-response header object; one string: header and text leave in one chunk.
+    // One flat array: no per-response header object; one string: header and body leave in one chunk.
     res.writeHead(200, ['Content-Type', 'application/json', 'Content-Length', String(bytes)])
     res.end(text)
   }
 
+  // One function for every request (the response rides along): no closure per request.
+  const bodyRead = (err: Error | null, raw: Buffer | undefined, res: ServerResponse): void => {
+    try { answer(res, err, raw) } catch (e) {
+      init.logger?.error({ err: e }, 'decision request failed')
+      if (!res.headersSent) internalError(res)
+      else res.destroy()
+    }
+  }
+
   const check = (req: IncomingMessage, res: ServerResponse): void => {
     // Any content type is read as JSON: curl -d sends form-encoded, fetch sends text/plain.
-    readBodyThen(req, maxBodyBytes, (err, raw) => {
-      try { answer(res, err, raw) } catch (e) {
-        init.logger?.error({ err: e }, 'decision request failed')
-        if (!res.headersSent) internalError(res)
-        else res.destroy()
-      }
-    })
+    readBodyThen(req, maxBodyBytes, bodyRead, res)
   }
 
   return (req, res) => {
