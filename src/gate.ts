@@ -3,6 +3,7 @@ import type { BlockEntry, Blocklist } from './abuse/blocklist.js'
 import type { Escalation } from './abuse/escalation.js'
 import type { Decision, Lease } from './decision.js'
 import { createRateLimitHeaders, toAscii, type HeaderMap, type RateLimitHeaders } from './http/headers.js'
+import type { JsonOut } from './http/json-out.js'
 import { PROBLEM_TYPES, rateLimitedProblem, type Problem } from './http/problem.js'
 import type { Limiter } from './limiter.js'
 import type { Descriptor } from './policy/types.js'
@@ -79,10 +80,10 @@ export interface Gate {
    */
   decide(descriptor: Descriptor, cost: number, api: string): GateVerdict
   /**
-   * The JSON text of the headers check() would have returned with this verdict: JSON.stringify's
-   * characters, in ASCII (a custom header builder's other characters are escaped), so its length is its size in bytes.
+   * Writes the JSON text of the headers check() would have returned with this verdict:
+   * JSON.stringify's characters, in ASCII (a custom header builder's other characters are escaped).
    */
-  headersJson(v: GateVerdict): string
+  writeHeadersJson(out: JsonOut, v: GateVerdict): void
   /** Block list, then limiter.acquire(); release the lease when the work ends. */
   acquire(descriptor: Descriptor, cost: number, api: string): GateResult & { lease: Lease | undefined }
   /**
@@ -156,10 +157,15 @@ export function createGate (init: GateInit): Gate {
       observe(d, key, descriptor, api, t0)
       return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, retryAfterSeconds: headers.retryAfterSeconds(d), clientKey: key }
     },
-    headersJson (v) {
+    writeHeadersJson (out, v) {
       const d = v.decision
-      if (d === undefined) return v.block !== undefined ? '{"Retry-After":"' + String(v.retryAfterSeconds) + '"}' : '{}'
-      return headers.json !== undefined ? headers.json(d, v.retryAfterSeconds) : toAscii(JSON.stringify(headers.of(d, v.retryAfterSeconds)))
+      if (d === undefined) {
+        if (v.block === undefined) { out.ascii('{}'); return }
+        out.ascii('{"Retry-After":"')
+        out.number(v.retryAfterSeconds as number)
+        out.ascii('"}')
+      } else if (headers.writeJson !== undefined) headers.writeJson(out, d, v.retryAfterSeconds)
+      else out.ascii(toAscii(JSON.stringify(headers.of(d, v.retryAfterSeconds))))
     },
     acquire (descriptor, cost, api) {
       const key = clientKey(descriptor)

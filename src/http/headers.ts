@@ -4,7 +4,8 @@ import { ErrorCode, invalid } from '../errors.js'
 import type { PolicySet } from '../policy/types.js'
 import { systemClock, type Clock } from '../../membership/clock.js'
 import { seededRandom, type Random } from '../../membership/random.js'
-import { sfInteger, sfItem, sfList, sfString } from './sf.js'
+import type { JsonOut } from './json-out.js'
+import { sfInteger, sfIntegerValue, sfItem, sfList, sfString } from './sf.js'
 
 /** How X-RateLimit-Reset is written. */
 export type ResetFormat = 'delta-seconds' | 'epoch-seconds'
@@ -61,12 +62,11 @@ export interface RateLimitHeaders {
    */
   of(decision: Decision, retryAfterSeconds?: number): HeaderMap
   /**
-   * The JSON text of `of(decision, retryAfterSeconds)`, the same characters as
-   * JSON.stringify would write, without building the map (the decision API writes it
-   * into its answer). Printable ASCII only, so its length is its size in bytes. A
-   * builder without it gets `JSON.stringify(of(...))`.
+   * Writes the JSON text of `of(decision, retryAfterSeconds)`, the same characters as
+   * JSON.stringify would, without building the map (the decision API writes it into its
+   * answer). A builder without it gets `JSON.stringify(of(...))`.
    */
-  json?(decision: Decision, retryAfterSeconds?: number): string
+  writeJson?(out: JsonOut, decision: Decision, retryAfterSeconds?: number): void
   /**
    * Seconds a denied client should wait: the true wait rounded up, plus jitter; never
    * earlier than when the request could pass. Undefined when it never can (cost above the limit).
@@ -144,16 +144,17 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
     return q + ';r=' + sfInteger(remaining) + ';t=' + sfInteger(seconds(resetMs))
   }
 
+  // The two static parts inside a JSON string (quotes escaped), for writeJson().
   const jsonInner = (s: string): string => JSON.stringify(s).slice(1, -1)
   const policyItemJson = (info: LimitInfo): string => {
     let item = policyItemsJson.get(info)
     if (item === undefined) policyItemsJson.set(info, item = jsonInner(policyItem(info)))
     return item
   }
-  const currentItemJson = (info: LimitInfo, remaining: number, resetMs: number): string => {
+  const quotedNameJson = (info: LimitInfo): string => {
     let q = quotedJson.get(info)
     if (q === undefined) quotedJson.set(info, q = jsonInner(sfString(quotaName(info))))
-    return q + ';r=' + sfInteger(remaining) + ';t=' + sfInteger(seconds(resetMs))
+    return q
   }
 
   const retryAfterSeconds = (d: Decision): number | undefined => {
@@ -196,32 +197,57 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
       return out
     },
     // Mirrors of() field by field; a property test holds it to JSON.stringify(of(...)).
-    json (d, retry) {
+    // Everything written is printable ASCII (sf-strings are, by construction).
+    writeJson (out, d, retry) {
       const info = d.info
-      if (info === undefined) return '{}'
-      let out = '{'
+      if (info === undefined) { out.ascii('{}'); return }
+      let first = true
+      out.ascii('{')
       if (legacy) {
-        out += '"X-RateLimit-Limit":"' + String(info.limit) + '","X-RateLimit-Remaining":"' + String(d.remaining) +
-          '","X-RateLimit-Reset":"' + String(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs)) + '"'
+        out.ascii('"X-RateLimit-Limit":"')
+        out.number(info.limit)
+        out.ascii('","X-RateLimit-Remaining":"')
+        out.number(d.remaining)
+        out.ascii('","X-RateLimit-Reset":"')
+        out.number(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs))
+        out.ascii('"')
+        first = false
       }
       if (ietf) {
-        let pol = ''
-        let cur = ''
         const limits = d.limits
+        let n = 0
         for (let i = 0; i < limits.length; i++) {
           const s = limits[i]
           if (s.info.shadow) continue
-          if (pol !== '') { pol += ', '; cur += ', ' }
-          pol += policyItemJson(s.info)
-          cur += currentItemJson(s.info, s.remaining, s.resetMs)
+          out.ascii(n++ > 0 ? ', ' : first ? '"RateLimit-Policy":"' : ',"RateLimit-Policy":"')
+          out.ascii(policyItemJson(s.info))
         }
-        if (pol !== '') out += (out.length > 1 ? ',' : '') + '"RateLimit-Policy":"' + pol + '","RateLimit":"' + cur + '"'
+        if (n > 0) {
+          out.ascii('","RateLimit":"')
+          n = 0
+          for (let i = 0; i < limits.length; i++) {
+            const s = limits[i]
+            if (s.info.shadow) continue
+            if (n++ > 0) out.ascii(', ')
+            out.ascii(quotedNameJson(s.info))
+            out.ascii(';r=')
+            out.number(sfIntegerValue(s.remaining))
+            out.ascii(';t=')
+            out.number(sfIntegerValue(seconds(s.resetMs)))
+          }
+          out.ascii('"')
+          first = false
+        }
       }
       if (!d.allowed) {
         const r = retry ?? retryAfterSeconds(d)
-        if (r !== undefined) out += (out.length > 1 ? ',' : '') + '"Retry-After":"' + String(r) + '"'
+        if (r !== undefined) {
+          out.ascii(first ? '"Retry-After":"' : ',"Retry-After":"')
+          out.number(r)
+          out.ascii('"')
+        }
       }
-      return out + '}'
+      out.ascii('}')
     }
   }
 }

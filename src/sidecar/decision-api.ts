@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Gate } from '../gate.js'
-import { decisionJson } from './answer-json.js'
+import { ByteOut } from '../http/json-out.js'
+import { writeDecisionJson } from './answer-json.js'
 import { MAX_COST } from '../limiter.js'
 import type { Descriptor } from '../policy/types.js'
 import { BodyTooLarge, badRequest, internalError, methodNotAllowed, notFound, readBodyThen, sendJson, tooLarge } from './http-util.js'
@@ -60,6 +61,8 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
   const { gate, metrics } = init
   const maxBodyBytes = init.maxBodyBytes ?? 65536
   const ready = init.ready ?? (() => true)
+  // Answers are written here one after the other; each response holds a view of its own bytes.
+  const out = new ByteOut()
 
   const answer = (res: ServerResponse, err: Error | null, raw: Buffer | undefined): void => {
     if (err !== null) {
@@ -78,23 +81,25 @@ export function createDecisionApi (init: DecisionApiInit): (req: IncomingMessage
       return
     }
     const r = gate.decide(parsed.descriptor, parsed.cost, 'http')
-    // The text of JSON.stringify({ allowed, status, decision, headers, problem? }), written
-    // directly (answer-json.ts); every part but the problem is ASCII, so length = bytes.
-    let text = r.allowed ? '{"allowed":true,"status":200' : '{"allowed":false,"status":' + String(r.status)
-    if (r.decision !== undefined) text += ',"decision":' + decisionJson(r.decision)
-    text += ',"headers":' + gate.headersJson(r)
-    let bytes: number
-    if (r.allowed) {
-      text += '}'
-      bytes = text.length
-    } else {
-      const p = JSON.stringify(gate.problem(r))
-      bytes = text.length + Buffer.byteLength(p) + 12
-      text += ',"problem":' + p + '}'
+    // The bytes of JSON.stringify({ allowed, status, decision, headers, problem? }), written
+    // directly: no answer object, no string to concatenate, flatten and convert.
+    out.begin()
+    out.ascii(r.allowed ? '{"allowed":true,"status":200' : '{"allowed":false,"status":429')
+    if (r.decision !== undefined) {
+      out.ascii(',"decision":')
+      writeDecisionJson(out, r.decision)
     }
-    // One flat array: no per-response header object; one string: header and body leave in one chunk.
-    res.writeHead(200, ['Content-Type', 'application/json', 'Content-Length', String(bytes)])
-    res.end(text)
+    out.ascii(',"headers":')
+    gate.writeHeadersJson(out, r)
+    if (!r.allowed) {
+      out.ascii(',"problem":')
+      out.utf8(JSON.stringify(gate.problem(r)))
+    }
+    out.ascii('}')
+    const bytes = out.finish()
+    // One flat array: no per-response header object.
+    res.writeHead(200, ['Content-Type', 'application/json', 'Content-Length', String(bytes.length)])
+    res.end(bytes)
   }
 
   // One function for every request (the response rides along): no closure per request.

@@ -5,8 +5,21 @@ import { createBlocklist } from '../../src/abuse/blocklist.js'
 import { Decision, LimitStatus } from '../../src/decision.js'
 import { createGate } from '../../src/gate.js'
 import { createRateLimitHeaders, toAscii } from '../../src/http/headers.js'
+import { ByteOut, StringOut, type JsonOut } from '../../src/http/json-out.js'
 import { createLimiter, seededRandom, VirtualClock } from '../../src/index.js'
-import { decisionJson } from '../../src/sidecar/answer-json.js'
+import { writeDecisionJson } from '../../src/sidecar/answer-json.js'
+
+/** What a writer writes, through both JsonOut implementations (they must agree). */
+function written (write: (out: JsonOut) => void): string {
+  const s = new StringOut()
+  write(s)
+  const b = new ByteOut(64)
+  b.begin()
+  write(b)
+  expect(b.finish().toString('latin1')).toBe(s.text)
+  return s.text
+}
+const decisionJson = (d: Decision): string => written(out => { writeDecisionJson(out, d) })
 
 const T0 = 1_800_000_000_000
 const printable = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map(c => String.fromCharCode(c)), minLength: 1, maxLength: 12 })
@@ -52,7 +65,7 @@ describe('the decision API answer written as text', () => {
     }), { numRuns: 300 })
   })
 
-  it('headers.json is JSON.stringify(headers.of(...)) for every option and decision', () => {
+  it('headers.writeJson writes JSON.stringify(headers.of(...)) for every option and decision', () => {
     const options = fc.record({
       legacy: fc.boolean(),
       ietf: fc.boolean(),
@@ -63,7 +76,7 @@ describe('the decision API answer written as text', () => {
       const h = createRateLimitHeaders({ ...o, clock: new VirtualClock(T0), random: seededRandom(3) })
       // With jitter and no retry given, each call draws its own: give both the same one.
       const r = retry ?? h.retryAfterSeconds(d)
-      const text = h.json?.(d, r) ?? ''
+      const text = written(out => { h.writeJson?.(out, d, r) })
       expect(text).toBe(JSON.stringify(h.of(d, r)))
       expect(Buffer.byteLength(text)).toBe(text.length)
     }), { numRuns: 500 })
@@ -76,6 +89,34 @@ describe('the decision API answer written as text', () => {
       expect(Buffer.byteLength(text)).toBe(text.length)
     }))
     expect(toAscii('"plain \\"text\\""')).toBe('"plain \\"text\\""')
+  })
+})
+
+describe('ByteOut', () => {
+  const op = fc.oneof(
+    fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map(c => String.fromCharCode(c)), maxLength: 40 }).map(s => ({ kind: 'ascii' as const, s })),
+    fc.string({ unit: 'grapheme', maxLength: 10 }).map(s => ({ kind: 'utf8' as const, s })),
+    fc.oneof(fc.nat(), fc.maxSafeNat(), fc.integer(), fc.double(), fc.constantFrom(-0, 0, 9, 10, 99, 100, Infinity, -Infinity, NaN, 1e21, 2 ** 53, 1.5)).map(n => ({ kind: 'number' as const, n }))
+  )
+  type Op = typeof op extends fc.Arbitrary<infer T> ? T : never
+  const text = (ops: Op[]): string => ops.map(o => o.kind === 'number' ? String(o.n) : o.s).join('')
+
+  it('each piece is its text in bytes, and stays so while later pieces are written (small slabs grow and are replaced)', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 64 }), fc.array(fc.tuple(fc.array(op, { maxLength: 12 }), fc.boolean()), { maxLength: 30 }), (slab, pieces) => {
+      const out = new ByteOut(slab)
+      const kept: Array<[Buffer, string]> = []
+      for (const [ops, finished] of pieces) {
+        out.begin()
+        for (const o of ops) {
+          if (o.kind === 'ascii') out.ascii(o.s)
+          else if (o.kind === 'utf8') out.utf8(o.s)
+          else out.number(o.n)
+        }
+        // An unfinished piece (an error thrown midway) is dropped by the next begin().
+        if (finished) kept.push([out.finish(), text(ops)])
+      }
+      for (const [bytes, t] of kept) expect(bytes.toString('utf8')).toBe(t)
+    }))
   })
 })
 
@@ -111,7 +152,7 @@ policies:
       const { headers, ...rest } = r
       // (JSON: check() has already materialised the decision's limit list through its headers.)
       expect(JSON.stringify(v)).toBe(JSON.stringify(rest))
-      expect(a.gate.headersJson(v)).toBe(JSON.stringify(headers))
+      expect(written(out => { a.gate.writeHeadersJson(out, v) })).toBe(JSON.stringify(headers))
       if (v.block !== undefined) blocked++
       else if (!v.allowed) denied++
       a.clock.advance(700)
@@ -125,7 +166,7 @@ policies:
     const clock = new VirtualClock(T0)
     const limiter = createLimiter({ policies: POLICIES, clock })
     const gate = createGate({ limiter, headers: { of: () => ({ 'X-Note': 'caf\u00e9' }), retryAfterSeconds: () => undefined, quotaName: i => i.policy } })
-    const text = gate.headersJson(gate.decide({ user: 'u' }, 1, 'http'))
+    const text = written(out => { gate.writeHeadersJson(out, gate.decide({ user: 'u' }, 1, 'http')) })
     expect(JSON.parse(text)).toEqual({ 'X-Note': 'caf\u00e9' })
     expect(text).toBe('{"X-Note":"caf\\u00e9"}')
   })
