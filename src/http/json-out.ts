@@ -23,14 +23,15 @@ export function jsonNumber (out: JsonOut, n: number): void {
   else out.ascii('null')
 }
 
-const SLAB = 64 * 1024
+// As node's own Buffer pool: a response its socket cannot send yet keeps at most this much alive.
+const SLAB = 8 * 1024
 
 /**
  * JsonOut into bytes: pieces are written into a slab one after the other and finish()
  * hands out a view of the piece just written. A finished view is never written over
  * (the next piece starts after it; a full slab is replaced, not reused), so it can be
  * handed to a socket that sends it later. One view object per piece is all it allocates,
- * plus a slab every 64 KiB.
+ * plus a slab every 8 KiB (a view keeps its slab alive, as a slice of node's pool does).
  */
 export class ByteOut implements JsonOut {
   private slab: Buffer
