@@ -5,7 +5,7 @@ import type { PolicySet } from '../policy/types.js'
 import { systemClock, type Clock } from '../../membership/clock.js'
 import { seededRandom, type Random } from '../../membership/random.js'
 import type { JsonOut } from './json-out.js'
-import { sfInteger, sfIntegerValue, sfItem, sfList, sfString } from './sf.js'
+import { sfInteger, sfIntegerValue, sfItem, sfString } from './sf.js'
 
 /** How X-RateLimit-Reset is written. */
 export type ResetFormat = 'delta-seconds' | 'epoch-seconds'
@@ -169,27 +169,31 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
     quotaName,
     retryAfterSeconds,
     of (d, retry) {
-      const out: HeaderMap = {}
       const info = d.info
-      if (info === undefined) return out
-      if (legacy) {
-        out['X-RateLimit-Limit'] = String(info.limit)
-        out['X-RateLimit-Remaining'] = String(d.remaining)
-        out['X-RateLimit-Reset'] = String(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs))
-      }
+      if (info === undefined) return {}
+      // Members joined as sfList joins them, without the arrays.
+      let pol = ''
+      let cur = ''
       if (ietf) {
-        const pol: string[] = []
-        const cur: string[] = []
-        for (const s of d.limits) {
+        const limits = d.limits
+        for (let i = 0; i < limits.length; i++) {
+          const s = limits[i]
           if (s.info.shadow) continue
-          pol.push(policyItem(s.info))
-          cur.push(currentItem(s.info, s.remaining, s.resetMs))
-        }
-        if (pol.length > 0) {
-          out['RateLimit-Policy'] = sfList(pol)
-          out.RateLimit = sfList(cur)
+          if (pol !== '') { pol += ', '; cur += ', ' }
+          pol += policyItem(s.info)
+          cur += currentItem(s.info, s.remaining, s.resetMs)
         }
       }
+      // One literal for the usual set (its properties fit the object: no store grown per call).
+      let out: HeaderMap
+      if (legacy) {
+        const limit = String(info.limit)
+        const remaining = String(d.remaining)
+        const reset = String(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs))
+        out = pol !== ''
+          ? { 'X-RateLimit-Limit': limit, 'X-RateLimit-Remaining': remaining, 'X-RateLimit-Reset': reset, 'RateLimit-Policy': pol, RateLimit: cur }
+          : { 'X-RateLimit-Limit': limit, 'X-RateLimit-Remaining': remaining, 'X-RateLimit-Reset': reset }
+      } else out = pol !== '' ? { 'RateLimit-Policy': pol, RateLimit: cur } : {}
       if (!d.allowed) {
         const r = retry ?? retryAfterSeconds(d)
         if (r !== undefined) out['Retry-After'] = String(r)
