@@ -134,18 +134,20 @@ export function createGate (init: GateInit): Gate {
     return { ...v, headers: { 'Retry-After': String(v.retryAfterSeconds) } }
   }
 
+  const check = (descriptor: Descriptor, cost: number, api: string): GateResult => {
+    const key = clientKey(descriptor)
+    if (blocklist !== undefined && key !== undefined) {
+      const b = blocklist.blocked(key)
+      if (b !== undefined) return refused(key, b, api)
+    }
+    const t0 = performance.now()
+    return after(limiter.check(descriptor, cost), key, descriptor, api, t0)
+  }
+
   return {
     headers,
     limiter,
-    check (descriptor, cost, api) {
-      const key = clientKey(descriptor)
-      if (blocklist !== undefined && key !== undefined) {
-        const b = blocklist.blocked(key)
-        if (b !== undefined) return refused(key, b, api)
-      }
-      const t0 = performance.now()
-      return after(limiter.check(descriptor, cost), key, descriptor, api, t0)
-    },
+    check,
     decide (descriptor, cost, api) {
       const key = clientKey(descriptor)
       if (blocklist !== undefined && key !== undefined) {
@@ -179,6 +181,8 @@ export function createGate (init: GateInit): Gate {
     },
     checkAll (descriptors, costs, api) {
       const n = descriptors.length
+      // One descriptor that counts (Envoy's usual request) is check(): no key or peek arrays.
+      if (n === 1 && costs[0] > 0) return [check(descriptors[0], costs[0], api)]
       const out = new Array<GateResult>(n)
       const keys = descriptors.map(clientKey)
       let refusedAny = false
@@ -190,10 +194,6 @@ export function createGate (init: GateInit): Gate {
         }
       }
       const t0 = performance.now()
-      if (!refusedAny && n === 1 && costs[0] > 0) {
-        out[0] = after(limiter.check(descriptors[0], costs[0]), keys[0], descriptors[0], api, t0)
-        return out
-      }
       const peeked = new Array<Decision>(n)
       for (let i = 0; i < n; i++) {
         if (out[i] !== undefined) continue
