@@ -234,6 +234,24 @@ describe('answer text', () => {
     }
     expect([...seen].sort()).toEqual(['allowed', 'unmatched', 'urn:meshlimit:problem:blocked', 'urn:meshlimit:problem:rate-limited'])
   })
+
+  it('answers many requests in flight at once, each with its own bytes', async () => {
+    // Answers share slabs (src/http/json-out.ts): one written over before its socket sent it would show here.
+    const s = await start(`
+policies:
+  - id: per-user
+    key: user
+    limits: [ { limit: 100000, window: 1h, algorithm: fixed-window } ]
+`, { escalation: { enabled: false } })
+    const n = 400
+    const answers = await Promise.all(Array.from({ length: n }, async (_, i) => await raw(s.httpUrl, JSON.stringify({ descriptor: { user: `u${i}` }, cost: i + 1 }))))
+    answers.forEach((r, i) => {
+      expect(r.length).toBe(r.bytes.length)
+      const v = JSON.parse(r.bytes.toString('utf8'))
+      expect(v.decision.remaining, `answer ${i}`).toBe(100000 - (i + 1))
+      expect(v.headers['X-RateLimit-Remaining']).toBe(String(100000 - (i + 1)))
+    })
+  })
 })
 
 describe('hostile field names', () => {
