@@ -76,7 +76,7 @@ export interface Gate {
   check(descriptor: Descriptor, cost: number, api: string): GateResult
   /**
    * check() without the header map, for a caller that writes the headers as JSON
-   * (headersJson): the decision API, where the map was garbage of every request.
+   * (writeHeadersJson): the decision API, where the map was garbage of every request.
    */
   decide(descriptor: Descriptor, cost: number, api: string): GateVerdict
   /**

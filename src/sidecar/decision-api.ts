@@ -34,20 +34,20 @@ export function parseCheckRequest (body: unknown): { descriptor: Descriptor, cos
   for (const k in b) if (k !== 'descriptor' && k !== 'cost') return `unknown field ${JSON.stringify(k)}; the fields are "descriptor" and "cost"`
   const d = b.descriptor
   if (typeof d !== 'object' || d === null || Array.isArray(d)) return '"descriptor" must be an object of string fields, e.g. {"user":"u-42","route":"/v1/search"}'
-  const fields = d as Record<string, unknown>
+  // No prototype: a field named like an Object.prototype member must read as itself, not as
+  // inherited, and for-in sees own fields only. The parsed object is ours: taking its
+  // prototype away reuses V8's cached map, where a copy into Object.create(null) made a
+  // dictionary per request.
+  const descriptor = Object.setPrototypeOf(d, null) as Descriptor
   let n = 0
-  for (const _ in fields) n++
+  for (const _ in descriptor) n++
   if (n > MAX_FIELDS) return `"descriptor" has ${n} fields; at most ${MAX_FIELDS} are accepted`
-  for (const name in fields) {
-    const v = fields[name]
+  for (const name in descriptor) {
+    const v = descriptor[name] as unknown
     if (name.length > MAX_FIELD_NAME || !FIELD_NAME.test(name)) return `descriptor field name ${JSON.stringify(name.slice(0, 80))} must be 1-${MAX_FIELD_NAME} letters, digits, "_", "." or "-"`
     if (typeof v !== 'string') return `descriptor.${name} must be a string, got ${v === null ? 'null' : typeof v}`
     if (v.length > MAX_VALUE_LENGTH) return `descriptor.${name} is ${v.length} characters long; at most ${MAX_VALUE_LENGTH} are accepted`
   }
-  // No prototype: a field named like an Object.prototype member must read as itself, not as
-  // inherited. The parsed object is ours: taking its prototype away reuses V8's cached map,
-  // where a copy into Object.create(null) made a dictionary per request.
-  const descriptor = Object.setPrototypeOf(fields, null) as Descriptor
   const cost = b.cost ?? 1
   if (typeof cost !== 'number' || !Number.isInteger(cost) || cost < 1 || cost > MAX_COST) return `"cost" must be an integer from 1 to ${MAX_COST}, got ${JSON.stringify(cost)}`
   return { descriptor, cost }
