@@ -2,7 +2,8 @@ import { performance } from 'node:perf_hooks'
 import type { BlockEntry, Blocklist } from './abuse/blocklist.js'
 import type { Escalation } from './abuse/escalation.js'
 import type { Decision, Lease } from './decision.js'
-import { createRateLimitHeaders, type HeaderMap, type RateLimitHeaders } from './http/headers.js'
+import { createRateLimitHeaders, toAscii, type HeaderMap, type RateLimitHeaders } from './http/headers.js'
+import type { JsonOut } from './http/json-out.js'
 import { PROBLEM_TYPES, rateLimitedProblem, type Problem } from './http/problem.js'
 import type { Limiter } from './limiter.js'
 import type { Descriptor } from './policy/types.js'
@@ -50,8 +51,8 @@ export interface GateInit {
   clock?: Clock
 }
 
-/** The outcome of one admission through the gate. */
-export interface GateResult {
+/** The outcome of one admission through the gate, without its headers (see Gate.decide). */
+export interface GateVerdict {
   allowed: boolean
   /** The HTTP status the gateway should answer with when not allowed (429), else 200. */
   status: 200 | 429
@@ -59,16 +60,30 @@ export interface GateResult {
   decision: Decision | undefined
   /** The block that refused the request. */
   block: BlockEntry | undefined
-  /** Response headers to set. */
-  headers: HeaderMap
   /** Seconds to wait, when refused and a wait can help. */
   retryAfterSeconds: number | undefined
   clientKey: string | undefined
 }
 
+/** The outcome of one admission through the gate. */
+export interface GateResult extends GateVerdict {
+  /** Response headers to set. */
+  headers: HeaderMap
+}
+
 export interface Gate {
   /** Block list, then limiter.check(); counts the request when allowed. */
   check(descriptor: Descriptor, cost: number, api: string): GateResult
+  /**
+   * check() without the header map, for a caller that writes the headers as JSON
+   * (writeHeadersJson): the decision API, where the map was garbage of every request.
+   */
+  decide(descriptor: Descriptor, cost: number, api: string): GateVerdict
+  /**
+   * Writes the JSON text of the headers check() would have returned with this verdict:
+   * JSON.stringify's characters, in ASCII (a custom header builder's other characters are escaped).
+   */
+  writeHeadersJson(out: JsonOut, v: GateVerdict): void
   /** Block list, then limiter.acquire(); release the lease when the work ends. */
   acquire(descriptor: Descriptor, cost: number, api: string): GateResult & { lease: Lease | undefined }
   /**
@@ -78,7 +93,7 @@ export interface Gate {
    */
   checkAll(descriptors: Descriptor[], costs: number[], api: string): GateResult[]
   /** The problem+json body of a refused result. */
-  problem(r: GateResult, instance?: string): Problem
+  problem(r: GateVerdict, instance?: string): Problem
   readonly headers: RateLimitHeaders
   readonly limiter: Limiter
 }
@@ -94,33 +109,65 @@ export function createGate (init: GateInit): Gate {
   const observers = init.observers ?? []
   const clock = init.clock ?? systemClock
 
-  const refused = (key: string, entry: BlockEntry, api: string): GateResult => {
-    for (const o of observers) o.blocked(api, key, entry)
-    const wait = Math.max(1, Math.ceil((entry.expiresAt - clock.now()) / 1000))
-    return { allowed: false, status: 429, decision: undefined, block: entry, headers: { 'Retry-After': String(wait) }, retryAfterSeconds: wait, clientKey: key }
-  }
-
-  const after = (d: Decision, key: string | undefined, descriptor: Descriptor, api: string, t0: number): GateResult => {
+  const observe = (d: Decision, key: string | undefined, descriptor: Descriptor, api: string, t0: number): void => {
     const latencyMs = performance.now() - t0
     for (let i = 0; i < observers.length; i++) observers[i].decision(api, key, d, latencyMs)
     if (!d.allowed && escalation !== undefined && key !== undefined) {
       escalation.denied(key, `${d.policy ?? ''} ${descriptor.route ?? ''}`)
     }
+  }
+
+  const after = (d: Decision, key: string | undefined, descriptor: Descriptor, api: string, t0: number): GateResult => {
+    observe(d, key, descriptor, api, t0)
     const retry = headers.retryAfterSeconds(d)
     return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, headers: headers.of(d, retry), retryAfterSeconds: retry, clientKey: key }
+  }
+
+  const blockedVerdict = (key: string, entry: BlockEntry, api: string): GateVerdict => {
+    for (const o of observers) o.blocked(api, key, entry)
+    const wait = Math.max(1, Math.ceil((entry.expiresAt - clock.now()) / 1000))
+    return { allowed: false, status: 429, decision: undefined, block: entry, retryAfterSeconds: wait, clientKey: key }
+  }
+
+  const refused = (key: string, entry: BlockEntry, api: string): GateResult => {
+    const v = blockedVerdict(key, entry, api)
+    return { ...v, headers: { 'Retry-After': String(v.retryAfterSeconds) } }
+  }
+
+  const check = (descriptor: Descriptor, cost: number, api: string): GateResult => {
+    const key = clientKey(descriptor)
+    if (blocklist !== undefined && key !== undefined) {
+      const b = blocklist.blocked(key)
+      if (b !== undefined) return refused(key, b, api)
+    }
+    const t0 = performance.now()
+    return after(limiter.check(descriptor, cost), key, descriptor, api, t0)
   }
 
   return {
     headers,
     limiter,
-    check (descriptor, cost, api) {
+    check,
+    decide (descriptor, cost, api) {
       const key = clientKey(descriptor)
       if (blocklist !== undefined && key !== undefined) {
         const b = blocklist.blocked(key)
-        if (b !== undefined) return refused(key, b, api)
+        if (b !== undefined) return blockedVerdict(key, b, api)
       }
       const t0 = performance.now()
-      return after(limiter.check(descriptor, cost), key, descriptor, api, t0)
+      const d = limiter.check(descriptor, cost)
+      observe(d, key, descriptor, api, t0)
+      return { allowed: d.allowed, status: d.allowed ? 200 : 429, decision: d, block: undefined, retryAfterSeconds: headers.retryAfterSeconds(d), clientKey: key }
+    },
+    writeHeadersJson (out, v) {
+      const d = v.decision
+      if (d === undefined) {
+        if (v.block === undefined) { out.ascii('{}'); return }
+        out.ascii('{"Retry-After":"')
+        out.number(v.retryAfterSeconds as number)
+        out.ascii('"}')
+      } else if (headers.writeJson !== undefined) headers.writeJson(out, d, v.retryAfterSeconds)
+      else out.ascii(toAscii(JSON.stringify(headers.of(d, v.retryAfterSeconds))))
     },
     acquire (descriptor, cost, api) {
       const key = clientKey(descriptor)
@@ -134,6 +181,8 @@ export function createGate (init: GateInit): Gate {
     },
     checkAll (descriptors, costs, api) {
       const n = descriptors.length
+      // One descriptor that counts (Envoy's usual request) is check(): no key or peek arrays.
+      if (n === 1 && costs[0] > 0) return [check(descriptors[0], costs[0], api)]
       const out = new Array<GateResult>(n)
       const keys = descriptors.map(clientKey)
       let refusedAny = false
@@ -145,10 +194,6 @@ export function createGate (init: GateInit): Gate {
         }
       }
       const t0 = performance.now()
-      if (!refusedAny && n === 1 && costs[0] > 0) {
-        out[0] = after(limiter.check(descriptors[0], costs[0]), keys[0], descriptors[0], api, t0)
-        return out
-      }
       const peeked = new Array<Decision>(n)
       for (let i = 0; i < n; i++) {
         if (out[i] !== undefined) continue

@@ -4,7 +4,8 @@ import { ErrorCode, invalid } from '../errors.js'
 import type { PolicySet } from '../policy/types.js'
 import { systemClock, type Clock } from '../../membership/clock.js'
 import { seededRandom, type Random } from '../../membership/random.js'
-import { sfInteger, sfItem, sfList, sfString } from './sf.js'
+import type { JsonOut } from './json-out.js'
+import { sfInteger, sfIntegerValue, sfItem, sfString } from './sf.js'
 
 /** How X-RateLimit-Reset is written. */
 export type ResetFormat = 'delta-seconds' | 'epoch-seconds'
@@ -61,6 +62,12 @@ export interface RateLimitHeaders {
    */
   of(decision: Decision, retryAfterSeconds?: number): HeaderMap
   /**
+   * Writes the JSON text of `of(decision, retryAfterSeconds)`, the same characters as
+   * JSON.stringify would, without building the map (the decision API writes it into its
+   * answer). A builder without it gets `JSON.stringify(of(...))`.
+   */
+  writeJson?(out: JsonOut, decision: Decision, retryAfterSeconds?: number): void
+  /**
    * Seconds a denied client should wait: the true wait rounded up, plus jitter; never
    * earlier than when the request could pass. Undefined when it never can (cost above the limit).
    */
@@ -70,6 +77,11 @@ export interface RateLimitHeaders {
 }
 
 const seconds = (ms: number): number => Math.ceil(ms / 1000)
+
+/** JSON text with every character outside ASCII escaped: the same value, and its length is its size in bytes. */
+export function toAscii (json: string): string {
+  return json.replace(/[\u0080-\uffff]/g, c => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
+}
 
 /** Builds rate-limit response headers from decisions. */
 export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLimitHeaders {
@@ -91,6 +103,9 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
   const names = new WeakMap<LimitInfo, string>()
   const policyItems = new WeakMap<LimitInfo, string>()
   const quoted = new WeakMap<LimitInfo, string>()
+  // The same two inside a JSON string (their quotes escaped), for json().
+  const policyItemsJson = new WeakMap<LimitInfo, string>()
+  const quotedJson = new WeakMap<LimitInfo, string>()
   let countsOf: PolicySet | undefined
   let counts = new Map<string, number>()
 
@@ -129,6 +144,19 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
     return q + ';r=' + sfInteger(remaining) + ';t=' + sfInteger(seconds(resetMs))
   }
 
+  // The two static parts inside a JSON string (quotes escaped), for writeJson().
+  const jsonInner = (s: string): string => JSON.stringify(s).slice(1, -1)
+  const policyItemJson = (info: LimitInfo): string => {
+    let item = policyItemsJson.get(info)
+    if (item === undefined) policyItemsJson.set(info, item = jsonInner(policyItem(info)))
+    return item
+  }
+  const quotedNameJson = (info: LimitInfo): string => {
+    let q = quotedJson.get(info)
+    if (q === undefined) quotedJson.set(info, q = jsonInner(sfString(quotaName(info))))
+    return q
+  }
+
   const retryAfterSeconds = (d: Decision): number | undefined => {
     if (d.allowed) return undefined
     const ms = d.retryAfterMs
@@ -141,32 +169,89 @@ export function createRateLimitHeaders (init: RateLimitHeadersInit = {}): RateLi
     quotaName,
     retryAfterSeconds,
     of (d, retry) {
-      const out: HeaderMap = {}
       const info = d.info
-      if (info === undefined) return out
-      if (legacy) {
-        out['X-RateLimit-Limit'] = String(info.limit)
-        out['X-RateLimit-Remaining'] = String(d.remaining)
-        out['X-RateLimit-Reset'] = String(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs))
-      }
+      if (info === undefined) return {}
+      // Members joined as sfList joins them, without the arrays.
+      let pol = ''
+      let cur = ''
       if (ietf) {
-        const pol: string[] = []
-        const cur: string[] = []
-        for (const s of d.limits) {
+        const limits = d.limits
+        for (let i = 0; i < limits.length; i++) {
+          const s = limits[i]
           if (s.info.shadow) continue
-          pol.push(policyItem(s.info))
-          cur.push(currentItem(s.info, s.remaining, s.resetMs))
-        }
-        if (pol.length > 0) {
-          out['RateLimit-Policy'] = sfList(pol)
-          out.RateLimit = sfList(cur)
+          if (pol !== '') { pol += ', '; cur += ', ' }
+          pol += policyItem(s.info)
+          cur += currentItem(s.info, s.remaining, s.resetMs)
         }
       }
+      // One literal for the usual set (its properties fit the object: no store grown per call).
+      let out: HeaderMap
+      if (legacy) {
+        const limit = String(info.limit)
+        const remaining = String(d.remaining)
+        const reset = String(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs))
+        out = pol !== ''
+          ? { 'X-RateLimit-Limit': limit, 'X-RateLimit-Remaining': remaining, 'X-RateLimit-Reset': reset, 'RateLimit-Policy': pol, RateLimit: cur }
+          : { 'X-RateLimit-Limit': limit, 'X-RateLimit-Remaining': remaining, 'X-RateLimit-Reset': reset }
+      } else out = pol !== '' ? { 'RateLimit-Policy': pol, RateLimit: cur } : {}
       if (!d.allowed) {
         const r = retry ?? retryAfterSeconds(d)
         if (r !== undefined) out['Retry-After'] = String(r)
       }
       return out
+    },
+    // Mirrors of() field by field; a property test holds it to JSON.stringify(of(...)).
+    // Everything written is printable ASCII (sf-strings are, by construction).
+    writeJson (out, d, retry) {
+      const info = d.info
+      if (info === undefined) { out.ascii('{}'); return }
+      let first = true
+      out.ascii('{')
+      if (legacy) {
+        out.ascii('"X-RateLimit-Limit":"')
+        out.number(info.limit)
+        out.ascii('","X-RateLimit-Remaining":"')
+        out.number(d.remaining)
+        out.ascii('","X-RateLimit-Reset":"')
+        out.number(resetFormat === 'delta-seconds' ? seconds(d.resetMs) : seconds(clock.now() + d.resetMs))
+        out.ascii('"')
+        first = false
+      }
+      if (ietf) {
+        const limits = d.limits
+        let n = 0
+        for (let i = 0; i < limits.length; i++) {
+          const s = limits[i]
+          if (s.info.shadow) continue
+          out.ascii(n++ > 0 ? ', ' : first ? '"RateLimit-Policy":"' : ',"RateLimit-Policy":"')
+          out.ascii(policyItemJson(s.info))
+        }
+        if (n > 0) {
+          out.ascii('","RateLimit":"')
+          n = 0
+          for (let i = 0; i < limits.length; i++) {
+            const s = limits[i]
+            if (s.info.shadow) continue
+            if (n++ > 0) out.ascii(', ')
+            out.ascii(quotedNameJson(s.info))
+            out.ascii(';r=')
+            out.number(sfIntegerValue(s.remaining))
+            out.ascii(';t=')
+            out.number(sfIntegerValue(seconds(s.resetMs)))
+          }
+          out.ascii('"')
+          first = false
+        }
+      }
+      if (!d.allowed) {
+        const r = retry ?? retryAfterSeconds(d)
+        if (r !== undefined) {
+          out.ascii(first ? '"Retry-After":"' : ',"Retry-After":"')
+          out.number(r)
+          out.ascii('"')
+        }
+      }
+      out.ascii('}')
     }
   }
 }

@@ -20,9 +20,13 @@ export function sfString (s: string): string {
 
 /** sf-integer: a whole number clamped to the 15-digit range (fractions are floored). */
 export function sfInteger (n: number): string {
+  return String(sfIntegerValue(n))
+}
+
+/** The number sfInteger writes (for writers that print numbers themselves). */
+export function sfIntegerValue (n: number): number {
   if (Number.isNaN(n)) throw new RangeError('sf-integer: NaN')
-  const v = n >= SF_MAX_INTEGER ? SF_MAX_INTEGER : n <= -SF_MAX_INTEGER ? -SF_MAX_INTEGER : Math.floor(n)
-  return String(v)
+  return n >= SF_MAX_INTEGER ? SF_MAX_INTEGER : n <= -SF_MAX_INTEGER ? -SF_MAX_INTEGER : Math.floor(n)
 }
 
 /** sf-key: lowercase letter or `*`, then lowercase letters, digits, `_ - . *`. */

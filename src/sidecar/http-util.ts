@@ -4,42 +4,63 @@ import { PROBLEM_TYPES, problem, sendProblem } from '../http/problem.js'
 /** A request body over the size limit. */
 export class BodyTooLarge extends Error {}
 
+/** One body being read: kept on the request, so the listeners below are shared, not closures per request. */
+class BodyRead<T> {
+  first: Buffer | undefined = undefined
+  chunks: Buffer[] | undefined = undefined
+  size = 0
+  finished = false
+  constructor (readonly maxBytes: number, readonly done: (err: Error | null, body: Buffer | undefined, arg: T) => void, readonly arg: T) {}
+}
+
+const kBodyRead = Symbol('meshlimit.bodyRead')
+type Reading = IncomingMessage & { [kBodyRead]: BodyRead<unknown> }
+
+function onBodyData (this: Reading, c: Buffer): void {
+  const r = this[kBodyRead]
+  if (r.finished) return
+  r.size += c.length
+  if (r.size > r.maxBytes) {
+    r.finished = true
+    this.resume()
+    r.done(new BodyTooLarge(), undefined, r.arg)
+    return
+  }
+  // Bodies of one chunk (nearly all) need no array.
+  if (r.first === undefined) r.first = c
+  else (r.chunks ??= [r.first]).push(c)
+}
+
+function onBodyEnd (this: Reading): void {
+  const r = this[kBodyRead]
+  if (r.finished) return
+  r.finished = true
+  r.done(null, r.chunks !== undefined ? Buffer.concat(r.chunks) : r.first ?? Buffer.alloc(0), r.arg)
+}
+
+function onBodyError (this: Reading, err: Error): void {
+  const r = this[kBodyRead]
+  if (!r.finished) { r.finished = true; r.done(err, undefined, r.arg) }
+}
+
 /**
- * Reads a request body up to `maxBytes`, then calls `done` once: with the body, or with
- * BodyTooLarge past the limit (without buffering the rest) or the stream's error.
- * Callback-style for the decision API, where a promise and its closures per request
- * are garbage the collector pays for at tens of thousands of requests per second.
+ * Reads a request body up to `maxBytes`, then calls `done(err, body, arg)` once: with the
+ * body, or with BodyTooLarge past the limit (without buffering the rest) or the stream's
+ * error. Callback-style for the decision API, where a promise and its closures per
+ * request are garbage the collector pays for at tens of thousands of requests per
+ * second; `arg` (the response, say) spares the caller a closure too.
  */
-export function readBodyThen (req: IncomingMessage, maxBytes: number, done: (err: Error | null, body?: Buffer) => void): void {
+export function readBodyThen<T = undefined> (req: IncomingMessage, maxBytes: number, done: (err: Error | null, body: Buffer | undefined, arg: T) => void, arg?: T): void {
   const declared = req.headers['content-length']
   if (declared !== undefined && Number(declared) > maxBytes) {
     req.resume()
-    done(new BodyTooLarge())
+    done(new BodyTooLarge(), undefined, arg as T)
     return
   }
-  let first: Buffer | undefined
-  let chunks: Buffer[] | undefined
-  let size = 0
-  let finished = false
-  req.on('data', (c: Buffer) => {
-    if (finished) return
-    size += c.length
-    if (size > maxBytes) {
-      finished = true
-      req.resume()
-      done(new BodyTooLarge())
-      return
-    }
-    // Bodies of one chunk (nearly all) need no array.
-    if (first === undefined) first = c
-    else (chunks ??= [first]).push(c)
-  })
-  req.on('end', () => {
-    if (finished) return
-    finished = true
-    done(null, chunks !== undefined ? Buffer.concat(chunks) : first ?? Buffer.alloc(0))
-  })
-  req.on('error', err => { if (!finished) { finished = true; done(err) } })
+  (req as Reading)[kBodyRead] = new BodyRead(maxBytes, done, arg as T) as BodyRead<unknown>
+  req.on('data', onBodyData)
+  req.on('end', onBodyEnd)
+  req.on('error', onBodyError)
 }
 
 /** Reads a request body up to `maxBytes`; rejects with BodyTooLarge past it (without buffering the rest). */

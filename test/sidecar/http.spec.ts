@@ -198,6 +198,62 @@ policies:
   })
 })
 
+describe('answer text', () => {
+  // The answer is written as text (src/sidecar/answer-json.ts), not by JSON.stringify: it must be
+  // JSON.stringify's own text of the same value, and Content-Length its size in bytes.
+  const raw = async (url: string, body: string): Promise<{ length: number, bytes: Buffer }> => await new Promise((resolve, reject) => {
+    const req = request(`${url}/v1/check`, { method: 'POST', headers: { 'content-type': 'application/json' } }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve({ length: Number(res.headers['content-length']), bytes: Buffer.concat(chunks) }) })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+
+  it('is JSON.stringify text with an exact Content-Length: allowed, denied, unmatched, blocked with a non-ASCII reason', async () => {
+    const s = await start(POLICIES, { escalation: { enabled: false } })
+    s.node.blocklist.block('user:\u00fcml', 60_000, 'scraping \u2013 caf\u00e9 \ud83d\ude00')
+    const bodies = [
+      { descriptor: { user: 'a1', route: '/v1/search' } },
+      { descriptor: { user: 'a1', route: '/v1/search' }, cost: 2 },
+      { descriptor: { user: 'a1', route: '/v1/search' } },
+      { descriptor: { user: 'a2' }, cost: 5 },
+      { descriptor: { other: 'x' } },
+      { descriptor: { user: '\u00fcml' } }
+    ]
+    const seen = new Set<string>()
+    for (const b of bodies) {
+      const r = await raw(s.httpUrl, JSON.stringify(b))
+      expect(r.length, JSON.stringify(b)).toBe(r.bytes.length)
+      const text = r.bytes.toString('utf8')
+      const v = JSON.parse(text)
+      expect(text).toBe(JSON.stringify(v))
+      seen.add(v.problem?.type ?? (v.decision.policy === undefined ? 'unmatched' : 'allowed'))
+    }
+    expect([...seen].sort()).toEqual(['allowed', 'unmatched', 'urn:meshlimit:problem:blocked', 'urn:meshlimit:problem:rate-limited'])
+  })
+
+  it('answers many requests in flight at once, each with its own bytes', async () => {
+    // Answers share slabs (src/http/json-out.ts): one written over before its socket sent it would show here.
+    const s = await start(`
+policies:
+  - id: per-user
+    key: user
+    limits: [ { limit: 100000, window: 1h, algorithm: fixed-window } ]
+`, { escalation: { enabled: false } })
+    const n = 400
+    const answers = await Promise.all(Array.from({ length: n }, async (_, i) => await raw(s.httpUrl, JSON.stringify({ descriptor: { user: `u${i}` }, cost: i + 1 }))))
+    answers.forEach((r, i) => {
+      expect(r.length).toBe(r.bytes.length)
+      const v = JSON.parse(r.bytes.toString('utf8'))
+      expect(v.decision.remaining, `answer ${i}`).toBe(100000 - (i + 1))
+      expect(v.headers['X-RateLimit-Remaining']).toBe(String(100000 - (i + 1)))
+    })
+  })
+})
+
 describe('hostile field names', () => {
   it('descriptor fields named like Object.prototype members are accepted as plain fields', async () => {
     const s = await start(POLICIES, { escalation: { enabled: false } })
