@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import * as grpc from '@grpc/grpc-js'
@@ -163,6 +164,27 @@ const NO_METADATA = new grpc.Metadata()
 const OK_STATUS: CallStatus = { code: grpc.status.OK, details: 'OK', metadata: null }
 
 /**
+ * Cuts a finished call's HTTP/2 stream loose from grpc-js's call objects by removing
+ * the stream's 'data' and 'end' listeners (grpc-js's closures over its call). Node's
+ * HTTP/2 session keeps its open streams in a Map (node 20: lib/internal/http2/core.js,
+ * an entry set per stream and deleted when it closes), and V8 keeps every stream a
+ * discarded backing table of that Map held; after a full collection those tables are
+ * in the old generation, so each finished stream outlives the next scavenge with all
+ * it reaches and is promoted (docs/benchmarks.md, "What the gRPC path promotes").
+ * Only once the request side has ended: node itself may still be waiting on 'end'
+ * otherwise. The stream is a private field of grpc-js's base call (1.14); when it is
+ * not there (another grpc-js, another interceptor first), nothing is done.
+ * @returns whether the listeners were removed
+ */
+export function detachCall (call: unknown): boolean {
+  const stream = (call as { stream?: unknown } | undefined)?.stream
+  if (!(stream instanceof EventEmitter) || (stream as { readableEnded?: unknown }).readableEnded !== true) return false
+  stream.removeAllListeners('data')
+  stream.removeAllListeners('end')
+  return true
+}
+
+/**
  * One ShouldRateLimit call driven straight on grpc-js's base call: reads the one
  * request, answers, sends the response and the OK status. It stands in for grpc-js's
  * unary handler plumbing (a Writable stream, its state, a Metadata and closures per call),
@@ -211,7 +233,11 @@ class RlsUnaryCall implements grpc.ServerInterceptingCallInterface {
     this.next.sendMessage(a, this.sent)
   }
 
-  onCancel (): void { this.request = undefined }
+  // grpc-js calls this when the call is over, answered or not.
+  onCancel (): void {
+    this.request = undefined
+    detachCall(this.next)
+  }
 
   // An arrow so that the write's callback needs no closure per call beyond this one.
   private readonly sent = (): void => { this.next.sendStatus(OK_STATUS) }

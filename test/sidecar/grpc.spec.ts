@@ -1,8 +1,9 @@
+import { EventEmitter } from 'node:events'
 import * as http2 from 'node:http2'
 import * as grpc from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Gate } from '../../src/gate.js'
-import { loadRls, rlsServiceDefinition, rlsUnaryInterceptor } from '../../src/sidecar/grpc.js'
+import { detachCall, loadRls, rlsServiceDefinition, rlsUnaryInterceptor } from '../../src/sidecar/grpc.js'
 import type { Sidecar } from '../../src/sidecar/index.js'
 import { parseList } from '../http/sf-parser.js'
 import { sidecar } from './helpers.js'
@@ -266,5 +267,64 @@ describe('ShouldRateLimit answered by the interceptor (rlsUnaryInterceptor)', ()
       setTimeout(() => st.end(request({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'late' }] }] })), 20)
     })
     expect(status).toBe(String(grpc.status.DEADLINE_EXCEEDED))
+  })
+})
+
+describe('finished calls are cut loose from their HTTP/2 stream (detachCall)', () => {
+  it('removes the data and end listeners only once the request side has ended', () => {
+    const ended = Object.assign(new EventEmitter(), { readableEnded: true })
+    for (const e of ['data', 'end', 'close']) ended.on(e, () => {})
+    expect(detachCall({ stream: ended })).toBe(true)
+    expect([ended.listenerCount('data'), ended.listenerCount('end'), ended.listenerCount('close')]).toEqual([0, 0, 1])
+    // Still reading: node may be waiting on 'end' to destroy the stream.
+    const reading = Object.assign(new EventEmitter(), { readableEnded: false })
+    reading.on('end', () => {})
+    expect(detachCall({ stream: reading })).toBe(false)
+    expect(reading.listenerCount('end')).toBe(1)
+    expect(detachCall({})).toBe(false)
+    expect(detachCall(undefined)).toBe(false)
+  })
+
+  it('leaves no listener of grpc-js on an answered call\'s stream, and a cancelled call\'s stream is still destroyed', async () => {
+    // A spy interceptor ahead of ours sees grpc-js's base call and its stream.
+    const streams: http2.ServerHttp2Stream[] = []
+    const spy: grpc.ServerInterceptor = (_m, call) => { streams.push((call as unknown as { stream: http2.ServerHttp2Stream }).stream); return call as grpc.ServerInterceptingCall }
+    const gate = { headers: { quotaName: () => 'q' }, checkAll: (ds: unknown[]) => ds.map(() => ({ allowed: true, headers: {} })) } as unknown as Gate
+    const server = new grpc.Server({ interceptors: [spy, rlsUnaryInterceptor({ gate })] })
+    server.addService(rlsServiceDefinition(), { ShouldRateLimit: () => {} })
+    const port = await new Promise<number>((resolve, reject) => { server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => { if (e !== null) reject(e); else resolve(p) }) })
+    const session = http2.connect(`http://127.0.0.1:${port}`)
+    const waitFor = async (what: string, cond: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !cond(); i++) await new Promise(resolve => setTimeout(resolve, 10))
+      if (!cond()) throw new Error(`timed out after 2 s waiting for ${what}`)
+    }
+    try {
+      const method = (loadRls() as any).envoy.service.ratelimit.v3.RateLimitService.service.ShouldRateLimit
+      const body = method.requestSerialize({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'd1' }] }] }) as Buffer
+      const headers = { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers' }
+      const status = await new Promise<string | undefined>((resolve, reject) => {
+        const st = session.request(headers)
+        let s: string | undefined
+        st.on('trailers', t => { s = t['grpc-status'] as string })
+        st.on('error', reject)
+        st.resume()
+        st.on('close', () => { resolve(s) })
+        st.end(Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body]))
+      })
+      expect(status).toBe('0')
+      const answered = streams[0]
+      await waitFor('the answered stream to be destroyed', () => answered.destroyed)
+      expect([answered.listenerCount('data'), answered.listenerCount('end')]).toEqual([0, 0])
+      // A client that sends half a request and cancels: the stream must still be destroyed (no stream left in the session).
+      const st = session.request(headers)
+      st.on('error', () => {})
+      st.write(Buffer.from([0, 0, 0, 0, body.length]))
+      await waitFor('the second call to reach the server', () => streams.length === 2)
+      st.close(http2.constants.NGHTTP2_CANCEL)
+      await waitFor('the cancelled stream to be destroyed', () => streams[1].destroyed)
+    } finally {
+      await new Promise<void>(resolve => { session.close(resolve) })
+      server.forceShutdown()
+    }
   })
 })
