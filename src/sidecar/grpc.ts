@@ -44,7 +44,6 @@ const MAX_ENTRIES = 32
 const MAX_VALUE_LENGTH = 4096
 const UINT32_MAX = 0xffffffff
 
-
 /** The meshlimit descriptors and costs of a request, or why it is refused. */
 export function parseRlsRequest (req: WireRequest, aliases: Record<string, string>): { descriptors: Descriptor[], costs: number[] } | string {
   if (typeof req.domain !== 'string' || req.domain.length === 0 || req.domain.length > 256) return 'domain must be a non-empty string of at most 256 characters'
@@ -203,6 +202,7 @@ class RlsUnaryCall implements grpc.ServerInterceptingCallInterface {
   onReceiveMessage (message: WireRequest | MalformedRlsRequest): void {
     // Refused with the status grpc-js's own unary handler gives.
     if (this.received) {
+      this.request = undefined // refused: nothing is decided, whatever comes after
       this.next.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: 'ShouldRateLimit takes one request message; received a second', metadata: null })
       return
     }
