@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import * as grpc from '@grpc/grpc-js'
@@ -41,7 +42,6 @@ type WireRequest = RlsRequest
 const MAX_DESCRIPTORS = 64
 const MAX_ENTRIES = 32
 const MAX_VALUE_LENGTH = 4096
-const UNITS: ReadonlyArray<readonly [number, RlsUnit]> = [[1000, 'SECOND'], [60_000, 'MINUTE'], [3_600_000, 'HOUR'], [86_400_000, 'DAY']]
 const UINT32_MAX = 0xffffffff
 
 /** The meshlimit descriptors and costs of a request, or why it is refused. */
@@ -51,8 +51,9 @@ export function parseRlsRequest (req: WireRequest, aliases: Record<string, strin
   if (!Array.isArray(ds) || ds.length === 0) return 'descriptors must hold at least one descriptor'
   if (ds.length > MAX_DESCRIPTORS) return `at most ${MAX_DESCRIPTORS} descriptors are accepted, got ${ds.length}`
   const base = req.hits_addend > 0 ? req.hits_addend : 1
-  const descriptors: Descriptor[] = []
-  const costs: number[] = []
+  // Sized up front: a push onto [] allocates room for 17 elements.
+  const descriptors = new Array<Descriptor>(ds.length)
+  const costs = new Array<number>(ds.length)
   for (let i = 0; i < ds.length; i++) {
     const entries = ds[i].entries
     if (entries.length === 0) return `descriptors[${i}] has no entries`
@@ -68,8 +69,8 @@ export function parseRlsRequest (req: WireRequest, aliases: Record<string, strin
     const own = ds[i].hits_addend
     const cost = own !== null && own !== undefined ? own.value : base
     if (!Number.isSafeInteger(cost) || cost < 0 || cost > MAX_COST) return `descriptors[${i}].hits_addend must be from 0 to ${MAX_COST}, got ${cost}`
-    descriptors.push(d)
-    costs.push(cost)
+    descriptors[i] = d
+    costs[i] = cost
   }
   return { descriptors, costs }
 }
@@ -84,55 +85,182 @@ function worst (rs: GateResult[]): GateResult {
   return w
 }
 
-/** The ShouldRateLimit implementation over a gate. */
-export function createRateLimitService (init: RateLimitServiceInit): grpc.UntypedServiceImplementation {
+/** Why a call is refused: the status the client gets instead of a response. */
+export interface RlsFailure { code: grpc.status, details: string }
+
+/** The unit of a window that is exactly one of Envoy's units. */
+function unitOf (windowMs: number): RlsUnit {
+  switch (windowMs) {
+    case 1000: return 'SECOND'
+    case 60_000: return 'MINUTE'
+    case 3_600_000: return 'HOUR'
+    case 86_400_000: return 'DAY'
+    default: return 'UNKNOWN'
+  }
+}
+
+/** Answers one decoded ShouldRateLimit request over a gate: the response, or why the call fails. */
+export function createRlsAnswer (init: RateLimitServiceInit): (req: WireRequest | MalformedRlsRequest) => RlsResponse | RlsFailure {
   const aliases = init.aliases ?? { remote_address: 'ip' }
   const { gate } = init
+  return req => {
+    if ('malformed' in req) return { code: grpc.status.INVALID_ARGUMENT, details: req.malformed }
+    const parsed = parseRlsRequest(req, aliases)
+    if (typeof parsed === 'string') return { code: grpc.status.INVALID_ARGUMENT, details: parsed }
+    let results: GateResult[]
+    try {
+      results = gate.checkAll(parsed.descriptors, parsed.costs, 'grpc')
+    } catch (err) {
+      init.logger?.error({ err }, 'ShouldRateLimit failed')
+      return { code: grpc.status.INTERNAL, details: (err as Error).message }
+    }
+    let over = false
+    const statuses = new Array<RlsStatus>(results.length)
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i]
+      if (!r.allowed) over = true
+      const d = r.decision
+      const code = r.allowed ? 'OK' : 'OVER_LIMIT'
+      // Each status in one literal: adding fields one by one would grow its property storage.
+      statuses[i] = d?.info !== undefined
+        ? {
+            code,
+            current_limit: { name: gate.headers.quotaName(d.info), requests_per_unit: Math.min(d.limit, UINT32_MAX), unit: d.algorithm === 'concurrency' ? 'UNKNOWN' : unitOf(d.windowMs) },
+            limit_remaining: Math.min(d.remaining, UINT32_MAX),
+            duration_until_reset: { seconds: Math.floor(d.resetMs / 1000), nanos: Math.round((d.resetMs % 1000) * 1e6) }
+          }
+        : r.block !== undefined ? { code, duration_until_reset: { seconds: r.retryAfterSeconds ?? 0, nanos: 0 } } : { code }
+    }
+    const headers = worst(results).headers
+    const response_headers_to_add: RlsResponse['response_headers_to_add'] = []
+    for (const k in headers) response_headers_to_add.push({ key: k, value: headers[k] })
+    return { overall_code: over ? 'OVER_LIMIT' : 'OK', statuses, response_headers_to_add }
+  }
+}
+
+function isFailure (a: RlsResponse | RlsFailure): a is RlsFailure {
+  return 'details' in a
+}
+
+/** The ShouldRateLimit implementation over a gate, as a grpc-js service handler. */
+export function createRateLimitService (init: RateLimitServiceInit): grpc.UntypedServiceImplementation {
+  const answer = createRlsAnswer(init)
   return {
     ShouldRateLimit (call: grpc.ServerUnaryCall<WireRequest | MalformedRlsRequest, RlsResponse>, callback: grpc.sendUnaryData<RlsResponse>) {
-      const req = call.request
-      if ('malformed' in req) {
-        callback({ code: grpc.status.INVALID_ARGUMENT, details: req.malformed })
-        return
-      }
-      const parsed = parseRlsRequest(req, aliases)
-      if (typeof parsed === 'string') {
-        callback({ code: grpc.status.INVALID_ARGUMENT, details: parsed })
-        return
-      }
-      let results: GateResult[]
-      try {
-        results = gate.checkAll(parsed.descriptors, parsed.costs, 'grpc')
-      } catch (err) {
-        init.logger?.error({ err }, 'ShouldRateLimit failed')
-        callback({ code: grpc.status.INTERNAL, details: (err as Error).message })
-        return
-      }
-      let over = false
-      const statuses = results.map(r => {
-        if (!r.allowed) over = true
-        const d = r.decision
-        const status: RlsStatus = { code: r.allowed ? 'OK' : 'OVER_LIMIT' }
-        if (d?.info !== undefined) {
-          const unit = UNITS.find(u => u[0] === d.windowMs)
-          status.current_limit = {
-            name: gate.headers.quotaName(d.info),
-            requests_per_unit: Math.min(d.limit, UINT32_MAX),
-            unit: d.algorithm === 'concurrency' || unit === undefined ? 'UNKNOWN' : unit[1]
-          }
-          status.limit_remaining = Math.min(d.remaining, UINT32_MAX)
-          status.duration_until_reset = { seconds: Math.floor(d.resetMs / 1000), nanos: Math.round((d.resetMs % 1000) * 1e6) }
-        } else if (r.block !== undefined) {
-          status.duration_until_reset = { seconds: r.retryAfterSeconds ?? 0, nanos: 0 }
-        }
-        return status
-      })
-      const headers = worst(results).headers
-      const response_headers_to_add: RlsResponse['response_headers_to_add'] = []
-      for (const k in headers) response_headers_to_add.push({ key: k, value: headers[k] })
-      callback(null, { overall_code: over ? 'OVER_LIMIT' : 'OK', statuses, response_headers_to_add })
+      const a = answer(call.request)
+      if (isFailure(a)) callback(a)
+      else callback(null, a)
     }
   }
+}
+
+export const SHOULD_RATE_LIMIT_PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit'
+
+type CallStatus = Parameters<grpc.ServerInterceptingCallInterface['sendStatus']>[0]
+
+// Shared by every call: grpc-js only reads them (toHttp2Headers, clone).
+const NO_METADATA = new grpc.Metadata()
+const OK_STATUS: CallStatus = { code: grpc.status.OK, details: 'OK', metadata: null }
+
+/**
+ * Cuts a finished call's HTTP/2 stream loose from grpc-js's call objects by removing
+ * the stream's 'data' and 'end' listeners (grpc-js's closures over its call). Node's
+ * HTTP/2 session keeps its open streams in a Map (node 20: lib/internal/http2/core.js,
+ * an entry set per stream and deleted when it closes), and V8 keeps every stream a
+ * discarded backing table of that Map held; after a full collection those tables are
+ * in the old generation, so each finished stream outlives the next scavenge with all
+ * it reaches and is promoted (docs/benchmarks.md, "What the gRPC path promotes").
+ * Only once the request side has ended: node itself may still be waiting on 'end'
+ * otherwise. The stream is a private field of grpc-js's base call (1.14); when it is
+ * not there (another grpc-js, another interceptor first), nothing is done.
+ * @returns whether the listeners were removed
+ */
+export function detachCall (call: unknown): boolean {
+  const stream = (call as { stream?: unknown } | undefined)?.stream
+  if (!(stream instanceof EventEmitter) || (stream as { readableEnded?: unknown }).readableEnded !== true) return false
+  stream.removeAllListeners('data')
+  stream.removeAllListeners('end')
+  return true
+}
+
+/**
+ * One ShouldRateLimit call driven straight on grpc-js's base call: reads the one
+ * request, answers, sends the response and the OK status. It stands in for grpc-js's
+ * unary handler plumbing (a Writable stream, its state, a Metadata and closures per call),
+ * which the sidecar never uses, so each call in flight holds less: what the calls in
+ * flight hold at a scavenge is what gets copied and then promoted.
+ */
+class RlsUnaryCall implements grpc.ServerInterceptingCallInterface {
+  private request: WireRequest | MalformedRlsRequest | undefined = undefined
+  private received = false
+
+  constructor (private readonly next: grpc.ServerInterceptingCallInterface, private readonly answer: (req: WireRequest | MalformedRlsRequest) => RlsResponse | RlsFailure) {}
+
+  // The listener grpc-js's unary handler passes is left unused: this call answers itself.
+  start (): void { this.next.start(this) }
+  onReceiveMetadata (): void { this.next.startRead() }
+  onReceiveMessage (message: WireRequest | MalformedRlsRequest): void {
+    // Refused with the status grpc-js's own unary handler gives.
+    if (this.received) {
+      this.request = undefined // refused: nothing is decided, whatever comes after
+      this.next.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: 'ShouldRateLimit takes one request message; received a second', metadata: null })
+      return
+    }
+    this.received = true
+    this.request = message
+    this.next.startRead()
+  }
+
+  onReceiveHalfClose (): void {
+    const req = this.request
+    if (req === undefined) {
+      if (!this.received) this.next.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: 'ShouldRateLimit takes one request message; received none', metadata: null })
+      return
+    }
+    this.request = undefined
+    let a: RlsResponse | RlsFailure
+    try {
+      a = this.answer(req)
+    } catch {
+      this.next.sendStatus({ code: grpc.status.UNKNOWN, details: 'Unknown error', metadata: null })
+      return
+    }
+    if (isFailure(a)) {
+      this.next.sendStatus({ code: a.code, details: a.details, metadata: null })
+      return
+    }
+    this.next.sendMetadata(NO_METADATA)
+    this.next.sendMessage(a, this.sent)
+  }
+
+  // grpc-js calls this when the call is over, answered or not.
+  onCancel (): void {
+    this.request = undefined
+    detachCall(this.next)
+  }
+
+  // An arrow so that the write's callback needs no closure per call beyond this one.
+  private readonly sent = (): void => { this.next.sendStatus(OK_STATUS) }
+
+  sendMetadata (metadata: grpc.Metadata): void { this.next.sendMetadata(metadata) }
+  sendMessage (message: unknown, callback: () => void): void { this.next.sendMessage(message, callback) }
+  sendStatus (status: CallStatus): void { this.next.sendStatus(status) }
+  startRead (): void { this.next.startRead() }
+  getPeer (): string { return this.next.getPeer() }
+  getDeadline (): grpc.Deadline { return this.next.getDeadline() }
+  getHost (): string { return this.next.getHost() }
+  getAuthContext (): ReturnType<grpc.ServerInterceptingCallInterface['getAuthContext']> { return this.next.getAuthContext() }
+  getConnectionInfo (): ReturnType<grpc.ServerInterceptingCallInterface['getConnectionInfo']> { return this.next.getConnectionInfo() }
+  getMetricsRecorder (): ReturnType<grpc.ServerInterceptingCallInterface['getMetricsRecorder']> { return this.next.getMetricsRecorder() }
+}
+
+/**
+ * A grpc-js server interceptor that answers ShouldRateLimit calls itself (RlsUnaryCall)
+ * and passes every other method through.
+ */
+export function rlsUnaryInterceptor (init: RateLimitServiceInit): grpc.ServerInterceptor {
+  const answer = createRlsAnswer(init)
+  return (method, call) => (method.path === SHOULD_RATE_LIMIT_PATH ? new RlsUnaryCall(call, answer) : call) as grpc.ServerInterceptingCall
 }
 
 /**
@@ -175,7 +303,8 @@ export async function startGrpcServer (init: GrpcServerInit): Promise<GrpcServer
   const server = new grpc.Server({
     // Channelz tracks every call (timestamps, counters, closures): garbage per call for a debugging service nobody queries here.
     'grpc.enable_channelz': 0,
-    ...(max > 0 ? { 'grpc.max_concurrent_streams': max } : {})
+    ...(max > 0 ? { 'grpc.max_concurrent_streams': max } : {}),
+    interceptors: [rlsUnaryInterceptor(init)]
   })
   server.addService(rlsServiceDefinition(), createRateLimitService(init))
   const address = init.host.includes(':') ? `[${init.host}]:${init.port}` : `${init.host}:${init.port}`
