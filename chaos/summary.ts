@@ -96,6 +96,8 @@ export interface Summary {
    * key's mean offered rate in % of its limit.
    */
   steadyWorst?: Array<{ limit: string, domain: string, key: string, overAdmissionPct: number, windowEndS: number, offeredPct: number }>
+  /** Per key (over its domains) the largest steady-state excess, in % of the limit: keys with any, up to 12, largest first (simulator only). */
+  steadyMaxByKeyPct?: Record<string, number>
   /**
    * Clients over their limit (mean offered rate above it; simulator only): false denials in %
    * of their requests, and what they were admitted in % of the limit.

@@ -102,6 +102,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
   let overDetail = ''
   let steadyMax = -1
   const steadyWorst: NonNullable<Summary['steadyWorst']> = []
+  const byKey = new Map<string, number>()
   let overOffered = 0
   let overFalse = 0
   let overAdmitted = 0
@@ -154,6 +155,8 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
       if (ks.win.windows > 0) {
         steadyMax = Math.max(steadyMax, ks.win.steadyMaxExcess / L * 100)
         if (ks.win.steadyMaxExcessSlot >= 0) {
+          const name = f.metas.length > 1 ? `${meta.name}:${ks.key}` : ks.key
+          byKey.set(name, Math.max(byKey.get(name) ?? 0, round(ks.win.steadyMaxExcess / L * 100)))
           // Traffic starts one flush interval into the run (chaos/sim/run.ts).
           const endMs = (ks.win.steadyMaxExcessSlot + 1) * meta.slotMs - SIM_EPOCH_MS - s.gossip.flushIntervalMs
           steadyWorst.push({ limit: meta.name, domain: ks.domain, key: ks.key, overAdmissionPct: round(ks.win.steadyMaxExcess / L * 100), windowEndS: round(endMs / 1000, 3), offeredPct: round(ks.offered * meta.limit.windowMs / (L * f.durationMs) * 100, 1) })
@@ -257,6 +260,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
     falseDenialPct: round(f.underLimit === 0 ? 0 : (f.falseDenials / f.underLimit) * 100, 3),
     underLimitFalseDenialPct: underOffered === 0 ? null : round((underFalse / underOffered) * 100, 3),
     steadyWorst,
+    steadyMaxByKeyPct: Object.fromEntries([...byKey].sort((a, b) => b[1] - a[1]).slice(0, 12)),
     overLimitFalseDenialPct: overOffered === 0 ? null : round((overFalse / overOffered) * 100, 3),
     overLimitAdmittedPct: overAllowed === 0 ? null : round((overAdmitted / overAllowed) * 100, 2),
     convergenceP50Ms: nullableRound(quantileOf(f.samples.times, unconverged, 0.5)),
