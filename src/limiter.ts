@@ -327,6 +327,7 @@ class LimiterImpl implements Limiter {
   /** Experiment switches of the share rule (issue 5): read once from the environment, not public options. */
   private readonly shareEngage = experimentSwitch('MESHLIMIT_EXP_SHARE_ENGAGE', SHARE_ENGAGE, 0, 10)
   private readonly shareSlack = experimentSwitch('MESHLIMIT_EXP_SHARE_SLACK', SHARE_SLACK, 0, 10)
+  private readonly shareMargin = experimentSwitch('MESHLIMIT_EXP_SHARE_MARGIN', 0, 0, 10)
   private readonly shareHorizonMs: number
   private readonly crossRegionHorizonMs: number
   /** Retry hint for share denials: the next flush refreshes the allowance. */
@@ -463,6 +464,7 @@ class LimiterImpl implements Limiter {
           rt.crossRegionHorizonMs = this.crossRegionHorizonMs
           rt.shareEngage = this.shareEngage
           rt.shareSlack = this.shareSlack
+          rt.shareMargin = this.shareMargin
           rt.coinSalt = hashString(replicaKey(this.replica), 0x5a17) | 0
           rt.info = { policy: cp.id, id: rt.id, limit: rt.max, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
         }

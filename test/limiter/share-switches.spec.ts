@@ -10,7 +10,7 @@ const policies = { policies: [{ id: 'p', key: 'user', limits: [{ id: 'w', limit:
  * Node b admitted 50 in one slot (and says it was denied `denied` more there); once that
  * slot has settled, node a asks 20 times: how many does a admit?
  */
-function askAfterPeer (denied: number): number {
+function askAfterPeer (denied: number, asks = 20): number {
   const clock = new VirtualClock(T0)
   const net = createLoopbackNetwork()
   const init = { clock, policies, flushIntervalMs: 3_600_000, shareHorizonMs: 100 }
@@ -23,7 +23,7 @@ function askAfterPeer (denied: number): number {
   if (denied > 0) a.applyDelta('b', { incarnation: 2, sentAtMs: T0, groups: [{ limit: `p/w${DENIED_SUFFIX}`, slotMs: 100, entries: [hash, epoch, denied] }] })
   clock.advance(300)
   let admitted = 0
-  for (let j = 0; j < 20; j++) if (a.check({ user: 'hot' }).allowed) admitted++
+  for (let j = 0; j < asks; j++) if (a.check({ user: 'hot' }).allowed) admitted++
   a.close()
   b.close()
   return admitted
@@ -51,6 +51,15 @@ describe('share rule experiment switches (environment, read once per limiter)', 
     vi.unstubAllEnvs()
     // The default, one request of slack: 0.6 of a request, one coin.
     expect(askAfterPeer(100)).toBeLessThanOrEqual(1)
+  })
+
+  it('the margin: the simple rule keeps headroom for peers\' admissions not seen yet', () => {
+    // Without it, a fills the limit: 50 of b's plus 50 of its own.
+    expect(askAfterPeer(0, 60)).toBe(50)
+    // b's settled rate is 50 per 900 ms; a quarter of the 100 ms horizon times 10 is 13.9
+    // units of headroom: a admits while 50 + x + 13.9 + 1 <= 100, x = 0..35.
+    vi.stubEnv('MESHLIMIT_EXP_SHARE_MARGIN', '10')
+    expect(askAfterPeer(0, 60)).toBe(36)
   })
 
   it('a bad value is refused at construction with the switch named', () => {
