@@ -103,6 +103,8 @@ export interface Summary {
    * of their requests, and what they were admitted in % of the limit.
    */
   overLimitFalseDenialPct?: number | null
+  /** The under-limit client (key and domain) that lost the largest share of its requests to false denials (simulator only). */
+  underLimitWorstKey?: { domain: string, key: string, offeredPct: number, falseDenialPct: number } | null
   overLimitAdmittedPct?: number | null
   /** Denied requests that the fleet-wide truth says fit, in % of all requests that fit. */
   falseDenialPct: number

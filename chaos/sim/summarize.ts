@@ -103,6 +103,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
   let steadyMax = -1
   const steadyWorst: NonNullable<Summary['steadyWorst']> = []
   const byKey = new Map<string, number>()
+  let underWorst: NonNullable<Summary['underLimitWorstKey']> | null = null
   let overOffered = 0
   let overFalse = 0
   let overAdmitted = 0
@@ -129,6 +130,8 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
       if (ks.offered * meta.limit.windowMs <= L * f.durationMs) {
         underOffered += ks.offered
         underFalse += ks.falseDenied
+        const fd = ks.offered === 0 ? 0 : ks.falseDenied / ks.offered * 100
+        if (underWorst === null || fd > underWorst.falseDenialPct) underWorst = { domain: ks.domain, key: ks.key, offeredPct: round(ks.offered * meta.limit.windowMs / (L * f.durationMs) * 100, 1), falseDenialPct: round(fd, 3) }
       } else if (ks.admitted !== undefined) {
         overOffered += ks.offered
         overFalse += ks.falseDenied
@@ -259,6 +262,7 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
     worstKey: worst,
     falseDenialPct: round(f.underLimit === 0 ? 0 : (f.falseDenials / f.underLimit) * 100, 3),
     underLimitFalseDenialPct: underOffered === 0 ? null : round((underFalse / underOffered) * 100, 3),
+    underLimitWorstKey: underWorst,
     steadyWorst,
     steadyMaxByKeyPct: Object.fromEntries([...byKey].sort((a, b) => b[1] - a[1]).slice(0, 12)),
     overLimitFalseDenialPct: overOffered === 0 ? null : round((overFalse / overOffered) * 100, 3),
