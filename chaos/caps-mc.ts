@@ -41,9 +41,15 @@ interface Options {
   keys: number
   runs: number
   seed: number
+  /**
+   * Instead of the rule: the frontier of fixed local caps (each node admits at most c or
+   * c + 1 per window, its arrivals Poisson and independent), for every mix of caps the
+   * mean use of the limit and the 99.9th percentile of a window's total.
+   */
+  static: boolean
 }
 
-const DEFAULTS: Options = { nodes: 100, limit: 100, offered: 2, engage: 1.1, slack: 1, rounding: 'coin', slots: 10, flushMs: 100, latencyMs: 3, fresh: false, margin: 0, unsettled: 2, seconds: 10, warmupS: 2, keys: 12, runs: 100, seed: 1 }
+const DEFAULTS: Options = { nodes: 100, limit: 100, offered: 2, engage: 1.1, slack: 1, rounding: 'coin', slots: 10, flushMs: 100, latencyMs: 3, fresh: false, margin: 0, unsettled: 2, seconds: 10, warmupS: 2, keys: 12, runs: 100, seed: 1, static: false }
 
 interface KeyFigures { maxExcess: number, excessSum: number, contended: number, admitted: number, windows: number, requests: number, falseDenied: number }
 
@@ -199,8 +205,51 @@ function parse (argv: string[]): Options {
   return o as unknown as Options
 }
 
+/** Poisson draw (Knuth; small means only). */
+function poisson (rnd: Random, mean: number): number {
+  const l = Math.exp(-mean)
+  let p = 1
+  let x = -1
+  do {
+    x++
+    p *= rnd()
+  } while (p > l)
+  return x
+}
+
+/** For fixed caps: the best mean use of the limit whose 99.9th-percentile window stays within the limit plus 1, 3, 5 and 10%. */
+function staticFrontier (o: Options, rnd: Random): Record<string, { usedPct: number, capsSum: number }> {
+  const n = o.nodes
+  const mean = o.offered * o.limit / n
+  const trials = 20_000
+  const points: Array<{ used: number, p999: number, capsSum: number }> = []
+  const totals = new Float64Array(trials)
+  for (let c = 0; c <= 3; c++) {
+    for (let m = 0; m < n; m++) {
+      for (let t = 0; t < trials; t++) {
+        let sum = 0
+        for (let i = 0; i < n; i++) sum += Math.min(i < m ? c + 1 : c, poisson(rnd, mean))
+        totals[t] = sum
+      }
+      const sorted = Float64Array.from(totals).sort()
+      points.push({ used: sorted.reduce((a, b) => a + b, 0) / trials, p999: sorted[Math.floor(0.999 * trials)], capsSum: c * n + m })
+    }
+  }
+  const out: Record<string, { usedPct: number, capsSum: number }> = {}
+  for (const pct of [1, 3, 5, 10]) {
+    let best = { used: 0, capsSum: 0 }
+    for (const pt of points) if (pt.p999 <= o.limit * (1 + pct / 100) && pt.used > best.used) best = pt
+    out[`p999Within${pct}Pct`] = { usedPct: Math.round(best.used / o.limit * 1000) / 10, capsSum: best.capsSum }
+  }
+  return out
+}
+
 const o = parse(process.argv.slice(2))
 const rnd = seededRandom(o.seed)
+if (o.static) {
+  console.log(JSON.stringify({ options: o, staticCaps: staticFrontier(o, rnd) }))
+  process.exit(0)
+}
 const worst: number[] = []
 let excessSum = 0
 let contended = 0
