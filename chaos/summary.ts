@@ -90,6 +90,22 @@ export interface Summary {
   partitionDetectedBoundPct: number | null
   /** The key with the largest measured excess, beside its own bound and the bound's terms. */
   worstKey: { limit: string, domain: string, key: string, overAdmissionPct: number, boundPct: number, terms: Record<string, number> } | null
+  /**
+   * The keys whose worst steady-state window went furthest over the limit (up to 5,
+   * largest first; simulator only): the window's end in seconds of traffic, and the
+   * key's mean offered rate in % of its limit.
+   */
+  steadyWorst?: Array<{ limit: string, domain: string, key: string, overAdmissionPct: number, windowEndS: number, offeredPct: number }>
+  /** Per key (over its domains) the largest steady-state excess, in % of the limit: keys with any, up to 12, largest first (simulator only). */
+  steadyMaxByKeyPct?: Record<string, number>
+  /**
+   * Clients over their limit (mean offered rate above it; simulator only): false denials in %
+   * of their requests, and what they were admitted in % of the limit.
+   */
+  overLimitFalseDenialPct?: number | null
+  /** The under-limit client (key and domain) that lost the largest share of its requests to false denials (simulator only). */
+  underLimitWorstKey?: { domain: string, key: string, offeredPct: number, falseDenialPct: number } | null
+  overLimitAdmittedPct?: number | null
   /** Denied requests that the fleet-wide truth says fit, in % of all requests that fit. */
   falseDenialPct: number
   /**

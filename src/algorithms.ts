@@ -58,6 +58,16 @@ export abstract class LimitRuntime {
   shareHorizonMs = 0
   /** The same for counts that cross regions in aggregates (global limits of a multi-region mesh). */
   crossRegionHorizonMs = 0
+  /** A sliding window's shares engage above this many times the limit of settled demand (experiment switch, set by the limiter). */
+  shareEngage = SHARE_ENGAGE
+  /** Requests of slack in each sliding-window cap beyond its demand share (experiment switch, set by the limiter). */
+  shareSlack = SHARE_SLACK
+  /**
+   * Headroom a sliding window keeps for peers' admissions it has not seen yet, in
+   * multiples of their settled rate x a quarter of the share horizon; 0: none (experiment
+   * switch, set by the limiter).
+   */
+  shareMargin = 0
   /** What to do while part of the limit's scope is unreachable (set from the policy). */
   onPartition: PartitionMode = 'share'
   /** Strict mode: the escrow of this limit's rights (set by the limiter for gossiped strict limits). */
@@ -238,6 +248,8 @@ export const DENIED_SUFFIX = '#den'
 
 /** A sliding window's shares engage once the key's settled demand per window passes the limit by this factor. */
 export const SHARE_ENGAGE = 1.1
+/** Requests of slack a sliding window's cap holds beyond its demand share (see SlidingWindow.shareAllows). */
+export const SHARE_SLACK = 1
 
 /** Slot width and retained slot count of a limit. */
 export function layoutOf (limit: Limit): { slotMs: number, pastSlots: number } {
@@ -329,6 +341,7 @@ export class SlidingWindow extends LimitRuntime {
       all -= s.totalAt(i, -off)
       own -= s.ownAt(i, h - off)
     }
+    if (this.shareMargin > 0 && !this.marginAllows(i, now, cost, all - own, span)) return false
     const d = this.denied
     const j = d === undefined ? -1 : d.findHash(s.hashOf(i))
     if (j >= 0) {
@@ -345,10 +358,21 @@ export class SlidingWindow extends LimitRuntime {
     }
     const cap = this.capacity()
     const demand = all * k / span
-    if (demand <= cap * SHARE_ENGAGE) return true
-    const room = cap * (own * k / span + 1) / demand - this.ownUsage(i, now)
+    if (demand <= cap * this.shareEngage) return true
+    const room = cap * (own * k / span + this.shareSlack) / demand - this.ownUsage(i, now)
     if (cost <= room + 1e-9) return true
     return room > 0 && this.coin(i, Math.floor(h / this.coinSlots)) * cost < room
+  }
+
+  /**
+   * Experiment (shareMargin): the simple rule with headroom for what peers admitted that
+   * this view lacks, estimated as their settled admissions per ms times a quarter of the
+   * share horizon (for the default horizon, half a flush interval: the mean wait).
+   */
+  private marginAllows (i: number, now: number, cost: number, peersSettled: number, span: number): boolean {
+    const horizon = this.store.aggregateReps.size > 0 ? this.crossRegionHorizonMs : this.shareHorizonMs
+    const unseen = this.shareMargin * peersSettled / (span * this.slotMs) * horizon / 4
+    return this.usage(i, now) + unseen + cost <= this.max + 1e-9
   }
 
   /** Newest slots whose gossip may still be arriving (other regions' aggregates arrive later). */

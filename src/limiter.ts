@@ -7,7 +7,7 @@ import type { RepairOptions } from '../gossip/repair.js'
 import { createReplicator, type Replicator, type ReplicatorStats } from '../gossip/replicator.js'
 import type { Transport, Verdict } from '../gossip/transport.js'
 import { coarseClock, type Clock, type CoarseClock } from '../membership/clock.js'
-import { Concurrency, createRuntime, layoutOf, type LeaseHold, type LimitRuntime, type StoreOptions } from './algorithms.js'
+import { Concurrency, SHARE_ENGAGE, SHARE_SLACK, createRuntime, layoutOf, type LeaseHold, type LimitRuntime, type StoreOptions } from './algorithms.js'
 import { Decision, LimitStatus, type Lease } from './decision.js'
 import { ErrorCode, MeshlimitError, invalid } from './errors.js'
 import { Escrow, type EscrowEntry, type EscrowStats } from './escrow.js'
@@ -324,6 +324,10 @@ class LimiterImpl implements Limiter {
   private readonly replicator: Replicator | undefined
   private readonly sweepIntervalMs: number
   private readonly localShares: boolean
+  /** Experiment switches of the share rule (issue 5): read once from the environment, not public options. */
+  private readonly shareEngage = experimentSwitch('MESHLIMIT_EXP_SHARE_ENGAGE', SHARE_ENGAGE, 0, 10)
+  private readonly shareSlack = experimentSwitch('MESHLIMIT_EXP_SHARE_SLACK', SHARE_SLACK, 0, 10)
+  private readonly shareMargin = experimentSwitch('MESHLIMIT_EXP_SHARE_MARGIN', 0, 0, 10)
   private readonly shareHorizonMs: number
   private readonly crossRegionHorizonMs: number
   /** Retry hint for share denials: the next flush refreshes the allowance. */
@@ -458,6 +462,9 @@ class LimiterImpl implements Limiter {
           rt.onPartition = cp.policy.onPartition
           rt.shareHorizonMs = this.shareHorizonMs
           rt.crossRegionHorizonMs = this.crossRegionHorizonMs
+          rt.shareEngage = this.shareEngage
+          rt.shareSlack = this.shareSlack
+          rt.shareMargin = this.shareMargin
           rt.coinSalt = hashString(replicaKey(this.replica), 0x5a17) | 0
           rt.info = { policy: cp.id, id: rt.id, limit: rt.max, algorithm: rt.algorithm, scope: cp.policy.scope, windowMs: rt.windowMs, shadow: cp.shadow }
         }
@@ -1011,4 +1018,16 @@ export function createLimiter (init: LimiterInit): Limiter {
     throw invalid(ErrorCode.OPTION_INVALID, 'policies', undefined, 'is required', 'pass policies as a document, JSON or YAML text')
   }
   return new LimiterImpl(init)
+}
+
+/**
+ * A numeric experiment switch from the environment (the chaos simulator's measurements
+ * of the share rule's levers), or `fallback` when unset; read once per limiter, never per check.
+ */
+function experimentSwitch (name: string, fallback: number, min: number, max: number): number {
+  const raw = typeof process === 'undefined' ? undefined : process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const v = Number(raw)
+  if (!Number.isFinite(v) || v < min || v > max) throw invalid(ErrorCode.OPTION_INVALID, name, raw, `must be a number from ${min} to ${max}`, `unset ${name} for the default ${fallback}`)
+  return v
 }

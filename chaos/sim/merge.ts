@@ -32,6 +32,7 @@ export function partialOf (f: RunFacts): PartialFacts {
         contended: w.contended,
         windows: w.windows,
         steadyMaxExcess: w.steadyMaxExcess,
+        steadyMaxExcessSlot: w.steadyMaxExcessSlot,
         steadyRatioSum: w.steadyRatioSum,
         steadyContended: w.steadyContended,
         detectedMaxExcess: w.detectedMaxExcess

@@ -4,6 +4,7 @@ import type { AuditTally } from './audit.js'
 import { keyBound, partitionModeBound, skewSpreadMs, stalenessMs, strictBound, type BoundContext, type BoundTerms, type Phase, type Side } from './bounds.js'
 import type { NetworkStats } from './network.js'
 import type { KeyState } from './run.js'
+import { SIM_EPOCH_MS } from './node.js'
 import { quantileOf, type Samples } from './samples.js'
 import type { Workload } from './workload.js'
 
@@ -100,6 +101,13 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
   let overBound = 0
   let overDetail = ''
   let steadyMax = -1
+  const steadyWorst: NonNullable<Summary['steadyWorst']> = []
+  const byKey = new Map<string, number>()
+  let underWorst: NonNullable<Summary['underLimitWorstKey']> | null = null
+  let overOffered = 0
+  let overFalse = 0
+  let overAdmitted = 0
+  let overAllowed = 0
   let steadyRatio = 0
   let steadyContended = 0
   let detectedMax = -1
@@ -122,6 +130,13 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
       if (ks.offered * meta.limit.windowMs <= L * f.durationMs) {
         underOffered += ks.offered
         underFalse += ks.falseDenied
+        const fd = ks.offered === 0 ? 0 : ks.falseDenied / ks.offered * 100
+        if (underWorst === null || fd > underWorst.falseDenialPct) underWorst = { domain: ks.domain, key: ks.key, offeredPct: round(ks.offered * meta.limit.windowMs / (L * f.durationMs) * 100, 1), falseDenialPct: round(fd, 3) }
+      } else if (ks.admitted !== undefined) {
+        overOffered += ks.offered
+        overFalse += ks.falseDenied
+        overAdmitted += ks.admitted
+        overAllowed += L * f.durationMs / meta.limit.windowMs
       }
       ks.win.finish()
       ratioSum += ks.win.excessRatioSum
@@ -142,6 +157,15 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
       const bPct = (terms.total / L) * 100
       if (ks.win.windows > 0) {
         steadyMax = Math.max(steadyMax, ks.win.steadyMaxExcess / L * 100)
+        if (ks.win.steadyMaxExcessSlot >= 0) {
+          const name = f.metas.length > 1 ? `${meta.name}:${ks.key}` : ks.key
+          byKey.set(name, Math.max(byKey.get(name) ?? 0, round(ks.win.steadyMaxExcess / L * 100)))
+          // Traffic starts one flush interval into the run (chaos/sim/run.ts).
+          const endMs = (ks.win.steadyMaxExcessSlot + 1) * meta.slotMs - SIM_EPOCH_MS - s.gossip.flushIntervalMs
+          steadyWorst.push({ limit: meta.name, domain: ks.domain, key: ks.key, overAdmissionPct: round(ks.win.steadyMaxExcess / L * 100), windowEndS: round(endMs / 1000, 3), offeredPct: round(ks.offered * meta.limit.windowMs / (L * f.durationMs) * 100, 1) })
+          steadyWorst.sort((a, b) => b.overAdmissionPct - a.overAdmissionPct)
+          if (steadyWorst.length > 5) steadyWorst.length = 5
+        }
         steadyRatio += ks.win.steadyRatioSum
         steadyContended += ks.win.steadyContended
       }
@@ -238,6 +262,11 @@ export function summarize (f: RunFacts): { summary: Summary, series: Series, mar
     worstKey: worst,
     falseDenialPct: round(f.underLimit === 0 ? 0 : (f.falseDenials / f.underLimit) * 100, 3),
     underLimitFalseDenialPct: underOffered === 0 ? null : round((underFalse / underOffered) * 100, 3),
+    underLimitWorstKey: underWorst,
+    steadyWorst,
+    steadyMaxByKeyPct: Object.fromEntries([...byKey].sort((a, b) => b[1] - a[1]).slice(0, 12)),
+    overLimitFalseDenialPct: overOffered === 0 ? null : round((overFalse / overOffered) * 100, 3),
+    overLimitAdmittedPct: overAllowed === 0 ? null : round((overAdmitted / overAllowed) * 100, 2),
     convergenceP50Ms: nullableRound(quantileOf(f.samples.times, unconverged, 0.5)),
     convergenceP99Ms: nullableRound(quantileOf(f.samples.times, unconverged, 0.99)),
     unconvergedPct: round(unconvergedPct),

@@ -23,6 +23,8 @@ export interface WindowFigures {
   contended: number
   windows: number
   steadyMaxExcess: number
+  /** Slot at which the largest steady-state excess ended (-1: none over the limit). */
+  steadyMaxExcessSlot: number
   steadyRatioSum: number
   steadyContended: number
   detectedMaxExcess: number
@@ -44,6 +46,7 @@ export class KeyWindows implements WindowFigures {
   windows = 0
   /** The same over STEADY windows. */
   steadyMaxExcess = 0
+  steadyMaxExcessSlot = -1
   steadyRatioSum = 0
   steadyContended = 0
   /** Largest excess over DETECTED windows (-1: none). */
@@ -120,7 +123,10 @@ export class KeyWindows implements WindowFigures {
     if (c === 0) return
     const over = excess > 0 ? excess : 0
     if ((c & STEADY) !== 0) {
-      if (over > this.steadyMaxExcess) this.steadyMaxExcess = over
+      if (over > this.steadyMaxExcess) {
+        this.steadyMaxExcess = over
+        this.steadyMaxExcessSlot = end
+      }
       if (contended) {
         this.steadyContended++
         this.steadyRatioSum += over / this.limit
@@ -138,6 +144,7 @@ export class KeyWindows implements WindowFigures {
     w.contended = f.contended
     w.windows = f.windows
     w.steadyMaxExcess = f.steadyMaxExcess
+    w.steadyMaxExcessSlot = f.steadyMaxExcessSlot
     w.steadyRatioSum = f.steadyRatioSum
     w.steadyContended = f.steadyContended
     w.detectedMaxExcess = f.detectedMaxExcess

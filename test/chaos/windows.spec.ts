@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { DETECTED, KeyWindows, STEADY } from '../../chaos/sim/windows.js'
 
 /** Brute force: every window of k slots ending at a slot from the first to the last + k - 1. */
-function model (events: Array<{ slot: number, offered: number, admitted: number }>, k: number, limit: number, classify: (end: number) => number): { max: number, contended: number, ratio: number, windows: number, steadyMax: number, steadyContended: number, steadyRatio: number, detectedMax: number } {
+function model (events: Array<{ slot: number, offered: number, admitted: number }>, k: number, limit: number, classify: (end: number) => number): { max: number, contended: number, ratio: number, windows: number, steadyMax: number, steadyMaxSlot: number, steadyContended: number, steadyRatio: number, detectedMax: number } {
   const a = new Map<number, number>()
   const o = new Map<number, number>()
   for (const e of events) {
@@ -17,6 +17,7 @@ function model (events: Array<{ slot: number, offered: number, admitted: number 
   let ratio = 0
   let windows = 0
   let steadyMax = 0
+  let steadyMaxSlot = -1
   let steadyContended = 0
   let steadyRatio = 0
   let detectedMax = -1
@@ -30,12 +31,14 @@ function model (events: Array<{ slot: number, offered: number, admitted: number 
     if (so >= limit) { contended++; if (sa > limit) ratio += (sa - limit) / limit }
     const c = classify(end)
     if ((c & STEADY) !== 0) {
+      // The first window that reached the largest excess over the limit.
+      if (sa - limit > steadyMax) steadyMaxSlot = end
       steadyMax = Math.max(steadyMax, sa - limit)
       if (so >= limit) { steadyContended++; steadyRatio += Math.max(0, sa - limit) / limit }
     }
     if ((c & DETECTED) !== 0) detectedMax = Math.max(detectedMax, sa - limit, 0)
   }
-  return { max, contended, ratio, windows, steadyMax, steadyContended, steadyRatio, detectedMax }
+  return { max, contended, ratio, windows, steadyMax, steadyMaxSlot, steadyContended, steadyRatio, detectedMax }
 }
 
 describe('over-admission windows', () => {
@@ -55,6 +58,7 @@ describe('over-admission windows', () => {
       expect(w.windows).toBe(m.windows)
       expect(w.excessRatioSum).toBeCloseTo(m.ratio, 9)
       expect(w.steadyMaxExcess).toBe(m.steadyMax)
+      expect(w.steadyMaxExcessSlot).toBe(m.steadyMaxSlot)
       expect(w.steadyContended).toBe(m.steadyContended)
       expect(w.steadyRatioSum).toBeCloseTo(m.steadyRatio, 9)
       expect(w.detectedMaxExcess).toBe(m.detectedMax)
