@@ -9,8 +9,11 @@ export interface SidecarConfig {
   /** A policy file path, or inline policy text (JSON or YAML). */
   policies: string
   http: { host: string, port: number, maxBodyBytes: number }
-  /** `maxConcurrentStreams`: calls in flight per HTTP/2 connection, advertised to clients (0: unlimited). */
-  grpc: { enabled: boolean, host: string, port: number, maxConcurrentStreams: number }
+  /**
+   * `maxConcurrentStreams`: calls in flight per HTTP/2 connection, advertised to clients (0: unlimited).
+   * `youngStreamTables`: keep node's per-connection stream tables young (src/sidecar/stream-table.ts).
+   */
+  grpc: { enabled: boolean, host: string, port: number, maxConcurrentStreams: number, youngStreamTables: boolean }
   admin: { enabled: boolean, host: string, port: number, token: string | undefined, maxBodyBytes: number }
   headers: { legacy: boolean, ietf: boolean, resetFormat: 'delta-seconds' | 'epoch-seconds', retryAfterJitterMs: number }
   log: { level: string, sampleEvery: number }
@@ -48,7 +51,7 @@ export const DEFAULT_CONFIG: SidecarConfig = {
   region: 'local',
   policies: EXAMPLE_POLICIES,
   http: { host: '127.0.0.1', port: 8080, maxBodyBytes: 65536 },
-  grpc: { enabled: true, host: '127.0.0.1', port: 8081, maxConcurrentStreams: 0 },
+  grpc: { enabled: true, host: '127.0.0.1', port: 8081, maxConcurrentStreams: 0, youngStreamTables: true },
   admin: { enabled: true, host: '127.0.0.1', port: 8082, token: undefined, maxBodyBytes: 1 << 20 },
   headers: { legacy: true, ietf: true, resetFormat: 'delta-seconds', retryAfterJitterMs: 0 },
   log: { level: 'info', sampleEvery: 1000 },
@@ -83,6 +86,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'grpc.host', kind: 'string', flag: '--grpc-host', env: 'MESHLIMIT_GRPC_HOST', help: 'address of the gRPC service' },
   { path: 'grpc.port', kind: 'port', flag: '--grpc-port', env: 'MESHLIMIT_GRPC_PORT', help: 'port of the gRPC service' },
   { path: 'grpc.maxConcurrentStreams', kind: 'int', flag: '--grpc-max-streams', env: 'MESHLIMIT_GRPC_MAX_STREAMS', help: 'calls in flight per gRPC connection; more wait in the client (0: unlimited)' },
+  { path: 'grpc.youngStreamTables', kind: 'bool', flag: '--grpc-young-stream-tables', env: 'MESHLIMIT_GRPC_YOUNG_STREAM_TABLES', help: 'copy each connection\'s table of open streams after every collection, so finished calls are not promoted (off: node as is)' },
   { path: 'admin.enabled', kind: 'bool', flag: '--admin', env: 'MESHLIMIT_ADMIN', help: 'serve the admin API' },
   { path: 'admin.host', kind: 'string', flag: '--admin-host', env: 'MESHLIMIT_ADMIN_HOST', help: 'address of the admin API' },
   { path: 'admin.port', kind: 'port', flag: '--admin-port', env: 'MESHLIMIT_ADMIN_PORT', help: 'port of the admin API' },

@@ -129,7 +129,7 @@ export async function startSidecar (init: SidecarInit = {}): Promise<Sidecar> {
 
     let grpcAddress: string | undefined
     if (config.grpc.enabled) {
-      grpcServer = await startGrpcServer({ gate, logger: log, host: config.grpc.host, port: config.grpc.port, maxConcurrentStreams: config.grpc.maxConcurrentStreams })
+      grpcServer = await startGrpcServer({ gate, logger: log, host: config.grpc.host, port: config.grpc.port, maxConcurrentStreams: config.grpc.maxConcurrentStreams, youngStreamTables: config.grpc.youngStreamTables })
       grpcAddress = `${urlHost(config.grpc.host)}:${grpcServer.port}`
     }
 

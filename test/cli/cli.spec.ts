@@ -89,6 +89,10 @@ describe('sidecar configuration', () => {
     expect(c.headers.resetFormat).toBe('epoch-seconds')
     expect(c.policies).toBe(files['p.yaml'])
     expect(loadConfig({ args: [], env: { MESHLIMIT_CONFIG: 'c.yaml' }, readFile }).http.port).toBe(9000)
+    // Young stream tables are on unless switched off by flag or environment.
+    expect(c.grpc.youngStreamTables).toBe(true)
+    expect(loadConfig({ args: ['--no-grpc-young-stream-tables'], env: {}, readFile }).grpc.youngStreamTables).toBe(false)
+    expect(loadConfig({ args: [], env: { MESHLIMIT_GRPC_YOUNG_STREAM_TABLES: 'false' }, readFile }).grpc.youngStreamTables).toBe(false)
   })
 
   it('joins a libp2p mesh with listen and bootstrap lists from flags, environment or the file, and requires a key', () => {
