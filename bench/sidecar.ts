@@ -32,7 +32,7 @@
  * event-loop delay (p99, max, from its /metrics, which reset at each scrape) and this
  * process's own (the generator's lateness would otherwise look like server latency),
  * and for gRPC how many calls took over 5 ms and in how many 50 ms windows they fell.
- * `--stall-watch MS` runs the sidecar with MESHLIMIT_STALL_WATCH_MS=MS: its stalls of MS
+ * `--stall-watch MS` runs the sidecar (and the floor) with MESHLIMIT_STALL_WATCH_MS=MS: its stalls of MS
  * or more are then split into collection pauses, long tasks and waits for a CPU.
  * `--grpc-max-streams N` runs it with MESHLIMIT_GRPC_MAX_STREAMS=N (calls in flight per
  * connection; the generator's session then queues the rest).
@@ -301,7 +301,8 @@ async function apiPhases (t: Target, a: Args, h2: H2loadOptions | undefined, wan
     httpStalls: stallsBetween(NO_LOOP, NO_LOOP)
   }
   r.grpcFixed = r.grpcSat
-  const loop = async (): Promise<ServerLoop> => t.sidecar ? await serverLoop(t.http) : NO_LOOP
+  // Both servers answer the sidecar's event-loop series on /metrics (the floor's own, see bench/floor-server.ts).
+  const loop = async (): Promise<ServerLoop> => await serverLoop(t.http)
   // The sidecar's decision counters check h2load's runs; the floor has none.
   const counters = t.sidecar ? t.http : undefined
   // gRPC first: its client loop in this process runs before autocannon has loaded it.
@@ -318,14 +319,12 @@ async function apiPhases (t: Target, a: Args, h2: H2loadOptions | undefined, wan
     const phase = phaseName(t, 'grpcFixed')
     r.grpcFixed = await grpcPhase(phase, t.grpc, counters, a, h2, a.grpcRate, a.durationS)
     r.grpcServerCpuUs = round3((cpuSeconds(t.pid) - cpu) * 1e6 / (h2loadRuns[phase]?.succeeded ?? r.grpcFixed.reqPerSec * a.durationS))
-    if (t.sidecar) {
-      // Stalls end up classified 50 ms after they end.
-      await new Promise(resolve => setTimeout(resolve, 100))
-      r.grpcServerLoop = await loop()
-      r.grpcStalls = stallsBetween(before, r.grpcServerLoop)
-      if (a.stallWatchMs > 0) log(`gRPC at ${a.grpcRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${r.grpcStalls.gcStalls} collections (${r.grpcStalls.gcStallMs} ms), ${r.grpcStalls.taskStalls} long tasks (${r.grpcStalls.taskStallMs} ms), ${r.grpcStalls.waitStalls} waits for a CPU (${r.grpcStalls.waitStallMs} ms)`)
-      log(`gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${r.grpcServerLoop.p99Ms} ms, max ${r.grpcServerLoop.maxMs} ms; generator's p99 ${r.grpcFixed.clientLoopP99Ms} ms, max ${r.grpcFixed.clientLoopMaxMs} ms; ${r.grpcFixed.slowCalls} calls over 5 ms in ${r.grpcFixed.slowWindows} windows of 50 ms`)
-    }
+    // Stalls end up classified 50 ms after they end.
+    await new Promise(resolve => setTimeout(resolve, 100))
+    r.grpcServerLoop = await loop()
+    r.grpcStalls = stallsBetween(before, r.grpcServerLoop)
+    if (a.stallWatchMs > 0) log(`${label}gRPC at ${a.grpcRate}/s: server stalls of ${a.stallWatchMs} ms or more: ${r.grpcStalls.gcStalls} collections (${r.grpcStalls.gcStallMs} ms), ${r.grpcStalls.taskStalls} long tasks (${r.grpcStalls.taskStallMs} ms), ${r.grpcStalls.waitStalls} waits for a CPU (${r.grpcStalls.waitStallMs} ms)`)
+    log(`${label}gRPC at ${a.grpcRate}/s: server event-loop delay p99 ${r.grpcServerLoop.p99Ms} ms, max ${r.grpcServerLoop.maxMs} ms; generator's p99 ${r.grpcFixed.clientLoopP99Ms} ms, max ${r.grpcFixed.clientLoopMaxMs} ms; ${r.grpcFixed.slowCalls} calls over 5 ms in ${r.grpcFixed.slowWindows} windows of 50 ms`)
     log(`${label}gRPC at ${a.grpcRate}/s offered: ${r.grpcFixed.reqPerSec} req/s, p50 ${r.grpcFixed.p50Ms} ms, p99 ${r.grpcFixed.p99Ms} ms (from the scheduled time: ${r.grpcFixed.scheduledP99Ms} ms), server CPU ${r.grpcServerCpuUs} us per call`)
   }
   if (want('http')) {
@@ -337,13 +336,11 @@ async function apiPhases (t: Target, a: Args, h2: H2loadOptions | undefined, wan
     const phase = phaseName(t, 'httpFixed')
     r.httpFixed = await httpPhase(phase, t.http, a, h2, a.httpRate, a.durationS, t.sidecar)
     r.httpServerCpuUs = round3((cpuSeconds(t.pid) - cpu) * 1e6 / (h2loadRuns[phase]?.succeeded ?? r.httpFixed.reqPerSec * a.durationS))
-    if (t.sidecar) {
-      await new Promise(resolve => setTimeout(resolve, 100))
-      r.httpServerLoop = await loop()
-      r.httpStalls = stallsBetween(before, r.httpServerLoop)
-      if (a.stallWatchMs > 0) log(`HTTP at ${a.httpRate}/s: sidecar stalls of ${a.stallWatchMs} ms or more: ${r.httpStalls.gcStalls} collections (${r.httpStalls.gcStallMs} ms), ${r.httpStalls.taskStalls} long tasks (${r.httpStalls.taskStallMs} ms), ${r.httpStalls.waitStalls} waits for a CPU (${r.httpStalls.waitStallMs} ms)`)
-      log(`HTTP at ${a.httpRate}/s: server event-loop delay p99 ${r.httpServerLoop.p99Ms} ms, max ${r.httpServerLoop.maxMs} ms`)
-    }
+    await new Promise(resolve => setTimeout(resolve, 100))
+    r.httpServerLoop = await loop()
+    r.httpStalls = stallsBetween(before, r.httpServerLoop)
+    if (a.stallWatchMs > 0) log(`${label}HTTP at ${a.httpRate}/s: server stalls of ${a.stallWatchMs} ms or more: ${r.httpStalls.gcStalls} collections (${r.httpStalls.gcStallMs} ms), ${r.httpStalls.taskStalls} long tasks (${r.httpStalls.taskStallMs} ms), ${r.httpStalls.waitStalls} waits for a CPU (${r.httpStalls.waitStallMs} ms)`)
+    log(`${label}HTTP at ${a.httpRate}/s: server event-loop delay p99 ${r.httpServerLoop.p99Ms} ms, max ${r.httpServerLoop.maxMs} ms`)
     log(`${label}HTTP at ${a.httpRate}/s offered: ${r.httpFixed.reqPerSec} req/s, p50 ${r.httpFixed.p50Ms} ms, p99 ${r.httpFixed.p99Ms} ms (autocannon, CO-corrected, 1 ms resolution: ${r.httpFixed.autocannonP99Ms ?? '-'} ms; paced, from the scheduled time: ${r.httpFixed.scheduledP99Ms ?? '-'} ms), server CPU ${r.httpServerCpuUs} us per request`)
   }
   return r
@@ -383,7 +380,7 @@ async function main (): Promise<void> {
 
     let floor: ApiRuns | undefined
     if (a.floor && (want('grpc') || want('http'))) {
-      const f = await startChild([dist('./floor-server.js'), answerFile])
+      const f = await startChild([dist('./floor-server.js'), answerFile], a.stallWatchMs > 0 ? { MESHLIMIT_STALL_WATCH_MS: String(a.stallWatchMs) } : undefined)
       children.push(f.child)
       floor = await apiPhases({ name: 'floor', http: f.ready.http, grpc: f.ready.grpc, pid: f.child.pid, sidecar: false }, a, h2, want)
       await stopChild(f.child)
@@ -480,7 +477,11 @@ async function main (): Promise<void> {
                   floorGrpcP99Ms: floor.grpcFixed.p99Ms,
                   floorGrpcP999Ms: floor.grpcFixed.p999Ms,
                   floorGrpcMaxMs: floor.grpcFixed.maxMs,
-                  floorGrpcServerCpuUsPerCall: floor.grpcServerCpuUs
+                  floorGrpcServerCpuUsPerCall: floor.grpcServerCpuUs,
+                  floorHttpServerLoopP99Ms: floor.httpServerLoop.p99Ms,
+                  floorGrpcServerLoopP99Ms: floor.grpcServerLoop.p99Ms,
+                  floorHttpStalls: a.stallWatchMs > 0 ? floor.httpStalls : null,
+                  floorGrpcStalls: a.stallWatchMs > 0 ? floor.grpcStalls : null
                 })
           },
       ratios: redis === undefined && floor === undefined
