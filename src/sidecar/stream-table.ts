@@ -46,7 +46,17 @@ function stateOf (session: object): TableState | undefined {
   return typeof state === 'object' && state !== null ? state as TableState : undefined
 }
 
-export function createStreamTableRefresher (): StreamTableRefresher {
+/**
+ * Node majors whose http2 code was read for the swap to be safe: every use of the table
+ * goes through `session[kState].streams` at the time (node 20: lib/internal/http2/core.js;
+ * the one local copy lives within a single callback). A node that kept a reference to the
+ * table across callbacks would update the old table after a swap, and a session waits
+ * for its table to empty before it closes, so other majors are left alone until read.
+ */
+const CHECKED_NODE_MAJORS = new Set([20])
+
+export function createStreamTableRefresher (nodeVersion = process.versions.node): StreamTableRefresher {
+  if (!CHECKED_NODE_MAJORS.has(Number(nodeVersion.split('.')[0]))) return { touch () {}, swaps: 0, stop () {} }
   // Bumped by every collection, scavenges included: a table that survived one is swapped before a second promotes it.
   let epoch = 0
   let swaps = 0
