@@ -182,8 +182,9 @@ describe('ShouldRateLimit answered by the interceptor (rlsUnaryInterceptor)', ()
   const frame = (msg: Buffer): Buffer => Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg])
   const request = (o: unknown): Buffer => frame((loadRls() as any).envoy.service.ratelimit.v3.RateLimitService.service.ShouldRateLimit.requestSerialize(o) as Buffer)
   /** One call over raw HTTP/2: the response body and the trailers' status. */
-  const raw = async (path: string, body: Buffer): Promise<{ status: string | undefined, message: string | undefined, data: Buffer }> => await new Promise((resolve, reject) => {
-    const st = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' })
+  /** One call over raw HTTP/2 (`on`: another session; `headers`: more request headers; `delayMs`: send the body that late). */
+  const raw = async (path: string, body: Buffer, o: { on?: http2.ClientHttp2Session, headers?: http2.OutgoingHttpHeaders, delayMs?: number } = {}): Promise<{ status: string | undefined, message: string | undefined, data: Buffer }> => await new Promise((resolve, reject) => {
+    const st = (o.on ?? session).request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...o.headers })
     const chunks: Buffer[] = []
     let status: string | undefined
     let message: string | undefined
@@ -193,7 +194,8 @@ describe('ShouldRateLimit answered by the interceptor (rlsUnaryInterceptor)', ()
     st.on('data', (c: Buffer) => chunks.push(c))
     st.on('error', reject)
     st.on('close', () => { resolve({ status, message: message === undefined ? undefined : decodeURIComponent(message), data: Buffer.concat(chunks) }) })
-    st.end(body)
+    if (o.delayMs === undefined) st.end(body)
+    else setTimeout(() => st.end(body), o.delayMs)
   })
   const PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit'
 
@@ -230,17 +232,8 @@ describe('ShouldRateLimit answered by the interceptor (rlsUnaryInterceptor)', ()
     const other = http2.connect(`http://127.0.0.1:${port}`)
     try {
       // checkAll returning no result makes worst() read past the end: a bug in answering, not in the request.
-      const r = await new Promise<string | undefined>((resolve, reject) => {
-        const st = other.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc', te: 'trailers' })
-        let status: string | undefined
-        st.on('response', h => { status ??= h['grpc-status'] as string | undefined })
-        st.on('trailers', t => { status ??= t['grpc-status'] as string | undefined })
-        st.on('error', reject)
-        st.resume()
-        st.on('close', () => { resolve(status) })
-        st.end(request({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'u3' }] }] }))
-      })
-      expect(r).toBe(String(grpc.status.UNKNOWN))
+      const r = await raw(PATH, request({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'u3' }] }] }), { on: other })
+      expect(r.status).toBe(String(grpc.status.UNKNOWN))
     } finally {
       await new Promise<void>(resolve => { other.close(resolve) })
       throwing.forceShutdown()
@@ -256,17 +249,8 @@ describe('ShouldRateLimit answered by the interceptor (rlsUnaryInterceptor)', ()
 
   it('ends with DEADLINE_EXCEEDED when the client deadline passes first, like any grpc-js call', async () => {
     // A deadline of 1 ns has passed before the call is read.
-    const st = session.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '1n' })
-    const status = await new Promise<string | undefined>((resolve, reject) => {
-      let s: string | undefined
-      st.on('response', h => { s ??= h['grpc-status'] as string | undefined })
-      st.on('trailers', t => { s ??= t['grpc-status'] as string | undefined })
-      st.on('error', reject)
-      st.resume()
-      st.on('close', () => { resolve(s) })
-      setTimeout(() => st.end(request({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'late' }] }] })), 20)
-    })
-    expect(status).toBe(String(grpc.status.DEADLINE_EXCEEDED))
+    const r = await raw(PATH, request({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'late' }] }] }), { headers: { 'grpc-timeout': '1n' }, delayMs: 20 })
+    expect(r.status).toBe(String(grpc.status.DEADLINE_EXCEEDED))
   })
 })
 
