@@ -35,14 +35,19 @@ function fragmentsOf (info: LimitInfo): Fragments {
   return f
 }
 
+/** The figures a decision and each of its limits share, after "remaining":. */
+function writeFigures (out: JsonOut, remaining: number, resetMs: number, retryAfterMs: number): void {
+  jsonNumber(out, remaining)
+  out.ascii(',"resetMs":')
+  jsonNumber(out, resetMs)
+  out.ascii(',"retryAfterMs":')
+  jsonNumber(out, retryAfterMs)
+}
+
 function writeStatus (out: JsonOut, s: LimitStatus): void {
   if (s.toJSON !== LimitStatus.prototype.toJSON) { out.ascii(toAscii(JSON.stringify(s))); return }
   out.ascii(fragmentsOf(s.info).status)
-  jsonNumber(out, s.remaining)
-  out.ascii(',"resetMs":')
-  jsonNumber(out, s.resetMs)
-  out.ascii(',"retryAfterMs":')
-  jsonNumber(out, s.retryAfterMs)
+  writeFigures(out, s.remaining, s.resetMs, s.retryAfterMs)
   out.ascii(s.allowed ? ',"allowed":true' : ',"allowed":false')
   out.ascii(s.info.shadow ? ',"shadow":true}' : ',"shadow":false}')
 }
@@ -54,11 +59,7 @@ export function writeDecisionJson (out: JsonOut, d: Decision): void {
   const info = d.info
   out.ascii(d.allowed ? '{"allowed":true' : '{"allowed":false')
   out.ascii(info !== undefined ? fragmentsOf(info).decision : ',"limit":null,"windowMs":0,"remaining":')
-  jsonNumber(out, d.remaining)
-  out.ascii(',"resetMs":')
-  jsonNumber(out, d.resetMs)
-  out.ascii(',"retryAfterMs":')
-  jsonNumber(out, d.retryAfterMs)
+  writeFigures(out, d.remaining, d.resetMs, d.retryAfterMs)
   out.ascii(d.shadowDenied ? ',"shadowDenied":true,"limits":[' : ',"shadowDenied":false,"limits":[')
   const limits = d.limits
   for (let i = 0; i < limits.length; i++) {
