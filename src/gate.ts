@@ -134,12 +134,13 @@ export function createGate (init: GateInit): Gate {
     return { ...v, headers: { 'Retry-After': String(v.retryAfterSeconds) } }
   }
 
+  /** The block list's entry for a client, if it is blocked. */
+  const blockOf = (key: string | undefined): BlockEntry | undefined => blocklist === undefined || key === undefined ? undefined : blocklist.blocked(key)
+
   const check = (descriptor: Descriptor, cost: number, api: string): GateResult => {
     const key = clientKey(descriptor)
-    if (blocklist !== undefined && key !== undefined) {
-      const b = blocklist.blocked(key)
-      if (b !== undefined) return refused(key, b, api)
-    }
+    const b = blockOf(key)
+    if (b !== undefined) return refused(key as string, b, api)
     const t0 = performance.now()
     return after(limiter.check(descriptor, cost), key, descriptor, api, t0)
   }
@@ -150,10 +151,8 @@ export function createGate (init: GateInit): Gate {
     check,
     decide (descriptor, cost, api) {
       const key = clientKey(descriptor)
-      if (blocklist !== undefined && key !== undefined) {
-        const b = blocklist.blocked(key)
-        if (b !== undefined) return blockedVerdict(key, b, api)
-      }
+      const b = blockOf(key)
+      if (b !== undefined) return blockedVerdict(key as string, b, api)
       const t0 = performance.now()
       const d = limiter.check(descriptor, cost)
       observe(d, key, descriptor, api, t0)
@@ -171,10 +170,8 @@ export function createGate (init: GateInit): Gate {
     },
     acquire (descriptor, cost, api) {
       const key = clientKey(descriptor)
-      if (blocklist !== undefined && key !== undefined) {
-        const b = blocklist.blocked(key)
-        if (b !== undefined) return { ...refused(key, b, api), lease: undefined }
-      }
+      const b = blockOf(key)
+      if (b !== undefined) return { ...refused(key as string, b, api), lease: undefined }
       const t0 = performance.now()
       const lease = limiter.acquire(descriptor, cost)
       return { ...after(lease, key, descriptor, api, t0), lease }
@@ -186,12 +183,9 @@ export function createGate (init: GateInit): Gate {
       const out = new Array<GateResult>(n)
       const keys = descriptors.map(clientKey)
       let refusedAny = false
-      if (blocklist !== undefined) {
-        for (let i = 0; i < n; i++) {
-          const k = keys[i]
-          const b = k === undefined ? undefined : blocklist.blocked(k)
-          if (b !== undefined) { out[i] = refused(k as string, b, api); refusedAny = true }
-        }
+      for (let i = 0; i < n; i++) {
+        const b = blockOf(keys[i])
+        if (b !== undefined) { out[i] = refused(keys[i] as string, b, api); refusedAny = true }
       }
       const t0 = performance.now()
       const peeked = new Array<Decision>(n)
