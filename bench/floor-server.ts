@@ -47,7 +47,7 @@ async function main (): Promise<void> {
   const text = (JSON.parse(readFileSync(process.argv[2], 'utf8')) as { http: string }).http
   const body = Buffer.from(text)
   const rls = floorRlsResponse(JSON.parse(text))
-  // The sidecar's HTTP server options; the request is read and parsed as the sidecar does, then answered as is.
+  // The sidecar's HTTP server options; the body is read and JSON-parsed (the sidecar's reader and checks are not used), then answered as is.
   const http = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     if (req.method === 'GET' && req.url === '/metrics') {
       req.resume()
