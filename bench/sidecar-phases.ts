@@ -174,9 +174,10 @@ export async function apiPhases (t: Target, a: Args, h2: H2loadOptions | undefin
   const warm = warmS(a)
   const label = t.sidecar ? '' : `${t.name}: `
   const none: FixedHttpRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, autocannonP99Ms: NaN, scheduledP99Ms: null, clientLoopMaxMs: null, non2xx: 0, errors: 0 }
+  const noGrpc: GrpcRun = { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null }
   const r: ApiRuns = {
-    grpcSat: { reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, scheduledP99Ms: NaN, clientLoopP99Ms: NaN, clientLoopMaxMs: NaN, slowCalls: 0, slowWindows: 0, errors: 0, offered: null },
-    grpcFixed: undefined as unknown as GrpcRun,
+    grpcSat: noGrpc,
+    grpcFixed: noGrpc,
     httpSat: none,
     httpFixed: none,
     grpcServerCpuUs: NaN,
@@ -186,7 +187,6 @@ export async function apiPhases (t: Target, a: Args, h2: H2loadOptions | undefin
     grpcStalls: stallsBetween(NO_LOOP, NO_LOOP),
     httpStalls: stallsBetween(NO_LOOP, NO_LOOP)
   }
-  r.grpcFixed = r.grpcSat
   // Both servers answer the sidecar's event-loop series on /metrics (the floor's own, see bench/floor-server.ts).
   const loop = async (): Promise<ServerLoop> => await serverLoop(t.http)
   // The sidecar's decision counters check h2load's runs; the floor has none.
