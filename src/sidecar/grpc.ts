@@ -7,7 +7,7 @@ import type { Gate, GateResult } from '../gate.js'
 import { MAX_COST } from '../limiter.js'
 import type { Descriptor } from '../policy/types.js'
 import type { Logger } from '../log.js'
-import { createStreamTableRefresher, type StreamTableRefresher } from './stream-table.js'
+import { createStreamTableRefresher, streamOfCall, type StreamTableRefresher } from './stream-table.js'
 import { decodeRlsRequest, encodeRlsResponse, type MalformedRlsRequest, type RlsRequest, type RlsResponse, type RlsStatus, type RlsUnit } from './rls-codec.js'
 
 /** Where the .proto files are, from the source tree (tests) or from dist/ (the package). */
@@ -177,7 +177,7 @@ const OK_STATUS: CallStatus = { code: grpc.status.OK, details: 'OK', metadata: n
  * @returns whether the listeners were removed
  */
 export function detachCall (call: unknown): boolean {
-  const stream = (call as { stream?: unknown } | undefined)?.stream
+  const stream = streamOfCall(call)
   if (!(stream instanceof EventEmitter) || (stream as { readableEnded?: unknown }).readableEnded !== true) return false
   stream.removeAllListeners('data')
   stream.removeAllListeners('end')

@@ -31,6 +31,15 @@ export interface StreamTableRefresher {
 interface TableState { streams?: unknown }
 
 const SEEN = Symbol('meshlimit.streamTableEpoch')
+
+/**
+ * The HTTP/2 stream of a grpc-js base call: a private field (grpc-js 1.14), read by the
+ * two tricks that need it (this file and detachCall); undefined when it is not there
+ * (another grpc-js, another interceptor first).
+ */
+export function streamOfCall (call: unknown): unknown {
+  return (call as { stream?: unknown } | null | undefined)?.stream
+}
 // eslint-disable-next-line @typescript-eslint/unbound-method
 const MAP_FOR_EACH = Map.prototype.forEach
 // eslint-disable-next-line @typescript-eslint/unbound-method
@@ -64,8 +73,8 @@ export function createStreamTableRefresher (nodeVersion = process.versions.node)
   observer.observe({ entryTypes: ['gc'] })
   return {
     touch (call: unknown): void {
-      // grpc-js's base call keeps its HTTP/2 stream in a private field (1.14); a stream knows its session.
-      const session = ((call as { stream?: { session?: unknown } } | undefined)?.stream)?.session
+      // A stream knows its session.
+      const session = (streamOfCall(call) as { session?: unknown } | undefined)?.session
       if (typeof session !== 'object' || session === null) return
       const s = session as Record<symbol, unknown>
       if (s[SEEN] === epoch) return
